@@ -1,0 +1,76 @@
+"""Outputs of the call flow: what the shell must do next for this call.
+
+Commands carry no channel id: each flow belongs to one call and the shell
+knows which channel that is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    """Play `media` (an ARI media URI such as "sound:vm-goodbye") in `language`.
+
+    The flow chooses `playback_id`, so it knows the id before any event for it.
+    """
+
+    playback_id: str
+    media: str
+    language: str
+
+
+@dataclass(frozen=True, slots=True)
+class StopPlayback:
+    playback_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    """Deliver `TimerFired(timer_id)` to this call after `seconds`."""
+
+    timer_id: str
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    timer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCallback:
+    """Store a callback request for `phone` (normalised: `+` and digits only).
+
+    The shell answers with `CallbackStored` or `CallbackNotStored`.
+    """
+
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ContinueInDialplan:
+    """Send the channel back to the dialplan, to the priority after `Stasis()`."""
+
+
+Command = (
+    Answer
+    | Play
+    | StopPlayback
+    | StartTimer
+    | CancelTimer
+    | RequestCallback
+    | Hangup
+    | ContinueInDialplan
+)

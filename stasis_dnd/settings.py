@@ -1,0 +1,127 @@
+"""Typed, validated settings for every part of the app, with the defaults that
+reproduce the original dialplan + AGI setup.
+
+These are plain frozen dataclasses with no I/O; `stasis_dnd.config` fills them
+from an INI file and the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Media names without a scheme are Asterisk sounds; "sound:" is prepended.
+DEFAULT_PROMPT = "custom/IVR_DND_OPERATORS"
+DEFAULT_SORRY = "sorry-youre-having-problems"
+DEFAULT_GOODBYE = "vm-goodbye"
+
+CALLERID_SOURCES = ("number", "name", "number_then_name")
+PROMPT_FAILURE_ACTIONS = ("continue", "sorry", "wait")
+CRM_STYLES = ("dynamic", "run")
+CRM_METHODS = ("post", "get")
+
+
+@dataclass(frozen=True)
+class IvrSettings:
+    """What the caller hears and how long the flow waits for them."""
+
+    prompt: str = DEFAULT_PROMPT
+    # The original used TIMEOUT(digit)=3 before WaitExten.
+    digit_timeout: float = 3.0
+    accept_digit: str = "1"
+    # How many times the caller hears the menu; the original gave one chance.
+    attempts: int = 1
+    # Played before the menu is repeated after a wrong key or silence ("" = none).
+    invalid_prompt: str = ""
+    sorry: str = DEFAULT_SORRY
+    goodbye: str = DEFAULT_GOODBYE
+    # Played after the callback request is stored, before goodbye ("" = none).
+    confirmation: str = ""
+    # The original's Wait(1) after Answer, so the caller's audio path is open.
+    answer_pause: float = 1.0
+    callerid_source: str = "number"
+    on_prompt_failure: str = "continue"
+
+    def __post_init__(self) -> None:
+        if len(self.accept_digit) != 1 or self.accept_digit not in "0123456789*#":
+            raise ValueError("accept_digit must be one DTMF key: 0-9, * or #")
+        if self.digit_timeout <= 0:
+            raise ValueError("digit_timeout must be greater than 0")
+        if self.answer_pause < 0:
+            raise ValueError("answer_pause must not be negative")
+        if self.attempts < 1:
+            raise ValueError("attempts must be at least 1")
+        if self.callerid_source not in CALLERID_SOURCES:
+            raise ValueError("callerid_source must be one of " + ", ".join(CALLERID_SOURCES))
+        if self.on_prompt_failure not in PROMPT_FAILURE_ACTIONS:
+            raise ValueError(
+                "on_prompt_failure must be one of " + ", ".join(PROMPT_FAILURE_ACTIONS)
+            )
+        for name in ("prompt", "sorry", "goodbye"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} must name a sound")
+
+
+@dataclass(frozen=True)
+class AriSettings:
+    """Where Asterisk's ARI is and who we are there."""
+
+    url: str = "http://127.0.0.1:8088"
+    username: str = "stasis-dnd"
+    password: str = field(default="", repr=False)
+    app: str = "stasis-dnd"
+    connect_timeout: float = 3.0
+    read_timeout: float = 5.0
+    # Calls still in progress at shutdown get this long before they are sent
+    # back to the dialplan.
+    drain_timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class CrmSettings:
+    """How to reach BGCRM / BGERP and what to send it (FACTS section 5)."""
+
+    url: str = "http://127.0.0.1:9088"
+    style: str = "dynamic"
+    class_name: str = "ru.bgcrm.dyn.utils.asterisk.AsteriskIn"
+    sub: str = "dndoperator"
+    phone_param: str = "aon"
+    # Extra fixed parameters, as (name, value) pairs in the order given.
+    params: tuple[tuple[str, str], ...] = ()
+    method: str = "post"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout: float = 5.0
+    # Sent with every request so the CRM can recognise a repeat ("" = off).
+    request_id_param: str = "requestId"
+    # "" means the system's CA bundle.
+    ca_bundle: str = ""
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    """Where stored callback requests wait until the CRM has them."""
+
+    path: str = "/var/lib/stasis-dnd/outbox.sqlite3"
+    # Requests older than this are given up (dead-lettered), in seconds.
+    max_age: float = 24 * 3600.0
+    # A repeat "1" from the same number within this many seconds is not sent
+    # again; 0 turns this off.
+    dedupe_window: float = 30 * 60.0
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus endpoint; off when listen is empty."""
+
+    listen: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of one running app."""
+
+    ari: AriSettings = AriSettings()
+    ivr: IvrSettings = IvrSettings()
+    crm: CrmSettings = CrmSettings()
+    outbox: OutboxSettings = OutboxSettings()
+    metrics: MetricsSettings = MetricsSettings()

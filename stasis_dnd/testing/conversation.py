@@ -1,0 +1,340 @@
+"""Test an IVR flow like a conversation: no Asterisk, no sleeping.
+
+A `Conversation` drives one `CallFlow` and plays Asterisk's part the way
+Asterisk 22 does it: playbacks report starting and end after their length (or
+fail at once for a missing sound), a stopped playback ends as "done", hang-up
+events come in Asterisk's order. Time is a fake clock that moves only when the
+test waits, or when an expectation needs the next thing to happen.
+
+    call = Conversation(number="+7 900 123-45-67")
+    call.expect_prompt()
+    call.press("1")
+    call.expect_callback("+79001234567")
+    call.expect_goodbye()
+    call.expect_hangup()
+
+Expectations consume the flow's commands in order. Timers and playback stops
+are plumbing: an expectation steps over them unless it asks for one itself.
+A failed expectation raises `ConversationError` with what was expected, what
+the flow did, and the transcript so far.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any, Literal, TypeVar
+
+from stasis_dnd.core import (
+    Answer,
+    CallbackNotStored,
+    CallbackStored,
+    CallFlow,
+    CallRecovered,
+    CancelTimer,
+    Channel,
+    ChannelDtmfReceived,
+    ChannelHangupRequest,
+    Command,
+    ContinueInDialplan,
+    DrainEnded,
+    Event,
+    Hangup,
+    Play,
+    PlaybackFinished,
+    PlaybackStarted,
+    RequestCallback,
+    StartTimer,
+    StasisEnd,
+    StasisStart,
+    StopPlayback,
+    TimerFired,
+)
+from stasis_dnd.core.flow import media_uri
+from stasis_dnd.settings import IvrSettings
+
+CallbackMode = Literal["stored", "not_stored", "manual"]
+_C = TypeVar("_C")
+
+# How long a sound plays when the test does not say; shorter than the digit
+# timeout so "wait for the prompt to end" and "time out" stay distinct.
+DEFAULT_SOUND_SECONDS = 2.0
+
+_PLUMBING = (StartTimer, CancelTimer, StopPlayback)
+
+
+class ConversationError(AssertionError):
+    """The flow did not do what the test expected."""
+
+
+class Conversation:
+    """One simulated call through a `CallFlow`.
+
+    `callbacks` says what the outbox answers to a callback request: "stored"
+    (default), "not_stored", or "manual" (the test calls `callback_stored()`
+    or `callback_not_stored()` itself). `missing_sounds` fail to play, as a
+    sound file absent on the Asterisk would. `sound_seconds` gives lengths of
+    particular sounds (by name, e.g. "vm-goodbye").
+    """
+
+    def __init__(
+        self,
+        settings: IvrSettings | None = None,
+        *,
+        number: str = "+79001234567",
+        name: str = "",
+        state: str = "Up",
+        language: str = "en",
+        args: Iterable[str] = ("TIMEOUT",),
+        channel_id: str = "1700000000.1",
+        callbacks: CallbackMode = "stored",
+        missing_sounds: Iterable[str] = (),
+        sound_seconds: dict[str, float] | None = None,
+        recovered: bool = False,
+        callback_already_stored: bool = False,
+        flow: CallFlow | None = None,
+    ) -> None:
+        self.settings = settings or IvrSettings()
+        self.flow = flow or CallFlow(self.settings)
+        self.channel = Channel(channel_id, state, name, number, language)
+        self.callbacks: CallbackMode = callbacks
+        self.now = 0.0
+        self.transcript: list[str] = []
+        self.heard: list[str] = []  # media URIs the caller heard start
+        self.callback_requests: list[str] = []  # phones the flow asked to store
+        self.commands: list[Command] = []  # every command, in order
+        self._missing = {media_uri(s) for s in missing_sounds}
+        self._seconds = {media_uri(k): v for k, v in (sound_seconds or {}).items()}
+        self._unchecked: deque[Command] = deque()
+        self._inbox: deque[Event] = deque()
+        # (due time, order, event) for timers and playbacks that will end.
+        self._schedule: list[tuple[float, int, Event]] = []
+        self._order = itertools.count()
+        self._timers: dict[str, tuple[float, int, Event]] = {}
+        self._playing: tuple[str, tuple[float, int, Event]] | None = None
+        self._over = False
+        if recovered:
+            self._say("app", "recovers the parked call")
+            self._feed(CallRecovered(self.channel, callback_already_stored))
+        else:
+            who = f"{name} <{number}>" if name else number or "(no caller id)"
+            self._say("caller", f"arrives from {who}, channel {state}, args {list(args)}")
+            self._feed(StasisStart(self.channel, tuple(args)))
+
+    # --- what the caller and the world do -----------------------------------
+
+    def press(self, digits: str) -> None:
+        """The caller presses each key in `digits`, now."""
+        for digit in digits:
+            self._say("caller", f"presses {digit}")
+            self._feed(ChannelDtmfReceived(digit))
+
+    def wait(self, seconds: float) -> None:
+        """Let `seconds` pass: timers fire and playbacks end on the way."""
+        self._advance_to(self.now + seconds)
+
+    def hang_up(self) -> None:
+        """The caller hangs up; events follow in Asterisk's order."""
+        self._say("caller", "hangs up")
+        self._inbox.append(ChannelHangupRequest())
+        if self._playing is not None:
+            self._inbox.append(PlaybackFinished(self._playing[0], "done"))
+            self._playing = None
+        self._inbox.append(StasisEnd())
+        self._run()
+
+    def callback_stored(self) -> None:
+        """The outbox reports the request stored (with `callbacks="manual"`)."""
+        self._say("outbox", "stored the request")
+        self._feed(CallbackStored())
+
+    def callback_not_stored(self, reason: str = "disk full") -> None:
+        """The outbox reports it could not store the request."""
+        self._say("outbox", f"could not store the request: {reason}")
+        self._feed(CallbackNotStored(reason))
+
+    def drain_ends(self) -> None:
+        """The app is shutting down and this call's drain period is over."""
+        self._say("app", "shutdown: drain period over")
+        self._feed(DrainEnded())
+
+    def send(self, event: Event) -> None:
+        """Feed any event as it is, for cases the helpers above do not cover."""
+        self._say("event", repr(event))
+        self._feed(event)
+
+    # --- expectations -------------------------------------------------------
+
+    def expect_answer(self) -> None:
+        self._expect(Answer, "answer the channel")
+
+    def expect_play(self, sound: str) -> Play:
+        """The next thing the caller hears is `sound` (a name or media URI)."""
+        uri = media_uri(sound)
+        command = self._expect(Play, f"play {uri}")
+        if command.media != uri:
+            self._fail(f"play {uri}", f"played {command.media}")
+        return command
+
+    def expect_prompt(self) -> Play:
+        return self.expect_play(self.settings.prompt)
+
+    def expect_invalid_notice(self) -> Play:
+        return self.expect_play(self.settings.invalid_prompt)
+
+    def expect_sorry(self) -> Play:
+        return self.expect_play(self.settings.sorry)
+
+    def expect_confirmation(self) -> Play:
+        return self.expect_play(self.settings.confirmation)
+
+    def expect_goodbye(self) -> Play:
+        return self.expect_play(self.settings.goodbye)
+
+    def expect_stop(self) -> StopPlayback:
+        """The playing sound is cut short (a key was pressed, or shutdown)."""
+        return self._expect(StopPlayback, "stop the playing sound")
+
+    def expect_callback(self, phone: str) -> None:
+        """The flow asks for a callback request for exactly `phone`."""
+        command = self._expect(RequestCallback, f"request a callback for {phone}")
+        if command.phone != phone:
+            self._fail(f"request a callback for {phone}", f"requested one for {command.phone}")
+
+    def expect_hangup(self) -> None:
+        self._expect(Hangup, "hang up")
+
+    def expect_continue(self) -> None:
+        """The call is sent back to the dialplan (its fallback serves it)."""
+        self._expect(ContinueInDialplan, "continue in the dialplan")
+
+    def expect_nothing_more(self) -> None:
+        """Whatever time passes, the flow does nothing the caller would notice."""
+        self._advance_to(float("inf"))
+        rest = [c for c in self._unchecked if not isinstance(c, _PLUMBING)]
+        if rest:
+            self._fail("nothing more", "did " + ", ".join(map(_describe, rest)))
+        self._unchecked.clear()
+
+    # --- the simulated Asterisk ---------------------------------------------
+
+    def _feed(self, event: Event) -> None:
+        self._inbox.append(event)
+        self._run()
+
+    def _run(self) -> None:
+        while self._inbox:
+            event = self._inbox.popleft()
+            for command in self.flow.handle(event):
+                self.commands.append(command)
+                self._unchecked.append(command)
+                self._say("app", _describe(command))
+                self._carry_out(command)
+            if self.flow.anomaly:
+                self._say("flow", self.flow.anomaly)
+            if self.flow.ending is not None and not self._over:
+                # As the shell does: a finished call's timers are dropped.
+                self._over = True
+                self._schedule.clear()
+                self._timers.clear()
+
+    def _carry_out(self, command: Command) -> None:
+        if isinstance(command, Play):
+            self.heard.append(command.media)
+            self._inbox.append(PlaybackStarted(command.playback_id))
+            if command.media in self._missing:
+                self._say("asterisk", f"cannot find {command.media}")
+                self._inbox.append(PlaybackFinished(command.playback_id, "failed"))
+                return
+            seconds = self._seconds.get(command.media, DEFAULT_SOUND_SECONDS)
+            entry = self._at(seconds, PlaybackFinished(command.playback_id, "done"))
+            self._playing = (command.playback_id, entry)
+        elif isinstance(command, StopPlayback):
+            if self._playing is not None and self._playing[0] == command.playback_id:
+                self._unschedule(self._playing[1])
+                self._playing = None
+                self._inbox.append(PlaybackFinished(command.playback_id, "done"))
+        elif isinstance(command, StartTimer):
+            self._timers[command.timer_id] = self._at(command.seconds, TimerFired(command.timer_id))
+        elif isinstance(command, CancelTimer):
+            if command.timer_id in self._timers:
+                self._unschedule(self._timers.pop(command.timer_id))
+        elif isinstance(command, RequestCallback):
+            self.callback_requests.append(command.phone)
+            if self.callbacks == "stored":
+                self._say("outbox", f"stored a callback request for {command.phone}")
+                self._inbox.append(CallbackStored())
+            elif self.callbacks == "not_stored":
+                self._say("outbox", "could not store the request")
+                self._inbox.append(CallbackNotStored("the outbox refused it"))
+        elif isinstance(command, Hangup | ContinueInDialplan):
+            self._inbox.append(StasisEnd())
+        else:
+            self.channel = replace(self.channel, state="Up")
+
+    def _at(self, seconds: float, event: Event) -> tuple[float, int, Event]:
+        entry = (self.now + seconds, next(self._order), event)
+        heapq.heappush(self._schedule, entry)
+        return entry
+
+    def _unschedule(self, entry: tuple[float, int, Event]) -> None:
+        if entry in self._schedule:
+            self._schedule.remove(entry)
+            heapq.heapify(self._schedule)
+
+    def _advance_to(self, until: float) -> None:
+        while self._schedule and self._schedule[0][0] <= until:
+            due, _, event = heapq.heappop(self._schedule)
+            self.now = max(self.now, due)
+            if isinstance(event, PlaybackFinished):
+                self._playing = None
+                self._say("asterisk", "playback finished")
+            else:
+                self._say("clock", "timer fired")
+            self._feed(event)
+        if until != float("inf"):
+            self.now = until
+
+    # --- checking -----------------------------------------------------------
+
+    def _expect(self, kind: type[_C], wanted: str) -> _C:
+        while True:
+            while not self._unchecked and self._schedule:
+                self._advance_to(self._schedule[0][0])
+            if not self._unchecked:
+                self._fail(wanted, "did nothing more")
+            command = self._unchecked.popleft()
+            if isinstance(command, kind):
+                return command
+            if not isinstance(command, _PLUMBING):
+                self._fail(wanted, "did: " + _describe(command))
+
+    def _fail(self, wanted: str, got: str) -> Any:
+        lines = "\n".join("  " + line for line in self.transcript)
+        raise ConversationError(
+            f"expected the flow to {wanted}, but it {got}\nconversation so far:\n{lines}"
+        )
+
+    def _say(self, who: str, what: str) -> None:
+        self.transcript.append(f"{self.now:6.2f}s  {who:<8} {what}")
+
+
+def _describe(command: Command) -> str:
+    if isinstance(command, Play):
+        return f"play {command.media} ({command.language})"
+    if isinstance(command, StopPlayback):
+        return "stop the playing sound"
+    if isinstance(command, StartTimer):
+        return f"start a {command.seconds:g} s timer"
+    if isinstance(command, CancelTimer):
+        return "cancel the timer"
+    if isinstance(command, RequestCallback):
+        return f"request a callback for {command.phone}"
+    if isinstance(command, Hangup):
+        return "hang up"
+    if isinstance(command, ContinueInDialplan):
+        return "continue in the dialplan"
+    return "answer the channel"

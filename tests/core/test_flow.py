@@ -1,0 +1,377 @@
+"""Every transition of the call flow: feed events, assert the exact commands."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from stasis_dnd.core import (
+    Answer,
+    CallbackNotStored,
+    CallbackStored,
+    CallFlow,
+    CallRecovered,
+    CancelTimer,
+    Channel,
+    ChannelDtmfReceived,
+    ChannelGone,
+    ChannelHangupRequest,
+    ContinueInDialplan,
+    DrainEnded,
+    Ending,
+    Hangup,
+    Outcome,
+    Play,
+    PlaybackFinished,
+    PlaybackStarted,
+    RequestCallback,
+    StartTimer,
+    State,
+    StasisEnd,
+    StasisStart,
+    StopPlayback,
+    TimerFired,
+)
+from stasis_dnd.settings import IvrSettings
+
+CH = Channel("ch1", "Up", "Ivan", "+7 900 123-45-67", "ru")
+PROMPT = "sound:custom/IVR_DND_OPERATORS"
+SORRY = "sound:sorry-youre-having-problems"
+GOODBYE = "sound:vm-goodbye"
+
+
+def started(settings: IvrSettings | None = None, channel: Channel = CH) -> CallFlow:
+    """A flow whose menu prompt (playback ch1-p1) is playing."""
+    flow = CallFlow(settings)
+    assert flow.handle(StasisStart(channel, ("TIMEOUT",))) == [Play("ch1-p1", PROMPT, "ru")]
+    return flow
+
+
+def waiting(settings: IvrSettings | None = None) -> CallFlow:
+    """A flow waiting for a key after the prompt (digit timer ch1-digit2)."""
+    flow = started(settings)
+    assert flow.handle(PlaybackFinished("ch1-p1")) == [StartTimer("ch1-digit2", 3.0)]
+    return flow
+
+
+# --- start -----------------------------------------------------------------
+
+
+def test_answered_channel_hears_the_prompt_at_once() -> None:
+    flow = started()
+    assert flow.state is State.MENU
+    assert flow.phone == "+79001234567"
+    assert flow.ending is None
+
+
+def test_ringing_channel_is_answered_then_paused_then_prompted() -> None:
+    flow = CallFlow()
+    ringing = replace(CH, state="Ring")
+    assert flow.handle(StasisStart(ringing, ())) == [Answer(), StartTimer("ch1-pause1", 1.0)]
+    assert flow.handle(ChannelDtmfReceived("1")) == []  # Wait() ignores keys too
+    assert flow.handle(TimerFired("other")) == []
+    assert flow.handle(TimerFired("ch1-pause1")) == [Play("ch1-p2", PROMPT, "ru")]
+
+
+def test_no_pause_configured_plays_right_after_answer() -> None:
+    flow = CallFlow(IvrSettings(answer_pause=0))
+    ringing = replace(CH, state="Ringing")
+    assert flow.handle(StasisStart(ringing, ())) == [Answer(), Play("ch1-p1", PROMPT, "ru")]
+
+
+@pytest.mark.parametrize("number", ["", "anonymous", "Unknown", "restricted", "12", "1&a=2"])
+def test_unusable_caller_id_gets_sorry_not_an_offer(number: str) -> None:
+    flow = CallFlow()
+    channel = replace(CH, caller_number=number)
+    assert flow.handle(StasisStart(channel, ())) == [Play("ch1-p1", SORRY, "ru")]
+    assert flow.handle(PlaybackFinished("ch1-p1")) == [Play("ch1-p2", GOODBYE, "ru")]
+    assert flow.handle(PlaybackFinished("ch1-p2")) == [Hangup()]
+    assert flow.outcome is Outcome.NO_CALLERID
+    assert flow.ending is Ending.HUNG_UP
+
+
+def test_callerid_from_name_as_the_original_did() -> None:
+    flow = CallFlow(IvrSettings(callerid_source="name"))
+    channel = replace(CH, caller_name="8 (900) 111-22-33", caller_number="100")
+    flow.handle(StasisStart(channel, ()))
+    assert flow.phone == "89001112233"
+
+
+def test_callerid_number_then_name() -> None:
+    flow = CallFlow(IvrSettings(callerid_source="number_then_name"))
+    channel = replace(CH, caller_name="+7 900 1112233", caller_number="anonymous")
+    flow.handle(StasisStart(channel, ()))
+    assert flow.phone == "+79001112233"
+
+
+def test_breakout_goes_straight_to_the_callback() -> None:
+    flow = CallFlow()
+    assert flow.handle(StasisStart(CH, ("breakout", "1"))) == [RequestCallback("+79001234567")]
+    assert flow.state is State.STORING
+
+
+def test_breakout_on_a_ringing_channel_answers_and_pauses_first() -> None:
+    flow = CallFlow()
+    event = StasisStart(replace(CH, state="Ring"), ("BREAKOUT", "1"))
+    assert flow.handle(event) == [Answer(), StartTimer("ch1-pause1", 1.0)]
+    assert flow.handle(TimerFired("ch1-pause1")) == [RequestCallback("+79001234567")]
+
+
+def test_breakout_with_another_key_hears_the_menu() -> None:
+    flow = CallFlow()
+    assert flow.handle(StasisStart(CH, ("breakout", "5"))) == [Play("ch1-p1", PROMPT, "ru")]
+
+
+# --- the menu --------------------------------------------------------------
+
+
+def test_key_during_prompt_stops_it_and_requests_the_callback() -> None:
+    flow = started()
+    assert flow.handle(PlaybackStarted("ch1-p1")) == []
+    assert flow.handle(ChannelDtmfReceived("1")) == [
+        StopPlayback("ch1-p1"),
+        RequestCallback("+79001234567"),
+    ]
+    # The stopped prompt reports its end later: expected, nothing to do.
+    assert flow.handle(PlaybackFinished("ch1-p1")) == []
+    assert flow.handle(ChannelDtmfReceived("1")) == []
+    assert flow.handle(CallbackStored()) == [Play("ch1-p2", GOODBYE, "ru")]
+    assert flow.handle(PlaybackStarted("ch1-p2")) == []
+    assert flow.handle(ChannelDtmfReceived("2")) == []
+    assert flow.handle(PlaybackFinished("ch1-p2")) == [Hangup()]
+    assert flow.outcome is Outcome.CALLBACK
+    assert flow.ending is Ending.HUNG_UP
+
+
+def test_key_after_prompt_cancels_the_timer() -> None:
+    flow = waiting()
+    assert flow.handle(ChannelDtmfReceived("1")) == [
+        CancelTimer("ch1-digit2"),
+        RequestCallback("+79001234567"),
+    ]
+
+
+def test_wrong_key_gets_sorry_and_goodbye() -> None:
+    flow = waiting()
+    assert flow.handle(ChannelDtmfReceived("7")) == [
+        CancelTimer("ch1-digit2"),
+        Play("ch1-p3", SORRY, "ru"),
+    ]
+    assert flow.handle(PlaybackFinished("ch1-p3", "failed")) == [Play("ch1-p4", GOODBYE, "ru")]
+    assert flow.handle(PlaybackFinished("ch1-p4")) == [Hangup()]
+    assert flow.outcome is Outcome.INVALID
+
+
+def test_wrong_key_during_prompt() -> None:
+    flow = started()
+    assert flow.handle(ChannelDtmfReceived("#")) == [
+        StopPlayback("ch1-p1"),
+        Play("ch1-p2", SORRY, "ru"),
+    ]
+    assert flow.handle(PlaybackFinished("ch1-p1")) == []  # the stopped prompt
+
+
+def test_silence_times_out() -> None:
+    flow = waiting()
+    assert flow.handle(TimerFired("stale")) == []
+    assert flow.handle(PlaybackFinished("ch1-p1")) == []
+    assert flow.handle(TimerFired("ch1-digit2")) == [Play("ch1-p3", SORRY, "ru")]
+    assert flow.outcome is Outcome.TIMEOUT
+
+
+def test_custom_digit_and_timeout() -> None:
+    flow = started(IvrSettings(accept_digit="5", digit_timeout=7))
+    assert flow.handle(PlaybackFinished("ch1-p1")) == [StartTimer("ch1-digit2", 7)]
+    assert flow.handle(ChannelDtmfReceived("5")) == [
+        CancelTimer("ch1-digit2"),
+        RequestCallback("+79001234567"),
+    ]
+
+
+def test_attempts_repeat_the_menu_after_a_notice() -> None:
+    flow = waiting(IvrSettings(attempts=2, invalid_prompt="option-is-invalid"))
+    assert flow.handle(ChannelDtmfReceived("9")) == [
+        CancelTimer("ch1-digit2"),
+        Play("ch1-p3", "sound:option-is-invalid", "ru"),
+    ]
+    assert flow.state is State.NOTICE
+    assert flow.handle(PlaybackFinished("other")) == []
+    assert flow.handle(PlaybackFinished("ch1-p3", "failed")) == [Play("ch1-p4", PROMPT, "ru")]
+    assert flow.handle(PlaybackFinished("ch1-p4")) == [StartTimer("ch1-digit5", 3.0)]
+    assert flow.handle(TimerFired("ch1-digit5")) == [Play("ch1-p6", SORRY, "ru")]
+    assert flow.outcome is Outcome.TIMEOUT
+
+
+def test_key_during_the_notice_counts_as_the_answer() -> None:
+    flow = waiting(IvrSettings(attempts=3, invalid_prompt="option-is-invalid"))
+    flow.handle(TimerFired("ch1-digit2"))
+    assert flow.handle(ChannelDtmfReceived("1")) == [
+        StopPlayback("ch1-p3"),
+        RequestCallback("+79001234567"),
+    ]
+
+
+def test_attempts_without_notice_repeat_the_menu_at_once() -> None:
+    flow = waiting(IvrSettings(attempts=2))
+    assert flow.handle(TimerFired("ch1-digit2")) == [Play("ch1-p3", PROMPT, "ru")]
+    assert flow.state is State.MENU
+
+
+# --- the callback ----------------------------------------------------------
+
+
+def test_confirmation_is_played_after_the_request_is_stored() -> None:
+    flow = waiting(IvrSettings(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
+    flow.handle(ChannelDtmfReceived("1"))
+    assert flow.handle(CallbackStored()) == [
+        Play("ch1-p3", "sound:custom/IVR_DND_CALLBACK_CONFIRMED", "ru")
+    ]
+    assert flow.state is State.CONFIRMING
+    assert flow.handle(PlaybackFinished("other")) == []
+    assert flow.handle(PlaybackFinished("ch1-p3")) == [Play("ch1-p4", GOODBYE, "ru")]
+
+
+def test_request_that_cannot_be_stored_gets_sorry_not_a_promise() -> None:
+    flow = waiting()
+    flow.handle(ChannelDtmfReceived("1"))
+    assert flow.handle(CallbackNotStored("disk full")) == [Play("ch1-p3", SORRY, "ru")]
+    assert flow.outcome is Outcome.CALLBACK_FAILED
+
+
+def test_media_uris_pass_through() -> None:
+    flow = CallFlow(IvrSettings(prompt="recording:dnd-menu"))
+    assert flow.handle(StasisStart(CH, ())) == [Play("ch1-p1", "recording:dnd-menu", "ru")]
+
+
+def test_id_prefix_keeps_ids_of_a_restarted_flow_apart() -> None:
+    flow = CallFlow(id_prefix="r2-")
+    assert flow.handle(StasisStart(CH, ())) == [Play("r2-ch1-p1", PROMPT, "ru")]
+
+
+# --- prompt failure --------------------------------------------------------
+
+
+def test_failed_prompt_continues_in_dialplan_by_default() -> None:
+    flow = started()
+    assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [ContinueInDialplan()]
+    assert flow.outcome is Outcome.PROMPT_FAILED
+    assert flow.ending is Ending.CONTINUED
+    assert flow.handle(StasisEnd()) == []
+
+
+def test_failed_prompt_can_say_sorry() -> None:
+    flow = started(IvrSettings(on_prompt_failure="sorry"))
+    assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [Play("ch1-p2", SORRY, "ru")]
+    assert flow.outcome is Outcome.PROMPT_FAILED
+
+
+def test_failed_prompt_can_wait_for_a_key_anyway() -> None:
+    flow = started(IvrSettings(on_prompt_failure="wait"))
+    assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [StartTimer("ch1-digit2", 3.0)]
+    assert flow.state is State.WAITING
+    assert flow.outcome is None
+
+
+# --- hang-up ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gone", [ChannelHangupRequest(), StasisEnd(), ChannelGone()])
+def test_hangup_during_prompt_commands_nothing(gone: object) -> None:
+    flow = started()
+    assert flow.handle(gone) == []  # type: ignore[arg-type]
+    assert flow.ending is Ending.CALLER_GONE
+    assert flow.outcome is Outcome.ABANDONED
+    for late in (PlaybackFinished("ch1-p1"), StasisEnd(), ChannelDtmfReceived("1"), DrainEnded()):
+        assert flow.handle(late) == []
+    assert not flow.callback_requested
+
+
+def test_hangup_while_storing_keeps_the_request() -> None:
+    flow = waiting()
+    flow.handle(ChannelDtmfReceived("1"))
+    assert flow.handle(ChannelHangupRequest()) == []
+    assert flow.handle(CallbackStored()) == []
+    assert flow.handle(CallbackNotStored()) == []
+    assert flow.outcome is Outcome.CALLBACK
+    assert flow.callback_requested
+
+
+def test_hangup_before_start() -> None:
+    flow = CallFlow()
+    assert flow.handle(StasisEnd()) == []
+    assert flow.ending is Ending.CALLER_GONE
+
+
+def test_after_our_hangup_everything_is_late_news() -> None:
+    flow = waiting()
+    flow.handle(TimerFired("ch1-digit2"))
+    flow.handle(PlaybackFinished("ch1-p3"))
+    assert flow.handle(PlaybackFinished("ch1-p4")) == [Hangup()]
+    for late in (ChannelHangupRequest(), StasisEnd(), TimerFired("x"), CallbackStored()):
+        assert flow.handle(late) == []
+        assert flow.anomaly is None
+    assert flow.ending is Ending.HUNG_UP
+
+
+def test_stale_playbacks_in_sorry_and_goodbye_are_ignored() -> None:
+    flow = waiting()
+    flow.handle(TimerFired("ch1-digit2"))
+    assert flow.handle(PlaybackFinished("old")) == []
+    flow.handle(PlaybackFinished("ch1-p3"))
+    assert flow.handle(PlaybackFinished("old")) == []
+    assert flow.state is State.GOODBYE
+
+
+# --- recovery and shutdown -------------------------------------------------
+
+
+def test_recovered_call_with_stored_callback_hears_goodbye() -> None:
+    flow = CallFlow(id_prefix="r1-")
+    assert flow.handle(CallRecovered(CH, callback_stored=True)) == [
+        Play("r1-ch1-p1", GOODBYE, "ru")
+    ]
+    assert flow.outcome is Outcome.CALLBACK
+
+
+def test_recovered_call_without_callback_starts_again() -> None:
+    flow = CallFlow()
+    assert flow.handle(CallRecovered(CH)) == [Play("ch1-p1", PROMPT, "ru")]
+
+
+def test_drain_stops_the_prompt_and_continues() -> None:
+    flow = started()
+    assert flow.handle(DrainEnded()) == [StopPlayback("ch1-p1"), ContinueInDialplan()]
+    assert flow.outcome is Outcome.SHUTDOWN
+    assert flow.ending is Ending.CONTINUED
+
+
+def test_drain_cancels_the_digit_timer() -> None:
+    flow = waiting()
+    assert flow.handle(DrainEnded()) == [CancelTimer("ch1-digit2"), ContinueInDialplan()]
+
+
+def test_drain_keeps_a_callback_outcome() -> None:
+    flow = waiting()
+    flow.handle(ChannelDtmfReceived("1"))
+    assert flow.handle(DrainEnded()) == [ContinueInDialplan()]
+    assert flow.outcome is Outcome.CALLBACK
+
+
+# --- anomalies -------------------------------------------------------------
+
+
+def test_unexpected_event_is_reported_not_raised() -> None:
+    flow = started()
+    assert flow.handle(CallbackStored()) == []
+    assert flow.anomaly == "can't handle CallbackStored in state menu"
+    assert flow.handle(StasisStart(CH, ())) == []
+    assert flow.anomaly == "can't handle StasisStart in state menu"
+    assert flow.handle(ChannelDtmfReceived("1")) != []
+    assert flow.anomaly is None
+
+
+def test_drain_before_start_is_an_anomaly() -> None:
+    flow = CallFlow()
+    assert flow.handle(DrainEnded()) == []
+    assert flow.anomaly is not None

@@ -1,0 +1,122 @@
+"""Hypothesis: random event sequences never break the flow's promises."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stasis_dnd.core import (
+    CallbackNotStored,
+    CallbackStored,
+    CallFlow,
+    CallRecovered,
+    Channel,
+    ChannelDtmfReceived,
+    ChannelGone,
+    ChannelHangupRequest,
+    Command,
+    DrainEnded,
+    Event,
+    PlaybackFinished,
+    PlaybackStarted,
+    RequestCallback,
+    StartTimer,
+    StasisEnd,
+    StasisStart,
+    TimerFired,
+    normalize_number,
+)
+from stasis_dnd.core.callerid import phone_of
+from stasis_dnd.settings import IvrSettings
+
+DIGITS = st.sampled_from(list("0123456789*#ABCD") + ["", "11", "x"])
+IDS = st.sampled_from(["ch1-p1", "ch1-p2", "ch1-p3", "ch1-p4", "ch1-p5", "other"])
+TIMERS = st.sampled_from(["ch1-pause1", "ch1-digit2", "ch1-digit3", "ch1-digit4", "nope"])
+CHANNELS = st.builds(
+    Channel,
+    id=st.just("ch1"),
+    state=st.sampled_from(["Up", "Ring", "Ringing", "Down"]),
+    caller_name=st.sampled_from(["", "Ivan", "+7 900 1112233", "anonymous"]),
+    caller_number=st.sampled_from(["", "+79001234567", "8 (900) 123-45-67", "Unknown", "1&x"]),
+    language=st.sampled_from(["en", "ru", ""]),
+)
+ARGS = st.lists(st.sampled_from(["TIMEOUT", "breakout", "1", "2", "", "x,y"]), max_size=3)
+EVENTS: st.SearchStrategy[Event] = st.one_of(
+    st.builds(StasisStart, CHANNELS, ARGS.map(tuple)),
+    st.builds(CallRecovered, CHANNELS, st.booleans()),
+    st.builds(ChannelDtmfReceived, DIGITS),
+    st.builds(PlaybackStarted, IDS),
+    st.builds(PlaybackFinished, IDS, st.sampled_from(["done", "failed"])),
+    st.just(ChannelHangupRequest()),
+    st.just(StasisEnd()),
+    st.just(ChannelGone()),
+    st.builds(TimerFired, TIMERS),
+    st.just(CallbackStored()),
+    st.builds(CallbackNotStored, st.just("x")),
+    st.just(DrainEnded()),
+)
+IVR_SETTINGS = st.builds(
+    IvrSettings,
+    attempts=st.integers(1, 3),
+    invalid_prompt=st.sampled_from(["", "option-is-invalid"]),
+    confirmation=st.sampled_from(["", "custom/IVR_DND_CALLBACK_CONFIRMED"]),
+    answer_pause=st.sampled_from([0.0, 1.0]),
+    callerid_source=st.sampled_from(["number", "name", "number_then_name"]),
+    on_prompt_failure=st.sampled_from(["continue", "sorry", "wait"]),
+)
+GONE = (ChannelHangupRequest, StasisEnd, ChannelGone)
+
+
+@settings(max_examples=1500)
+@given(IVR_SETTINGS, st.lists(EVENTS, max_size=40))
+def test_random_sequences_keep_the_promises(ivr: IvrSettings, events: list[Event]) -> None:
+    flow = CallFlow(ivr)
+    accept_seen = False
+    gone = False
+    requests: list[RequestCallback] = []
+    endings = []
+    for event in events:
+        if isinstance(event, ChannelDtmfReceived) and event.digit == ivr.accept_digit:
+            accept_seen = True
+        if isinstance(event, StasisStart) and event.args[:2] == ("breakout", ivr.accept_digit):
+            accept_seen = True
+        if isinstance(event, CallRecovered) and event.callback_stored:
+            accept_seen = True  # the digit was pressed before the restart
+        commands: list[Command] = flow.handle(event)  # never raises
+        if gone:
+            assert commands == [], "a command after the caller hung up"
+        for command in commands:
+            if isinstance(command, RequestCallback):
+                assert accept_seen, "a callback request without the accepted key"
+                assert re.fullmatch(r"\+?[0-9]+", command.phone)
+                requests.append(command)
+            if isinstance(command, StartTimer):
+                assert command.seconds >= 0
+        if isinstance(event, GONE):
+            gone = True
+            assert flow.ending is not None
+        if flow.ending is not None:
+            endings.append(flow.ending)
+    assert len(requests) <= 1
+    assert len(set(endings)) <= 1, "a call ended in two different ways"
+    if requests:
+        assert flow.callback_requested
+
+
+@given(st.text(max_size=200))
+def test_normalised_number_is_empty_or_digits(raw: str) -> None:
+    result = normalize_number(raw)
+    assert result == "" or re.fullmatch(r"\+?[0-9]+", result)
+
+
+@given(st.text(max_size=50), st.text(max_size=50), st.sampled_from(["number", "name", "x"]))
+def test_phone_of_any_callerid_is_safe(number: str, name: str, source: str) -> None:
+    result = phone_of(number, name, source)
+    assert result == "" or re.fullmatch(r"\+?[0-9]+", result)
+
+
+@given(st.from_regex(r"\+?[0-9]{3,20}", fullmatch=True))
+def test_clean_numbers_survive_unchanged(number: str) -> None:
+    assert normalize_number(number) == number
