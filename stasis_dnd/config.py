@@ -1,0 +1,302 @@
+"""Load `Settings` from one INI file plus `STASIS_DND_<SECTION>_<KEY>`
+environment overrides, and explain every mistake in one sentence.
+
+A mistake (unknown section or key, a value of the wrong type, a missing
+password) raises `ConfigError` naming the file, the section and the key.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import stat
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from stasis_dnd.settings import (
+    CRM_METHODS,
+    CRM_STYLES,
+    AriSettings,
+    CrmSettings,
+    IvrSettings,
+    MetricsSettings,
+    OutboxSettings,
+    Settings,
+)
+
+ENV_PREFIX = "STASIS_DND_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to fix."""
+
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+def _number(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {value!r}") from None
+    if number < 0 or number != number or number == float("inf"):
+        raise ValueError(f"expected a number of seconds of 0 or more, got {value!r}")
+    return number
+
+
+def _count(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {value!r}") from None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> float:
+    """Seconds in "90", "90s", "30m", "24h" or "7d"."""
+    match = _DURATION.fullmatch(value.strip().lower())
+    if not match:
+        raise ValueError(f"expected a duration such as 90s, 30m, 24h or 7d, got {value!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        value = value.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _url(*schemes: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"expected a {' or '.join(schemes)} URL, got {value!r}")
+        return value.strip().rstrip("/")
+
+    return parse
+
+
+def _params(value: str) -> tuple[tuple[str, str], ...]:
+    pairs = tuple(parse_qsl(value.strip(), keep_blank_values=True, strict_parsing=bool(value)))
+    for name, _ in pairs:
+        if name.lower() == "callback":
+            # BGERP would answer as JSONP `callback(...)` (FACTS section 5).
+            raise ValueError("a parameter named callback breaks the CRM's JSON answer")
+    return pairs
+
+
+def _listen(value: str) -> str:
+    value = value.strip()
+    if value and not re.fullmatch(r"[\w.\-\[\]:]*:\d{1,5}", value):
+        raise ValueError(f"expected host:port such as 127.0.0.1:9120, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class _Key:
+    field: str
+    parse: Callable[[str], Any]
+
+
+_SCHEMA: dict[str, tuple[type, dict[str, _Key]]] = {
+    "ari": (
+        AriSettings,
+        {
+            "url": _Key("url", _url("http", "https")),
+            "username": _Key("username", _text),
+            "password": _Key("password", str),
+            "password_file": _Key("password", str),  # replaced by the file's content
+            "app": _Key("app", _text),
+            "connect_timeout": _Key("connect_timeout", _number),
+            "read_timeout": _Key("read_timeout", _number),
+            "drain_timeout": _Key("drain_timeout", parse_duration),
+        },
+    ),
+    "ivr": (
+        IvrSettings,
+        {
+            "prompt": _Key("prompt", _text),
+            "digit_timeout": _Key("digit_timeout", _number),
+            "accept_digit": _Key("accept_digit", _text),
+            "attempts": _Key("attempts", _count),
+            "invalid_prompt": _Key("invalid_prompt", _text),
+            "sorry": _Key("sorry", _text),
+            "goodbye": _Key("goodbye", _text),
+            "confirmation": _Key("confirmation", _text),
+            "answer_pause": _Key("answer_pause", _number),
+            "callerid_source": _Key("callerid_source", _text),
+            "on_prompt_failure": _Key("on_prompt_failure", _text),
+        },
+    ),
+    "crm": (
+        CrmSettings,
+        {
+            "url": _Key("url", _url("http", "https")),
+            "style": _Key("style", _choice(*CRM_STYLES)),
+            "class": _Key("class_name", _text),
+            "sub": _Key("sub", _text),
+            "phone_param": _Key("phone_param", _text),
+            "params": _Key("params", _params),
+            "method": _Key("method", _choice(*CRM_METHODS)),
+            "username": _Key("username", _text),
+            "password": _Key("password", str),
+            "password_file": _Key("password", str),
+            "timeout": _Key("timeout", _number),
+            "request_id_param": _Key("request_id_param", _text),
+            "ca_bundle": _Key("ca_bundle", _text),
+        },
+    ),
+    "outbox": (
+        OutboxSettings,
+        {
+            "path": _Key("path", _text),
+            "max_age": _Key("max_age", parse_duration),
+            "dedupe_window": _Key("dedupe_window", parse_duration),
+        },
+    ),
+    "metrics": (MetricsSettings, {"listen": _Key("listen", _listen)}),
+}
+_FILE_KEYS = {"password_file"}
+# Secrets the app cannot run without; (section, key, what needs it).
+_REQUIRED_SECRETS = (("ari", "password"), ("crm", "password"))
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None,
+    env: Mapping[str, str] | None = None,
+    *,
+    require_secrets: bool = True,
+) -> Settings:
+    """Read the INI file at `path` (None: defaults only) and apply the
+    environment overrides; raise `ConfigError` on any mistake."""
+    env = os.environ if env is None else env
+    where = str(path) if path is not None else "the built-in defaults"
+    raw: dict[str, dict[str, tuple[str, str]]] = {s: {} for s in _SCHEMA}
+    if path is not None:
+        for section, key, value in _read_ini(Path(path)):
+            raw[section][key] = (value, f"{where}: [{section}] {key}")
+    for name, value in env.items():
+        target = _env_target(name)
+        if target is not None:
+            section, key = target
+            raw[section][key] = (value, f"environment variable {name}")
+    sections = {}
+    for section, (cls, keys) in _SCHEMA.items():
+        values: dict[str, Any] = {}
+        for key, (value, origin) in raw[section].items():
+            spec = keys[key]
+            try:
+                parsed = _read_secret_file(value) if key in _FILE_KEYS else spec.parse(value)
+            except (ValueError, OSError) as error:
+                raise ConfigError(f"{origin}: {error}") from None
+            values[spec.field] = parsed
+        try:
+            sections[section] = cls(**values)
+        except ValueError as error:
+            raise ConfigError(f"{where}: [{section}] {error}") from None
+    settings = Settings(**sections)
+    if require_secrets:
+        _check_secrets(settings, where)
+    return settings
+
+
+def _read_ini(path: Path) -> list[tuple[str, str, str]]:
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file {path} cannot be read: {error}") from None
+    except configparser.Error as error:
+        first = str(error).splitlines()[0]
+        raise ConfigError(f"{path}: not a valid INI file: {first}") from None
+    entries = []
+    for section in parser.sections():
+        if section not in _SCHEMA:
+            known = ", ".join(f"[{s}]" for s in _SCHEMA)
+            raise ConfigError(f"{path}: unknown section [{section}]; known sections: {known}")
+        keys = _SCHEMA[section][1]
+        for key, value in parser.items(section):
+            if key not in keys:
+                raise ConfigError(
+                    f"{path}: [{section}] unknown key {key!r}; known keys: {', '.join(keys)}"
+                )
+            entries.append((section, key, value))
+    return entries
+
+
+def _env_target(name: str) -> tuple[str, str] | None:
+    if not name.startswith(ENV_PREFIX):
+        return None
+    rest = name[len(ENV_PREFIX) :].lower()
+    section, _, key = rest.partition("_")
+    if section not in _SCHEMA:
+        return None  # other tools' variables share the prefix
+    if key not in _SCHEMA[section][1]:
+        raise ConfigError(
+            f"environment variable {name}: [{section}] has no key {key!r}; "
+            f"known keys: {', '.join(_SCHEMA[section][1])}"
+        )
+    return section, key
+
+
+def _read_secret_file(path: str) -> str:
+    try:
+        return Path(path.strip()).read_text(encoding="utf-8").strip("\r\n")
+    except OSError as error:
+        raise OSError(f"cannot read password file {path.strip()}: {error.strerror}") from None
+
+
+def _check_secrets(settings: Settings, where: str) -> None:
+    for section, key in _REQUIRED_SECRETS:
+        if not getattr(getattr(settings, section), key):
+            env = f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+            raise ConfigError(
+                f"{where}: [{section}] {key} is not set; set {key} or {key}_file there, "
+                f"or the environment variable {env}"
+            )
+    if not settings.crm.username:
+        raise ConfigError(f"{where}: [crm] username is not set; the CRM needs a login")
+
+
+def permission_warnings(path: str | os.PathLike[str]) -> list[str]:
+    """Warnings about a config file that others on the machine can read."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:
+        return []
+    if mode & (stat.S_IROTH | stat.S_IWOTH):
+        return [f"{path} is readable by every user on this machine; chmod 640 it"]
+    return []
+
+
+def describe(settings: Settings) -> list[str]:
+    """The settings as `section.key = value` lines, with secrets masked."""
+    lines = []
+    for section in ("ari", "ivr", "crm", "outbox", "metrics"):
+        value = getattr(settings, section)
+        for item in fields(value):
+            shown = getattr(value, item.name)
+            if item.name == "password":
+                shown = "(set)" if shown else "(not set)"
+            lines.append(f"{section}.{item.name} = {shown}")
+    return lines
+
+
+def with_overrides(settings: Settings, section: str, **changes: Any) -> Settings:
+    """A copy of `settings` with some fields of one section changed."""
+    return replace(settings, **{section: replace(getattr(settings, section), **changes)})

@@ -1,0 +1,171 @@
+"""Configuration: the sample loads; every mistake gets one clear message."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stasis_dnd.config import ConfigError, load_settings, parse_duration, permission_warnings
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "stasis-dnd.ini.sample"
+MINIMAL = """
+[ari]
+password = ari-secret
+[crm]
+username = robot
+password = crm-secret
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "stasis-dnd.ini"
+    path.write_text(text)
+    return path
+
+
+def test_sample_documents_every_key_and_loads() -> None:
+    settings = load_settings(SAMPLE, env={})
+    assert settings.ivr.prompt == "custom/IVR_DND_OPERATORS"
+    assert settings.ivr.digit_timeout == 3.0
+    assert settings.outbox.max_age == 24 * 3600
+    assert settings.ari.drain_timeout == 20
+    text = SAMPLE.read_text()
+    from stasis_dnd.config import _SCHEMA
+
+    for section, (_, keys) in _SCHEMA.items():
+        assert f"[{section}]" in text
+        for key in keys:
+            assert f"{key} =" in text, f"[{section}] {key} is not in the sample"
+
+
+def test_minimal_config_gives_the_original_setup(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL), env={})
+    assert settings.crm.url == "http://127.0.0.1:9088"
+    assert settings.crm.sub == "dndoperator"
+    assert settings.crm.phone_param == "aon"
+    assert settings.crm.class_name == "ru.bgcrm.dyn.utils.asterisk.AsteriskIn"
+    assert settings.ivr.accept_digit == "1"
+    assert settings.ivr.attempts == 1
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    env = {
+        "STASIS_DND_CRM_PASSWORD": "from-env",
+        "STASIS_DND_IVR_DIGIT_TIMEOUT": "5",
+        "STASIS_DND_SANDBOX_CACHE": "/tmp/x",  # another tool's variable: ignored
+        "PATH": "/bin",
+    }
+    settings = load_settings(write(tmp_path, MINIMAL), env=env)
+    assert settings.crm.password == "from-env"
+    assert settings.ivr.digit_timeout == 5.0
+
+
+def test_password_file(tmp_path: Path) -> None:
+    secret = tmp_path / "crm.password"
+    secret.write_text("s3cret\n")
+    text = MINIMAL.replace("password = crm-secret", f"password_file = {secret}")
+    assert load_settings(write(tmp_path, text), env={}).crm.password == "s3cret"
+
+
+def test_params_are_parsed() -> None:
+    settings = load_settings(None, env={"STASIS_DND_CRM_PARAMS": "a=1&b=x y"}, require_secrets=False)
+    assert settings.crm.params == (("a", "1"), ("b", "x y"))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[ari]\npasword = x\n", "[ari] unknown key 'pasword'"),
+        ("[asterisk]\nurl = x\n", "unknown section [asterisk]"),
+        ("[ivr]\ndigit_timeout = soon\n", "[ivr] digit_timeout: expected a number"),
+        ("[ivr]\nattempts = 0\n", "[ivr] attempts must be at least 1"),
+        ("[ivr]\nattempts = two\n", "[ivr] attempts: expected a whole number"),
+        ("[ivr]\naccept_digit = 12\n", "accept_digit must be one DTMF key"),
+        ("[ivr]\ncallerid_source = cid\n", "callerid_source must be one of"),
+        ("[ivr]\non_prompt_failure = panic\n", "on_prompt_failure must be one of"),
+        ("[crm]\nstyle = soap\n", "[crm] style: expected one of dynamic, run"),
+        ("[crm]\nurl = 127.0.0.1:9088\n", "[crm] url: expected a http or https URL"),
+        ("[crm]\nparams = callback=x\n", "a parameter named callback"),
+        ("[outbox]\nmax_age = forever\n", "[outbox] max_age: expected a duration"),
+        ("[metrics]\nlisten = everywhere\n", "[metrics] listen: expected host:port"),
+        ("[crm]\npassword_file = /nonexistent/pw\n", "cannot read password file"),
+        ("not an ini file\n", "not a valid INI file"),
+    ],
+)
+def test_mistakes_name_file_section_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, env={})
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[crm]\nusername = u\npassword = p\n", "[ari] password is not set"),
+        ("[ari]\npassword = p\n[crm]\nusername = u\n", "[crm] password is not set"),
+        ("[ari]\npassword = p\n[crm]\npassword = p\n", "[crm] username is not set"),
+    ],
+)
+def test_missing_secrets(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
+        load_settings(write(tmp_path, text), env={})
+
+
+def test_unknown_environment_key_is_a_mistake() -> None:
+    with pytest.raises(ConfigError, match="STASIS_DND_CRM_PASWORD"):
+        load_settings(None, env={"STASIS_DND_CRM_PASWORD": "x"}, require_secrets=False)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings("/nonexistent/stasis-dnd.ini", env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("90s", 90), ("30m", 1800), ("24h", 86400), ("7d", 604800)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_world_readable_config_is_warned_about(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    path.chmod(0o644)
+    assert permission_warnings(path)
+    path.chmod(0o640)
+    assert permission_warnings(path) == []
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stasis_dnd", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_config_ok_and_hides_passwords(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL)
+    path.chmod(0o600)
+    result = run_cli("check-config", "--config", str(path), "--show")
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+    assert "crm-secret" not in result.stdout + result.stderr
+    assert "ari-secret" not in result.stdout + result.stderr
+
+
+def test_check_config_mistake_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "[ivr]\ndigit_timeout = -1\n")
+    result = run_cli("check-config", "--config", str(path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "[ivr] digit_timeout" in result.stderr

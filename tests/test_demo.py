@@ -1,0 +1,23 @@
+"""The README's demo command runs and shows what the caller and the CRM get."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_demo_prints_transcripts() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stasis_dnd", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    out = result.stdout
+    assert "play sound:custom/IVR_DND_OPERATORS" in out
+    assert "the CRM gets aon=+79001234567" in out
+    assert "outcome: timeout" in out
+    assert "outcome: no_callerid" in out
+    # Every scenario ends: hung up by the app or by the caller.
+    assert out.count("ended: still in the app") == 0

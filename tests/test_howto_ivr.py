@@ -1,0 +1,168 @@
+"""How to test an IVR flow like a conversation (these are the README's examples).
+
+The `ivr` fixture comes with the package (a pytest plugin): no Asterisk, no
+sleeping; time moves only when the caller waits or the flow needs it to.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from stasis_dnd.testing import Conversation, ConversationError
+from stasis_dnd.testing.plugin import IvrKit
+
+
+def test_caller_presses_1_and_gets_a_callback(ivr: IvrKit) -> None:
+    call = ivr.call(number="+7 900 123-45-67")
+    call.expect_prompt()
+    call.press("1")
+    call.expect_callback("+79001234567")
+    call.expect_goodbye()
+    call.expect_hangup()
+
+
+def test_unanswered_channel_is_answered_with_a_pause(ivr: IvrKit) -> None:
+    call = ivr.call(state="Ring")
+    call.expect_answer()
+    call.expect_prompt()
+    assert call.now == 1.0  # the original's Wait(1)
+
+
+def test_silence_gets_sorry_and_goodbye(ivr: IvrKit) -> None:
+    call = ivr.call()
+    call.expect_prompt()
+    call.expect_sorry()  # the clock runs through the prompt and the 3 s timeout
+    assert call.now == 2.0 + 3.0
+    call.expect_goodbye()
+    call.expect_hangup()
+    assert call.callback_requests == []
+
+
+def test_two_attempts_with_an_invalid_notice(ivr: IvrKit) -> None:
+    ivr.configure(attempts=2, invalid_prompt="option-is-invalid")
+    call = ivr.call()
+    call.expect_prompt()
+    call.press("7")
+    call.expect_invalid_notice()
+    call.expect_prompt()
+    call.press("1")
+    call.expect_callback("+79001234567")
+
+
+def test_confirmation_after_the_request_is_stored(ivr: IvrKit) -> None:
+    ivr.configure(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED")
+    call = ivr.call(callbacks="manual")
+    call.expect_prompt()
+    call.press("1")
+    call.expect_callback("+79001234567")
+    call.expect_nothing_more()  # nothing is promised until the outbox answers
+    call.callback_stored()
+    call.expect_confirmation()
+    call.expect_goodbye()
+
+
+def test_no_false_promise_when_the_request_cannot_be_stored(ivr: IvrKit) -> None:
+    call = ivr.call(callbacks="not_stored")
+    call.expect_prompt()
+    call.press("1")
+    call.expect_callback("+79001234567")
+    call.expect_sorry()
+    call.expect_goodbye()
+
+
+def test_caller_hangs_up_during_the_prompt(ivr: IvrKit) -> None:
+    call = ivr.call()
+    call.expect_prompt()
+    call.wait(0.5)
+    call.hang_up()
+    call.expect_nothing_more()
+    assert call.flow.outcome is not None and call.flow.outcome.value == "abandoned"
+
+
+def test_missing_prompt_sends_the_caller_back_to_the_dialplan(ivr: IvrKit) -> None:
+    call = ivr.call(missing_sounds=["custom/IVR_DND_OPERATORS"])
+    call.expect_prompt()
+    call.expect_continue()
+
+
+def test_queue_breakout_goes_straight_to_the_callback(ivr: IvrKit) -> None:
+    call = ivr.call(args=("breakout", "1"))
+    call.expect_callback("+79001234567")
+    call.expect_goodbye()
+
+
+def test_a_failed_expectation_explains_itself() -> None:
+    call = Conversation()
+    call.expect_prompt()
+    call.press("2")
+    with pytest.raises(ConversationError) as caught:
+        call.expect_callback("+79001234567")
+    message = str(caught.value)
+    assert "expected the flow to request a callback for +79001234567" in message
+    assert "but it did: play sound:sorry-youre-having-problems" in message
+    assert "caller   presses 2" in message
+
+
+def test_expecting_more_than_happens_fails() -> None:
+    call = Conversation()
+    call.expect_prompt()
+    call.hang_up()
+    with pytest.raises(ConversationError, match="did nothing more"):
+        call.expect_goodbye()
+
+
+def test_played_another_sound_fails() -> None:
+    call = Conversation()
+    with pytest.raises(ConversationError, match="but it played sound:custom/IVR_DND_OPERATORS"):
+        call.expect_goodbye()
+
+
+def test_unexpected_commands_fail_expect_nothing_more() -> None:
+    call = Conversation()
+    with pytest.raises(ConversationError, match="play sound:custom"):
+        call.expect_nothing_more()
+
+
+def test_sound_lengths_recovery_and_stops(ivr: IvrKit) -> None:
+    call = ivr.call(sound_seconds={"custom/IVR_DND_OPERATORS": 10}, recovered=True)
+    call.expect_prompt()
+    call.wait(9)
+    call.press("1")
+    call.expect_stop()
+    call.expect_callback("+79001234567")
+    assert call.heard == ["sound:custom/IVR_DND_OPERATORS", "sound:vm-goodbye"]
+
+
+def test_recovered_call_whose_request_is_stored(ivr: IvrKit) -> None:
+    call = ivr.call(recovered=True, callback_already_stored=True)
+    call.expect_goodbye()
+    call.expect_hangup()
+    assert call.callback_requests == []
+
+
+def test_shutdown_sends_the_call_back_to_the_dialplan(ivr: IvrKit) -> None:
+    call = ivr.call()
+    call.expect_prompt()
+    call.drain_ends()
+    call.expect_stop()
+    call.expect_continue()
+
+
+def test_raw_events_and_wrong_phone(ivr: IvrKit) -> None:
+    from stasis_dnd.core import ChannelDtmfReceived
+
+    call = ivr.call(number="8 900 000 00 00")
+    call.expect_prompt()
+    call.send(ChannelDtmfReceived("1"))
+    with pytest.raises(ConversationError, match="requested one for 89000000000"):
+        call.expect_callback("+79000000000")
+
+
+def test_manual_outbox_failure(ivr: IvrKit) -> None:
+    call = ivr.call(callbacks="manual")
+    call.expect_prompt()
+    call.press("1")
+    call.expect_callback("+79001234567")
+    call.callback_not_stored("disk full")
+    call.expect_sorry()
+    assert "could not store the request: disk full" in "\n".join(call.transcript)
