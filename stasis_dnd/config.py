@@ -8,6 +8,7 @@ password) raises `ConfigError` naming the file, the section and the key.
 from __future__ import annotations
 
 import configparser
+import math
 import os
 import re
 import stat
@@ -44,7 +45,7 @@ def _number(value: str) -> float:
         number = float(value)
     except ValueError:
         raise ValueError(f"expected a number of seconds, got {value!r}") from None
-    if number < 0 or number != number or number == float("inf"):
+    if number < 0 or not math.isfinite(number):
         raise ValueError(f"expected a number of seconds of 0 or more, got {value!r}")
     return number
 

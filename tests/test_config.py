@@ -72,7 +72,9 @@ def test_password_file(tmp_path: Path) -> None:
 
 
 def test_params_are_parsed() -> None:
-    settings = load_settings(None, env={"STASIS_DND_CRM_PARAMS": "a=1&b=x y"}, require_secrets=False)
+    settings = load_settings(
+        None, env={"STASIS_DND_CRM_PARAMS": "a=1&b=x y"}, require_secrets=False
+    )
     assert settings.crm.params == (("a", "1"), ("b", "x y"))
 
 

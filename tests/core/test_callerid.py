@@ -31,7 +31,7 @@ from stasis_dnd.core.callerid import phone_of
         ("++79001234567", ""),
         ("7900+1234567", ""),
         ("\u0667\u0668\u0669\u0660", ""),  # Arabic-Indic digits are not ASCII digits
-        ("\"79001234567\"", ""),
+        ('"79001234567"', ""),
     ],
 )
 def test_normalize_number(raw: str, expected: str) -> None:

@@ -27,9 +27,9 @@ from stasis_dnd.core import (
     PlaybackStarted,
     RequestCallback,
     StartTimer,
-    State,
     StasisEnd,
     StasisStart,
+    State,
     StopPlayback,
     TimerFired,
 )

@@ -31,7 +31,7 @@ from stasis_dnd.core import (
 from stasis_dnd.core.callerid import phone_of
 from stasis_dnd.settings import IvrSettings
 
-DIGITS = st.sampled_from(list("0123456789*#ABCD") + ["", "11", "x"])
+DIGITS = st.sampled_from([*list("0123456789*#ABCD"), "", "11", "x"])
 IDS = st.sampled_from(["ch1-p1", "ch1-p2", "ch1-p3", "ch1-p4", "ch1-p5", "other"])
 TIMERS = st.sampled_from(["ch1-pause1", "ch1-digit2", "ch1-digit3", "ch1-digit4", "nope"])
 CHANNELS = st.builds(
