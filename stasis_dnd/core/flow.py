@@ -24,7 +24,9 @@ Background(prompt), WaitExten with a 3 s digit timeout):
 6. The caller may hang up at any moment: from then on no command is issued,
    and a callback already requested stays requested.
 7. A menu prompt that fails to play is not silence: by default the call is
-   continued in the dialplan, whose fallback serves the caller.
+   continued in the dialplan, whose fallback serves the caller. So is a call
+   still here when the app shuts down (`DrainEnded`), or one that arrives
+   after it (the shell sends `DrainEnded` before `StasisStart`).
 8. A caller who pressed the key while still in the queue (`Stasis()` args
    `breakout,<key>`) goes straight to rule 4.
 9. A caller without a usable number is never offered a callback: sorry,
@@ -147,6 +149,7 @@ class CallFlow:
         # Set by `handle()` when the event did not fit the state; else None.
         self.anomaly: str | None = None
         self._breakout = False
+        self._closing = False
         self._failures = 0
         self._seq = 0
         self._playing: str | None = None
@@ -180,8 +183,17 @@ class CallFlow:
     def _on_recovered(self, event: CallRecovered) -> list[Command]:
         return self._start(event.channel, breakout=False, stored=event.callback_stored)
 
+    def _on_drain_before_start(self, event: DrainEnded) -> list[Command]:
+        self._closing = True
+        return []
+
     def _start(self, channel: Channel, *, breakout: bool, stored: bool) -> list[Command]:
         self.channel = channel
+        if self._closing:
+            # The app is shutting down: the dialplan's fallback serves this caller.
+            self.outcome = Outcome.SHUTDOWN
+            self.state = State.CONTINUED
+            return [ContinueInDialplan()]
         self.phone = phone_of(
             channel.caller_number, channel.caller_name, self.settings.callerid_source
         )
@@ -391,6 +403,7 @@ def _build_table() -> dict[tuple[State, type], _Handler]:
     table: dict[tuple[State, type], _Handler] = {
         (State.NEW, StasisStart): CallFlow._on_stasis_start,
         (State.NEW, CallRecovered): CallFlow._on_recovered,
+        (State.NEW, DrainEnded): CallFlow._on_drain_before_start,
         (State.PAUSING, TimerFired): CallFlow._on_pause_over,
         (State.MENU, PlaybackFinished): CallFlow._on_menu_finished,
         (State.NOTICE, PlaybackFinished): CallFlow._on_notice_finished,

@@ -371,7 +371,10 @@ def test_unexpected_event_is_reported_not_raised() -> None:
     assert flow.anomaly is None
 
 
-def test_drain_before_start_is_an_anomaly() -> None:
+def test_caller_arriving_during_shutdown_goes_back_to_the_dialplan() -> None:
     flow = CallFlow()
     assert flow.handle(DrainEnded()) == []
-    assert flow.anomaly is not None
+    assert flow.anomaly is None
+    assert flow.handle(StasisStart(replace(CH, state="Ring"), ())) == [ContinueInDialplan()]
+    assert flow.outcome is Outcome.SHUTDOWN
+    assert flow.ending is Ending.CONTINUED
