@@ -156,6 +156,11 @@ class CallFlow:
         self._timer: str | None = None
 
     @property
+    def playing(self) -> str | None:
+        """The id of the playback the flow is waiting on, if any."""
+        return self._playing
+
+    @property
     def ending(self) -> Ending | None:
         """How the call ended, or None while it is still in the flow."""
         return _FINAL.get(self.state)

@@ -61,6 +61,7 @@ def waiting(settings: IvrSettings | None = None) -> CallFlow:
 def test_answered_channel_hears_the_prompt_at_once() -> None:
     flow = started()
     assert flow.state is State.MENU
+    assert flow.playing == "ch1-p1"
     assert flow.phone == "+79001234567"
     assert flow.ending is None
 

@@ -1,0 +1,51 @@
+"""Prometheus metrics of a running app (`[metrics] listen`, off by default)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class Metrics:
+    """The app's metrics in a registry of their own (tests create many apps)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter(
+            "stasis_dnd_calls", "Calls finished, by outcome", ["outcome"], registry=self.registry
+        )
+        self.callback_requests = Counter(
+            "stasis_dnd_callback_requests",
+            "Callback requests filed by callers, by result (stored, duplicate, failed)",
+            ["result"],
+            registry=self.registry,
+        )
+        self.active_calls = Gauge(
+            "stasis_dnd_active_calls", "Calls in the app now", registry=self.registry
+        )
+        self.ari_connected = Gauge(
+            "stasis_dnd_ari_connected", "1 while the ARI event socket is up", registry=self.registry
+        )
+        self.reconnects = Counter(
+            "stasis_dnd_ari_reconnects", "ARI event socket reconnections", registry=self.registry
+        )
+        self.recovered = Counter(
+            "stasis_dnd_channels_recovered",
+            "Parked channels taken over after a (re)connect",
+            registry=self.registry,
+        )
+        self.bad_messages = Counter(
+            "stasis_dnd_bad_ari_messages",
+            "ARI messages skipped as unusable",
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "stasis_dnd_event_to_command_seconds",
+            "From an ARI event's arrival to the REST command it caused",
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=self.registry,
+        )
+
+    def serve(self, listen: str) -> None:
+        """Expose /metrics on `host:port`."""
+        host, _, port = listen.rpartition(":")
+        start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
