@@ -1,0 +1,95 @@
+"""A real Asterisk (sandbox/asterisk) and a fake CRM for end-to-end tests.
+
+The session starts a loopback HTTP server that records every CRM request,
+then provisions and starts the sandbox with the CRM URL pointing at it, and
+stops the sandbox at the end. If the sandbox cannot start the tests FAIL: a
+missing Asterisk must never pass as a skip in CI.
+
+Needs root (chroot, mount) and, the first time, network to Debian's mirror.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from e2e_kit import Ari, FakeCrm, crm_handler
+
+REPO = Path(__file__).resolve().parents[2]
+SANDBOX = REPO / "sandbox" / "asterisk"
+
+ARI_PORT = int(os.environ.get("STASIS_DND_SANDBOX_ARI_PORT", "18088"))
+ARI_USER = os.environ.get("STASIS_DND_SANDBOX_ARI_USER", "stasis-dnd")
+ARI_PASSWORD = os.environ.get("STASIS_DND_SANDBOX_ARI_PASSWORD", "stasis-dnd-sandbox")
+
+
+@pytest.fixture(scope="session")
+def crm_server() -> Iterator[FakeCrm]:
+    crm = FakeCrm()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), crm_handler(crm))
+    crm.url = f"http://127.0.0.1:{server.server_address[1]}/admin/dynamic.do"
+    thread = threading.Thread(target=server.serve_forever, name="fake-crm", daemon=True)
+    thread.start()
+    yield crm
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def crm(crm_server: FakeCrm) -> FakeCrm:
+    """The session's fake CRM, emptied for this test."""
+    crm_server.clear()
+    return crm_server
+
+
+def _run_sandbox(
+    command: str, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SANDBOX), command],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def asterisk(crm_server: FakeCrm) -> Iterator[Ari]:
+    """A running sandbox Asterisk whose dialplan files CRM requests at ``crm_server``."""
+    env = {**os.environ, "STASIS_DND_SANDBOX_CRM_URL": crm_server.url}
+    # The first run builds the chroot (1-2 minutes with network).
+    result = _run_sandbox("start", env, timeout=900)
+    if result.returncode != 0:
+        pytest.fail(
+            "sandbox Asterisk did not start (end-to-end tests need root and, the first "
+            f"time, network to Debian's mirror):\n{result.stdout}{result.stderr}",
+            pytrace=False,
+        )
+    try:
+        yield Ari(f"http://127.0.0.1:{ARI_PORT}/ari", ARI_USER, ARI_PASSWORD)
+    finally:
+        stopped = _run_sandbox("stop", env, timeout=120)
+        # Too late to fail the tests; say it where the next run will look.
+        if stopped.returncode != 0:
+            print(f"\nsandbox/asterisk stop failed:\n{stopped.stdout}{stopped.stderr}")
+
+
+@pytest.fixture
+def cleanup_channels(asterisk: Ari) -> Iterator[Callable[[str], str]]:
+    """Register channel ids to hang up at the end of the test."""
+    channels: list[str] = []
+
+    def register(channel_id: str) -> str:
+        channels.append(channel_id)
+        return channel_id
+
+    yield register
+    for channel_id in channels:
+        asterisk.hangup_quietly(channel_id)
