@@ -15,6 +15,7 @@ def test_timers_fire_in_due_order_and_cancel() -> None:
     fired: list[str] = []
     done = threading.Event()
     try:
+
         def last() -> None:
             fired.append("late")
             done.set()
