@@ -1,0 +1,219 @@
+"""The running service: connects to ARI, hands events to the calls, recovers
+parked channels on every (re)connect, and shuts down cleanly.
+
+Threads: the WebSocket reader (only reads and hands on), the timer wheel,
+a pool of call workers, the outbox's delivery thread, and the main thread,
+which waits for a signal and runs the shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from stasis_dnd.core import DrainEnded
+from stasis_dnd.settings import Settings
+from stasis_dnd.shell.ari_events import EventStream
+from stasis_dnd.shell.ari_rest import AriAuthError, AriError, AriRest
+from stasis_dnd.shell.calls import CallbackStore, Calls, Item, Recover
+from stasis_dnd.shell.dispatch import Dispatcher
+from stasis_dnd.shell.metrics import Metrics
+from stasis_dnd.shell.timers import TimerWheel
+from stasis_dnd.shell.translate import BadEvent, translate
+
+log = logging.getLogger("stasis_dnd")
+
+# Exit status when another process took over the app name: a supervisor
+# should not restart us into a tug of war (see the systemd unit).
+EXIT_REPLACED = 3
+# Distinct reasons for skipped messages are logged at warning once each.
+_MAX_REMEMBERED_REASONS = 100
+
+
+class StartupError(Exception):
+    """The app cannot start; the message says what to fix."""
+
+
+class App:
+    """One stasis-dnd instance serving one Asterisk."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: CallbackStore,
+        *,
+        workers: int = 16,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self._store = store
+        self._rest = AriRest(settings.ari, pool_size=workers + 2)
+        self._timers = TimerWheel()
+        self._dispatcher: Dispatcher[Item] = Dispatcher(self._handle, workers=workers)
+        # Playback ids must not repeat across restarts of the app.
+        boot = format(int(time.time() * 1000) % 36**6, "x")
+        self.calls = Calls(
+            ivr=settings.ivr,
+            rest=self._rest,
+            store=store,
+            timers=self._timers,
+            submit=self._dispatcher.submit,
+            metrics=self.metrics,
+            id_prefix=boot,
+        )
+        self._stream = EventStream(
+            settings.ari,
+            on_event=self._on_event,
+            on_connected=self._on_connected,
+            on_disconnected=self._on_disconnected,
+            on_bad_message=self._on_bad_message,
+        )
+        self._stop = threading.Event()
+        self._exit_status = 0
+        self._generation = 0
+        self._ever_connected = False
+        self._reasons_logged: set[str] = set()
+
+    # --- life cycle ---------------------------------------------------------
+
+    def check_asterisk(self) -> None:
+        """Fail fast on a wrong password; only warn if Asterisk is not up yet."""
+        try:
+            info = self._rest.asterisk_info()
+        except AriAuthError as error:
+            raise StartupError(str(error)) from None
+        except AriError as error:
+            log.warning("event=ari_unreachable error=%r (will keep trying)", str(error))
+            return
+        version = info.get("system", {}).get("version", "?") if isinstance(info, dict) else "?"
+        log.info("event=asterisk_found url=%s version=%s", self.settings.ari.url, version)
+
+    def start(self) -> None:
+        if self.settings.metrics.listen:
+            try:
+                self.metrics.serve(self.settings.metrics.listen)
+            except OSError as error:
+                raise StartupError(
+                    f"[metrics] listen {self.settings.metrics.listen}: {error.strerror}"
+                ) from None
+        self.check_asterisk()
+        self._timers.start()
+        self._dispatcher.start()
+        self._stream.start()
+
+    def run(self, install_signals: bool = True) -> int:
+        """Serve until SIGTERM/SIGINT (or `stop()`); return the exit status."""
+        if install_signals:
+            self._install_signals()
+        self.start()
+        log.info("event=started app=%s", self.settings.ari.app)
+        self._stop.wait()
+        self.shutdown()
+        return self._exit_status
+
+    def stop(self, status: int = 0) -> None:
+        """Ask `run()` to shut down (thread-safe)."""
+        self._exit_status = status
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        drain = self.settings.ari.drain_timeout
+        self.calls.draining = True
+        log.info("event=stopping calls=%d drain=%.0fs", len(self.calls), drain)
+        deadline = time.monotonic() + drain
+        while len(self.calls) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        now = time.monotonic()
+        for channel_id in self.calls.channel_ids():
+            self._dispatcher.submit(channel_id, (now, self._generation, DrainEnded()))
+        self._dispatcher.wait_idle(timeout=5)
+        self._stream.stop()
+        self._timers.stop()
+        self._dispatcher.stop()
+        self._rest.close()
+        log.info("event=stopped")
+
+    def _install_signals(self) -> None:
+        def on_signal(signum: int, frame: object) -> None:
+            if self._stop.is_set():
+                log.warning("event=forced_exit signal=%d", signum)
+                os._exit(1)
+            self.stop(0)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    # --- the event stream's callbacks (reader thread: never block) ----------
+
+    def _on_event(self, message: Mapping[str, Any]) -> None:
+        arrived = time.monotonic()
+        if message.get("type") == "ApplicationReplaced":
+            log.error(
+                "event=app_replaced app=%s reason=%r",
+                self.settings.ari.app,
+                "another process connected with the same app name; this one stops",
+            )
+            self.stop(EXIT_REPLACED)
+            return
+        try:
+            routed = translate(message)
+        except BadEvent as error:
+            self._on_bad_message(str(message)[:200], str(error))
+            return
+        if routed is not None:
+            channel_id, event = routed
+            self._dispatcher.submit(channel_id, (arrived, self._generation, event))
+
+    def _on_bad_message(self, excerpt: str, reason: str) -> None:
+        self.metrics.bad_messages.inc()
+        if reason in self._reasons_logged:
+            log.debug("event=bad_message reason=%r excerpt=%r", reason, excerpt)
+            return
+        if len(self._reasons_logged) < _MAX_REMEMBERED_REASONS:
+            self._reasons_logged.add(reason)
+        log.warning("event=bad_message reason=%r excerpt=%r (skipped)", reason, excerpt)
+
+    def _on_connected(self) -> None:
+        self._generation += 1
+        if self._ever_connected:
+            self.metrics.reconnects.inc()
+        self._ever_connected = True
+        self.metrics.ari_connected.set(1)
+        log.info("event=ari_connected url=%s app=%s", self.settings.ari.url, self.settings.ari.app)
+        generation = self._generation
+        # Asking Asterisk which channels are parked is REST: not on the reader.
+        threading.Thread(
+            target=self._recover_parked, args=(generation,), name="recovery", daemon=True
+        ).start()
+
+    def _on_disconnected(self, reason: str) -> None:
+        self.metrics.ari_connected.set(0)
+        level = logging.INFO if self._stop.is_set() else logging.WARNING
+        log.log(level, "event=ari_disconnected reason=%r", reason)
+
+    # --- recovery -----------------------------------------------------------
+
+    def _recover_parked(self, generation: int) -> None:
+        try:
+            application = self._rest.application(self.settings.ari.app)
+        except AriError as error:
+            log.warning("event=recovery_failed error=%r", str(error))
+            return
+        listed = application.get("channel_ids", [])
+        in_app = {c for c in listed if isinstance(c, str)}
+        now = time.monotonic()
+        for channel_id in in_app | set(self.calls.channel_ids()):
+            self._dispatcher.submit(
+                channel_id, (now, generation, Recover(channel_id in in_app, generation))
+            )
+        if in_app:
+            log.info("event=recovering channels=%d", len(in_app))
+
+    def _handle(self, channel_id: str, item: Item) -> None:
+        self.calls.handle(channel_id, item)

@@ -1,0 +1,269 @@
+"""ARI REST client: the few channel, playback and lookup calls the app makes.
+
+ari-py cannot be imported on Python 3 (FACTS §4), so this speaks ARI with one
+keep-alive `requests.Session`. Every call carries the (connect, read) timeout
+from `AriSettings`; every failure is one of the typed errors below, whose
+message is one sentence and never contains the password.
+
+Thread safety: one `AriRest` is shared by the worker threads. A shared
+`requests.Session` is safe for this use (fixed auth and headers, no cookies,
+no per-call changes to the session); its urllib3 pool hands each thread its own
+connection, and the pool is sized with `pool_size` so that busy workers do not
+discard connections.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from stasis_dnd.settings import AriSettings
+
+log = logging.getLogger(__name__)
+
+# Channel operations fail with these when the caller hung up or the channel
+# left Stasis (FACTS §3): a normal race, not a crash.
+_CHANNEL_GONE_STATUSES = frozenset({404, 409, 412})
+_DETAIL_LIMIT = 200
+
+
+class AriError(Exception):
+    """ARI answered with an error, or could not be asked at all."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ChannelGone(AriError):
+    """The channel hung up or left Stasis before (or while) we acted on it."""
+
+    def __init__(self, message: str, channel_id: str, status: int) -> None:
+        super().__init__(message, status)
+        self.channel_id = channel_id
+
+
+class AriAuthError(AriError):
+    """Asterisk refused our ARI credentials or our right to change things."""
+
+
+class AriUnavailable(AriError):
+    """Asterisk could not be reached, timed out, or failed internally (5xx)."""
+
+
+def strip_userinfo(url: str) -> str:
+    """`url` without any `user:password@`, so it is safe to log and to connect to."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def _segment(value: str) -> str:
+    # Asterisk splits the path on "/" before decoding each segment (res_ari.c),
+    # so "/" inside an id (sound "custom/x") must travel as %2F; "+" as %2B.
+    return quote(value, safe="")
+
+
+class AriRest:
+    """Blocking ARI REST calls over one keep-alive session; see module docstring."""
+
+    def __init__(
+        self,
+        settings: AriSettings,
+        *,
+        pool_size: int = 10,
+        verify: bool | str = True,
+    ) -> None:
+        """`pool_size`: at least the number of threads calling at once.
+
+        `verify`: TLS verification for https ARI (True, False or a CA bundle path).
+        """
+        self._base = strip_userinfo(settings.url.rstrip("/")) + "/ari"
+        self._username = settings.username
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        session = requests.Session()
+        session.auth = (settings.username, settings.password)
+        # ARI is reached directly: no proxy variables, no ~/.netrc lookups on
+        # every call (they cost time on the hot path and can only misroute).
+        session.trust_env = False
+        session.verify = verify
+        session.headers["Accept"] = "application/json"
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        self._session = session
+
+    @property
+    def base_url(self) -> str:
+        """The ARI root every path is appended to, e.g. http://127.0.0.1:8088/ari."""
+        return self._base
+
+    # -- channel operations: 404/409/412 raise ChannelGone ---------------------
+
+    def answer(self, channel_id: str) -> None:
+        """Answer the channel."""
+        self._call("POST", f"/channels/{_segment(channel_id)}/answer", channel_id=channel_id)
+
+    def play(self, channel_id: str, playback_id: str, media: str, language: str = "") -> None:
+        """Start playing `media` (e.g. "sound:vm-goodbye") under our own playback id."""
+        params = {"media": media, "lang": language} if language else {"media": media}
+        path = f"/channels/{_segment(channel_id)}/play/{_segment(playback_id)}"
+        self._call("POST", path, params, channel_id=channel_id)
+
+    def continue_in_dialplan(self, channel_id: str) -> None:
+        """Send the channel back to the dialplan, to the priority after Stasis()."""
+        self._call("POST", f"/channels/{_segment(channel_id)}/continue", channel_id=channel_id)
+
+    def hangup(self, channel_id: str) -> None:
+        """Hang the channel up with cause "normal"."""
+        path = f"/channels/{_segment(channel_id)}"
+        self._call("DELETE", path, {"reason": "normal"}, channel_id=channel_id)
+
+    def get_channel(self, channel_id: str) -> dict[str, Any]:
+        """The ARI Channel object."""
+        resp = self._call("GET", f"/channels/{_segment(channel_id)}", channel_id=channel_id)
+        return self._json_object(resp, "GET /channels/{id}")
+
+    # -- other operations ------------------------------------------------------
+
+    def stop_playback(self, playback_id: str) -> bool:
+        """Stop a playback; False if it had already finished (404), which is fine."""
+        resp = self._call("DELETE", f"/playbacks/{_segment(playback_id)}", missing_ok=True)
+        return resp is not None
+
+    def application(self, app: str) -> dict[str, Any]:
+        """The ARI Application object; its `channel_ids` are the channels in Stasis."""
+        resp = self._call("GET", f"/applications/{_segment(app)}")
+        return self._json_object(resp, "GET /applications/{app}")
+
+    def sound(self, sound_id: str) -> dict[str, Any] | None:
+        """The ARI Sound object (languages and formats), or None if Asterisk has none."""
+        resp = self._call("GET", f"/sounds/{_segment(sound_id)}", missing_ok=True)
+        return None if resp is None else self._json_object(resp, "GET /sounds/{id}")
+
+    def asterisk_info(self) -> dict[str, Any]:
+        """GET /asterisk/info: build, system, config and status of the Asterisk."""
+        return self._json_object(self._call("GET", "/asterisk/info"), "GET /asterisk/info")
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    def __enter__(self) -> AriRest:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        channel_id: str | None = None,
+        missing_ok: bool = False,
+    ) -> requests.Response | None:
+        """Send one request; the response if 2xx, None if 404 and `missing_ok`."""
+        try:
+            resp = self._session.request(
+                method, self._base + path, params=params, timeout=self._timeout
+            )
+        except requests.RequestException as exc:
+            what = _describe_failure(exc, self._timeout)
+            raise AriUnavailable(f"ARI at {self._base} {what} ({method} {path}).") from exc
+        status = resp.status_code
+        log.debug("ARI %s %s -> %d", method, path, status)
+        if status < 300:
+            return resp
+        if status == 404 and missing_ok:
+            return None
+        detail = _error_detail(resp)
+        if channel_id is not None and status in _CHANNEL_GONE_STATUSES:
+            raise ChannelGone(
+                f"Channel {channel_id} is gone or no longer in Stasis "
+                f"({method} {path}: {status} {detail}).",
+                channel_id,
+                status,
+            )
+        if status == 401:
+            raise AriAuthError(
+                f"Asterisk refused the ARI username or password (ari.conf) "
+                f"for user {self._username!r} at {self._base}.",
+                status,
+            )
+        if status == 403:
+            raise AriAuthError(
+                f"ARI user {self._username!r} may not change anything at {self._base} "
+                f"(set read_only = no in ari.conf): {detail}.",
+                status,
+            )
+        if status >= 500:
+            raise AriUnavailable(
+                f"ARI at {self._base} failed with {status} {detail} ({method} {path}).", status
+            )
+        raise AriError(f"ARI rejected {method} {path} with {status} {detail}.", status)
+
+    def _json_object(self, resp: requests.Response | None, what: str) -> dict[str, Any]:
+        assert resp is not None
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise AriError(f"ARI at {self._base} answered {what} with something not a JSON object.")
+        return data
+
+
+def _error_detail(resp: requests.Response) -> str:
+    """Asterisk's own error text: {"message": "..."} or the start of the body."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        text: str = body["message"]
+    else:
+        text = resp.text.strip() or resp.reason or ""
+    return text[:_DETAIL_LIMIT]
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and everything it wraps: requests -> urllib3 -> socket errors."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None))
+        stack.extend(e for e in (*linked, *current.args) if isinstance(e, BaseException))
+
+
+def _describe_failure(exc: requests.RequestException, timeout: tuple[float, float]) -> str:
+    """What went wrong, as the end of a sentence that starts "ARI at URL ..."."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"did not accept a connection within {timeout[0]:g} s"
+    if isinstance(exc, requests.ReadTimeout):
+        return f"did not answer within {timeout[1]:g} s"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "failed the TLS handshake (certificate or protocol)"
+    causes = list(_causes(exc))
+    if any(isinstance(e, ConnectionRefusedError) for e in causes):
+        return "refused the connection (is Asterisk running, with http.conf enabled?)"
+    if any(isinstance(e, http.client.RemoteDisconnected) for e in causes):
+        return "closed the connection without answering"
+    if any(type(e).__name__ == "NameResolutionError" for e in causes):
+        return "could not be found (the host name does not resolve)"
+    return f"could not be reached ({type(exc).__name__})"

@@ -1,0 +1,290 @@
+"""The calls in the app: one `CallFlow` each, fed by the dispatcher, with its
+commands carried out over ARI, the outbox and the timer wheel.
+
+Every outcome of that I/O goes back into the same call's flow as an event
+(a channel that vanished is `ChannelGone`, a stored request is
+`CallbackStored`); what the caller hears next is always the flow's decision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from stasis_dnd.core import (
+    Answer,
+    CallbackNotStored,
+    CallbackStored,
+    CallFlow,
+    CallRecovered,
+    CancelTimer,
+    ChannelGone,
+    Command,
+    ContinueInDialplan,
+    DrainEnded,
+    Event,
+    Hangup,
+    Play,
+    PlaybackFinished,
+    RequestCallback,
+    StartTimer,
+    StasisStart,
+    StopPlayback,
+    TimerFired,
+)
+from stasis_dnd.settings import IvrSettings
+from stasis_dnd.shell.ari_rest import AriError, AriRest
+from stasis_dnd.shell.ari_rest import ChannelGone as ChannelGoneError
+from stasis_dnd.shell.logs import mask_phone
+from stasis_dnd.shell.metrics import Metrics
+from stasis_dnd.shell.timers import TimerHandle, TimerWheel
+from stasis_dnd.shell.translate import channel_of
+
+log = logging.getLogger("stasis_dnd")
+
+
+class CallbackStore(Protocol):
+    """What the calls need of the outbox (`shell.callbacks.CallbackService`)."""
+
+    def request(self, phone: str, channel_id: str) -> tuple[bool, str, str]:
+        """Store a request: (promise may be made, result label, reason)."""
+        ...
+
+    def stored_for_channel(self, channel_id: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Recover:
+    """Take over a channel after a (re)connect; `in_app` says whether Asterisk
+    still lists it in the app."""
+
+    in_app: bool
+    generation: int
+
+
+# (monotonic arrival time, the event socket's connection number, what arrived)
+Item = tuple[float, int, Event | Recover]
+
+
+@dataclass
+class Call:
+    channel_id: str
+    flow: CallFlow
+    started: float
+    timers: dict[str, TimerHandle] = field(default_factory=dict)
+    # The newest event-socket connection this call was heard on.
+    connection: int = 0
+    # Arrival time of the event being handled, for the latency histogram.
+    arrived: float | None = None
+
+
+class Calls:
+    """All calls of one app; `handle` is the dispatcher's per-item function."""
+
+    def __init__(
+        self,
+        *,
+        ivr: IvrSettings,
+        rest: AriRest,
+        store: CallbackStore,
+        timers: TimerWheel,
+        submit: Callable[[str, Item], None],
+        metrics: Metrics,
+        id_prefix: str,
+    ) -> None:
+        self._ivr = ivr
+        self._rest = rest
+        self._store = store
+        self._timers = timers
+        self._submit = submit
+        self._metrics = metrics
+        self._id_prefix = id_prefix
+        self._lock = threading.Lock()
+        self._calls: dict[str, Call] = {}
+        self.draining = False
+
+    def channel_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._calls)
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def handle(self, channel_id: str, item: Item) -> None:
+        arrived, connection, what = item
+        call = self._calls.get(channel_id)
+        if isinstance(what, Recover):
+            self._recover(channel_id, call, what)
+            return
+        if call is None:
+            if not isinstance(what, StasisStart):
+                log.debug("event=skipped channel=%s reason=unknown_channel", channel_id)
+                return
+            call = self._new_call(channel_id, generation=0)
+            if self.draining:
+                self._feed(call, DrainEnded())
+        call.arrived = arrived
+        call.connection = max(call.connection, connection)
+        self._feed(call, what)
+
+    # --- feeding the flow ---------------------------------------------------
+
+    def _new_call(self, channel_id: str, generation: int) -> Call:
+        prefix = f"{self._id_prefix}.{generation}-" if generation else f"{self._id_prefix}-"
+        call = Call(channel_id, CallFlow(self._ivr, id_prefix=prefix), time.monotonic())
+        with self._lock:
+            self._calls[channel_id] = call
+        self._metrics.active_calls.inc()
+        return call
+
+    def _feed(self, call: Call, event: Event) -> None:
+        pending: deque[Event] = deque([event])
+        while pending:
+            current = pending.popleft()
+            commands = call.flow.handle(current)
+            if call.flow.anomaly:
+                log.debug("event=anomaly channel=%s detail=%r", call.channel_id, call.flow.anomaly)
+            for command in commands:
+                follow_up = self._carry_out(call, command)
+                if follow_up is not None:
+                    pending.append(follow_up)
+                    if isinstance(follow_up, ChannelGone):
+                        break  # the rest of this batch is for a channel that is gone
+        if call.flow.ending is not None:
+            self._finish(call)
+
+    def _carry_out(self, call: Call, command: Command) -> Event | None:
+        channel_id = call.channel_id
+        try:
+            if isinstance(command, Play):
+                self._observe(call)
+                try:
+                    self._rest.play(
+                        channel_id, command.playback_id, command.media, command.language
+                    )
+                except ChannelGoneError:
+                    raise
+                except AriError as error:
+                    log.warning("event=play_failed channel=%s error=%r", channel_id, str(error))
+                    return PlaybackFinished(command.playback_id, "failed")
+            elif isinstance(command, StopPlayback):
+                self._observe(call)
+                self._rest.stop_playback(command.playback_id)
+            elif isinstance(command, StartTimer):
+                call.timers[command.timer_id] = self._timers.schedule(
+                    command.seconds, self._timer_callback(channel_id, command.timer_id)
+                )
+            elif isinstance(command, CancelTimer):
+                handle = call.timers.pop(command.timer_id, None)
+                if handle is not None:
+                    handle.cancel()
+            elif isinstance(command, RequestCallback):
+                return self._request_callback(call, command.phone)
+            elif isinstance(command, Answer):
+                self._observe(call)
+                self._rest.answer(channel_id)
+            elif isinstance(command, Hangup):
+                self._observe(call)
+                self._rest.hangup(channel_id)
+            elif isinstance(command, ContinueInDialplan):
+                self._observe(call)
+                self._rest.continue_in_dialplan(channel_id)
+        except ChannelGoneError:
+            log.debug("event=channel_gone channel=%s during=%s", channel_id, type(command).__name__)
+            return ChannelGone()
+        except AriError as error:
+            log.warning(
+                "event=ari_error channel=%s command=%s error=%r",
+                channel_id,
+                type(command).__name__,
+                str(error),
+            )
+        return None
+
+    def _request_callback(self, call: Call, phone: str) -> Event:
+        ok, result, reason = self._store.request(phone, call.channel_id)
+        self._metrics.callback_requests.labels(result).inc()
+        if ok:
+            return CallbackStored()
+        log.critical(
+            "event=callback_lost channel=%s caller=%s reason=%r",
+            call.channel_id,
+            mask_phone(phone),
+            reason,
+        )
+        return CallbackNotStored(reason)
+
+    def _timer_callback(self, channel_id: str, timer_id: str) -> Callable[[], None]:
+        def fire() -> None:
+            self._submit(channel_id, (time.monotonic(), 0, TimerFired(timer_id)))
+
+        return fire
+
+    def _observe(self, call: Call) -> None:
+        # Latency from an event's arrival to the first command it caused.
+        if call.arrived is not None:
+            self._metrics.latency.observe(time.monotonic() - call.arrived)
+            call.arrived = None
+
+    def _finish(self, call: Call, *, quiet: bool = False) -> None:
+        for handle in call.timers.values():
+            handle.cancel()
+        call.timers.clear()
+        with self._lock:
+            if self._calls.get(call.channel_id) is not call:
+                return
+            del self._calls[call.channel_id]
+        self._metrics.active_calls.dec()
+        if quiet:
+            return
+        flow = call.flow
+        outcome = flow.outcome.value if flow.outcome else "unknown"
+        self._metrics.calls.labels(outcome).inc()
+        log.info(
+            "event=call channel=%s caller=%s outcome=%s ending=%s duration=%.1fs",
+            call.channel_id,
+            mask_phone(flow.phone) if flow.phone else "none",
+            outcome,
+            flow.ending.value if flow.ending else "none",
+            time.monotonic() - call.started,
+        )
+
+    # --- recovery -----------------------------------------------------------
+
+    def _recover(self, channel_id: str, call: Call | None, recover: Recover) -> None:
+        if not recover.in_app:
+            if call is not None:
+                # It left while the socket was down; its StasisEnd was lost.
+                self._feed(call, ChannelGone())
+            return
+        try:
+            channel = channel_of(self._rest.get_channel(channel_id))
+        except ChannelGoneError:
+            if call is not None:
+                self._feed(call, ChannelGone())
+            return
+        except (AriError, ValueError) as error:
+            log.warning("event=recover_failed channel=%s error=%r", channel_id, str(error))
+            return
+        if call is not None and call.connection >= recover.generation:
+            return  # heard from on this connection already: nothing was lost
+        if call is not None:
+            # Events may have been lost while disconnected: start this call afresh.
+            if call.flow.playing is not None:
+                self._stop_quietly(call.flow.playing)
+            self._finish(call, quiet=True)
+        stored = self._store.stored_for_channel(channel_id)
+        fresh = self._new_call(channel_id, generation=recover.generation)
+        self._metrics.recovered.inc()
+        log.info("event=recovered channel=%s callback_stored=%s", channel_id, stored)
+        self._feed(fresh, CallRecovered(channel, callback_stored=stored))
+
+    def _stop_quietly(self, playback_id: str) -> None:
+        with contextlib.suppress(AriError):  # it may have ended on its own meanwhile
+            self._rest.stop_playback(playback_id)
