@@ -141,7 +141,8 @@ class Conversation:
         self._say("caller", "hangs up")
         self._inbox.append(ChannelHangupRequest())
         if self._playing is not None:
-            self._inbox.append(PlaybackFinished(self._playing[0], "done"))
+            # Asterisk 22 ends a playback cut by a hang-up as "failed".
+            self._inbox.append(PlaybackFinished(self._playing[0], "failed"))
             self._playing = None
         self._inbox.append(StasisEnd())
         self._run()

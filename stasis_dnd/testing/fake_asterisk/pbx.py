@@ -1,0 +1,436 @@
+"""The fake's telephony side: channels in Stasis, their command queues,
+playbacks, caller scripts and the events they cause.
+
+Theory of operation (as Asterisk 22 behaved on this machine):
+- Each channel has a command queue. answer, play and continue are queued and
+  run in order; a play holds the queue until it finishes, so a second play
+  waits for the first, and an answer sent during a prompt is answered (HTTP)
+  only when the prompt ends. continue takes effect when the queue is empty.
+- DELETE /playbacks acts at once: a playing one ends "done"; a queued one is
+  cancelled and reports PlaybackFinished "done" when its turn comes.
+- Hang-up (caller or app) acts at once: ChannelHangupRequest (cause 16 from the
+  caller; cause 32 and soft=true from DELETE /channels), the current playback
+  ends "failed", each queued one starts and fails, then StasisEnd. No
+  ChannelDestroyed: the app is unsubscribed at StasisEnd.
+- Events for the app are dropped while no WebSocket is connected.
+
+Not modelled: a play of several media (`media=a,b`, PlaybackContinuing) is
+taken as one unknown sound and fails; media other than `sound:` fail too.
+
+Everything here runs on the fake's event loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from stasis_dnd.testing.fake_asterisk import ari_json
+from stasis_dnd.testing.fake_asterisk.calls import (
+    CALLER_HUNG_UP,
+    CONTINUED,
+    HUNGUP_BY_APP,
+    STASIS_FAILED,
+    FakeCall,
+    Heard,
+    Latency,
+    RestRequest,
+    SentEvent,
+)
+from stasis_dnd.testing.fake_asterisk.channel import AppSocket, Channel, Playback
+from stasis_dnd.testing.fake_asterisk.script import WAIT_STEPS, Step
+
+# Events the app is expected to act on; the next command on the channel is
+# timed against the latest of them (Latency).
+ACTIONABLE = frozenset({"StasisStart", "ChannelDtmfReceived", "PlaybackFinished"})
+# ast_softhangup(chan, AST_SOFTHANGUP_EXPLICIT) publishes the flag as "cause".
+APP_HANGUP_FIELDS: dict[str, Any] = {"cause": 32, "soft": True}
+CALLER_HANGUP_FIELDS: dict[str, Any] = {"cause": 16}
+HANGUP_REASONS = frozenset({"normal", "busy", "congestion", "no_answer", "answered_elsewhere"})
+
+Reply = tuple[int, Any]  # HTTP status, JSON body (None for no content)
+
+
+class Pbx:
+    """Channels, playbacks and the app's socket; see the module docstring."""
+
+    def __init__(
+        self,
+        app: str,
+        sounds: dict[str, float],
+        languages: tuple[str, ...],
+        dialplan_linger: float,
+        notify: Callable[[], None],
+    ) -> None:
+        self.app = app
+        self.sounds = dict(sounds)
+        self.languages = languages
+        self.dialplan_linger = dialplan_linger
+        self.notify = notify
+        self.started = time.time()
+        self.socket: AppSocket | None = None
+        self.app_registered = False
+        self.channels: dict[str, Channel] = {}
+        self.playbacks: dict[str, Playback] = {}
+        self.calls: dict[str, FakeCall] = {}
+        self.counters: Counter[str] = Counter()
+        self.latencies: list[Latency] = []
+        self.rest_delay = 0.0
+        self.channel_delays: dict[str, float] = {}
+        self.lock = threading.Lock()  # guards `calls` for readers on other threads
+        self._ids = itertools.count(1)
+
+    # --- the app's socket ---------------------------------------------------
+
+    def attach(self, socket: AppSocket) -> None:
+        """A WebSocket for our app connected; it replaces any earlier one."""
+        old, self.socket = self.socket, socket
+        if old is not None:
+            old.send(ari_json.application_replaced(self.app), last=True)
+            self.counters["ws_replaced"] += 1
+        self.app_registered = True
+        self.counters["ws_connections"] += 1
+        self.notify()
+
+    def detach(self, socket: AppSocket) -> None:
+        if self.socket is socket:
+            self.socket = None
+            self.notify()
+
+    def channels_in_app(self) -> list[str]:
+        return [ch.id for ch in self.channels.values() if ch.in_app]
+
+    def app_exists(self) -> bool:
+        # Asterisk forgets an app once it has neither a socket nor channels.
+        if self.socket is None and not self.channels_in_app():
+            self.app_registered = False
+        return self.app_registered
+
+    # --- callers ------------------------------------------------------------
+
+    def place_call(
+        self,
+        *,
+        number: str,
+        name: str,
+        state: str,
+        language: str,
+        args: tuple[str, ...],
+        script: tuple[Step, ...],
+        act: Callable[[FakeCall], Callable[[tuple[object, ...]], None]],
+    ) -> FakeCall:
+        """A caller reaches Stasis(app, args...) in the dialplan."""
+        serial = next(self._ids)
+        call = FakeCall(
+            id=f"{int(self.started)}.{serial}", number=number, name=name, language=language,
+            args=args,
+        )  # fmt: skip
+        call._act = act(call)
+        with self.lock:
+            self.calls[call.id] = call
+        self.counters["calls"] += 1
+        if self.socket is None:
+            self.counters["stasis_failed"] += 1
+            call._finish(STASIS_FAILED)
+            self.notify()
+            return call
+        channel = Channel(
+            call=call,
+            name=f"PJSIP/trunk-{serial:08x}",
+            state=state,
+            app_data=",".join((self.app, *args)),
+            created=time.time(),
+        )
+        self.channels[call.id] = channel
+        if state == "Up":
+            call.answered = True
+            channel.happen("answer")
+        self._emit(channel, "StasisStart", {"args": list(args), "channel": channel.json()})
+        if script:
+            channel.script = asyncio.get_running_loop().create_task(self._run(channel, script))
+        return call
+
+    def caller_acts(self, call: FakeCall, step: tuple[Any, ...]) -> None:
+        """Run one caller action (dtmf / hangup) on a call."""
+        channel = self.channels.get(call.id)
+        if channel is None:
+            return
+        if step[0] == "dtmf":
+            if channel.in_app and not channel.hanging_up:
+                call.digits.append(step[1])
+                body = {"digit": step[1], "duration_ms": step[2], "channel": channel.json()}
+                self._emit(channel, "ChannelDtmfReceived", body)
+        elif step[0] == "hangup":
+            if channel.in_app:
+                self._end_call(channel, by_app=False)
+            else:
+                self._destroy(channel)
+
+    async def _run(self, channel: Channel, script: tuple[Step, ...]) -> None:
+        consumed: Counter[str] = Counter()
+        for step in script:
+            if not channel.in_app:
+                return
+            kind = step[0]
+            if kind == "sleep":
+                await asyncio.sleep(step[1])
+            elif kind in WAIT_STEPS:
+                what = WAIT_STEPS[kind]
+                while channel.in_app and channel.happened[what] <= consumed[what]:
+                    await channel.changed.wait()
+                consumed[what] += 1
+            elif channel.in_app:
+                self.caller_acts(channel.call, step)
+
+    # --- REST operations ------------------------------------------------------
+
+    def delay_for(self, channel_id: str | None) -> float:
+        if channel_id is not None and channel_id in self.channel_delays:
+            return self.channel_delays[channel_id]
+        return self.rest_delay
+
+    def get_channel(self, channel_id: str) -> Reply:
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            return 404, ari_json.error("Channel not found")
+        return 200, channel.json()
+
+    def _control(self, channel_id: str, command: str) -> Channel | Reply:
+        """The channel if the app may act on it, else the error reply."""
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            return 404, ari_json.error("Channel not found")
+        if not channel.in_app:
+            return 409, ari_json.error("Channel not in Stasis application")
+        if channel.state in ari_json.INVALID_STATES:
+            return 412, ari_json.error("Channel in invalid state")
+        self._time_command(channel, command)
+        return channel
+
+    async def answer(self, channel_id: str) -> Reply:
+        channel = self._control(channel_id, "answer")
+        if not isinstance(channel, Channel):
+            return channel
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        channel.commands.append(("answer", done))
+        self._pump(channel)
+        if await done:
+            return 204, None
+        return 500, ari_json.error("Failed to answer channel")
+
+    def play(self, channel_id: str, playback_id: str | None, media: str, lang: str) -> Reply:
+        channel = self._control(channel_id, "play")
+        if not isinstance(channel, Channel):
+            return channel
+        if not media:
+            return 500, ari_json.error("Failed to queue media for playback")
+        playback = Playback(
+            id=playback_id or str(uuid.uuid4()),
+            media=media,
+            language=lang or channel.call.language,
+            channel=channel,
+        )
+        self.playbacks[playback.id] = playback
+        channel.commands.append(("play", playback))
+        body = playback.json()  # "queued", as Asterisk answers even if it starts at once
+        self._pump(channel)
+        return 201, body
+
+    def get_playback(self, playback_id: str) -> Reply:
+        playback = self.playbacks.get(playback_id)
+        if playback is None:
+            return 404, ari_json.error("Playback not found")
+        return 200, playback.json()
+
+    def playback_channel(self, playback_id: str) -> str | None:
+        playback = self.playbacks.get(playback_id)
+        return None if playback is None else playback.channel.id
+
+    def stop_playback(self, playback_id: str) -> Reply:
+        playback = self.playbacks.get(playback_id)
+        if playback is None:
+            return 404, ari_json.error("Playback not found")
+        self._time_command(playback.channel, "stop_playback")
+        if playback.state == "playing":
+            self._finish_playback(playback, "done", "stopped")
+        else:
+            playback.state = "done"  # cancelled; reported when its turn comes
+        return 204, None
+
+    def continue_in_dialplan(self, channel_id: str) -> Reply:
+        channel = self._control(channel_id, "continue")
+        if not isinstance(channel, Channel):
+            return channel
+        channel.commands.append(("continue",))
+        self._pump(channel)
+        return 204, None
+
+    def hangup(self, channel_id: str, reason: str) -> Reply:
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            return 404, ari_json.error("Channel not found")
+        if reason and reason not in HANGUP_REASONS:
+            return 400, ari_json.error("Invalid reason for hangup reason provided")
+        if channel.in_app:
+            self._time_command(channel, "hangup")
+            self._end_call(channel, by_app=True)
+        else:
+            self._destroy(channel)
+        return 204, None
+
+    def application(self, app: str) -> Reply:
+        if app != self.app or not self.app_exists():
+            return 404, ari_json.error("Application not found")
+        return 200, ari_json.application(app, self.channels_in_app())
+
+    def sound(self, sound_id: str) -> Reply:
+        if sound_id not in self.sounds:
+            return 404, ari_json.error("Sound not found")
+        return 200, ari_json.sound(sound_id, self.languages)
+
+    def record_request(
+        self, channel_id: str | None, *, at: float, method: str, path: str,
+        query: dict[str, str], status: int,
+    ) -> None:  # fmt: skip
+        self.counters["rest_requests"] += 1
+        if status >= 400:
+            self.counters["rest_errors"] += 1
+        call = self.calls.get(channel_id) if channel_id else None
+        if call is not None:
+            call.requests.append(RestRequest(at, method, path, query, status))
+
+    # --- inside a channel -----------------------------------------------------
+
+    def _pump(self, channel: Channel) -> None:
+        """Run queued commands until one blocks (a playback) or none are left."""
+        while channel.current is None and channel.commands and not channel.hanging_up:
+            command = channel.commands.popleft()
+            if command[0] == "answer":
+                if channel.state != "Up":
+                    channel.state = "Up"
+                    channel.call.answered = True
+                    self._emit(channel, "ChannelStateChange", {"channel": channel.json()})
+                    channel.happen("answer")
+                command[1].set_result(True)
+            elif command[0] == "play":
+                self._start_playback(channel, command[1])
+            else:
+                channel.leaving = True
+        if channel.leaving and channel.current is None and not channel.commands:
+            self._leave_app(channel)
+
+    def _start_playback(self, channel: Channel, playback: Playback) -> None:
+        if playback.state == "done":  # stopped while queued
+            self._report_finished(playback)
+            return
+        playback.state = "playing"
+        channel.current = playback
+        playback.heard = Heard(playback.id, playback.media, time.monotonic())
+        channel.call.heard.append(playback.heard)
+        self.counters["playbacks"] += 1
+        self._emit(channel, "PlaybackStarted", {"playback": playback.json()})
+        channel.happen("playback_start")
+        duration = self._duration(playback.media)
+        if duration is None:
+            self._finish_playback(playback, "failed", "failed")
+        else:
+            loop = asyncio.get_running_loop()
+            playback.timer = loop.call_later(
+                duration, self._finish_playback, playback, "done", "done"
+            )
+
+    def _duration(self, media: str) -> float | None:
+        if not media.startswith("sound:"):
+            return None
+        return self.sounds.get(media[len("sound:") :])
+
+    def _finish_playback(self, playback: Playback, state: str, outcome: str) -> None:
+        if playback.timer is not None:
+            playback.timer.cancel()
+        playback.state = state
+        if playback.heard is not None:
+            playback.heard.ended = time.monotonic()
+            playback.heard.outcome = outcome
+        channel = playback.channel
+        channel.current = None
+        self._report_finished(playback)
+        channel.happen("playback_end")
+        self._pump(channel)
+
+    def _report_finished(self, playback: Playback) -> None:
+        if self.playbacks.get(playback.id) is playback:
+            del self.playbacks[playback.id]
+        self._emit(playback.channel, "PlaybackFinished", {"playback": playback.json()})
+
+    def _end_call(self, channel: Channel, *, by_app: bool) -> None:
+        fields = APP_HANGUP_FIELDS if by_app else CALLER_HANGUP_FIELDS
+        channel.hanging_up = True
+        self._emit(channel, "ChannelHangupRequest", {"channel": channel.json()}, first=fields)
+        if channel.current is not None:
+            self._finish_playback(channel.current, "failed", "hangup")
+        for command in channel.commands:
+            if command[0] == "answer":
+                command[1].set_result(False)
+            elif command[0] == "play" and command[1].state == "done":
+                self._report_finished(command[1])
+            elif command[0] == "play":
+                playback = command[1]
+                playback.state = "playing"
+                self._emit(channel, "PlaybackStarted", {"playback": playback.json()})
+                playback.state = "failed"
+                self._report_finished(playback)
+        channel.commands.clear()
+        self._emit(channel, "StasisEnd", {"channel": channel.json()})
+        channel.in_app = False
+        self._destroy(channel)
+        disposition = HUNGUP_BY_APP if by_app else CALLER_HUNG_UP
+        self.counters[disposition] += 1
+        channel.call._finish(disposition)
+        self.notify()
+
+    def _leave_app(self, channel: Channel) -> None:
+        self._emit(channel, "StasisEnd", {"channel": channel.json()})
+        channel.in_app = False
+        channel.priority += 1
+        self._stop_script(channel)
+        self.counters[CONTINUED] += 1
+        channel.call._finish(CONTINUED)
+        # The caller goes on in the dialplan for a while, then the call ends.
+        asyncio.get_running_loop().call_later(self.dialplan_linger, self._destroy, channel)
+        self.notify()
+
+    def _destroy(self, channel: Channel) -> None:
+        if self.channels.get(channel.id) is channel:
+            del self.channels[channel.id]
+        self._stop_script(channel)
+
+    def _stop_script(self, channel: Channel) -> None:
+        channel.changed.set()  # a waiting step sees the call has left the app
+        task = channel.script
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def _emit(
+        self, channel: Channel, kind: str, body: dict[str, Any], first: dict[str, Any] | None = None
+    ) -> None:
+        if not channel.in_app:
+            return
+        now = time.monotonic()
+        socket = self.socket
+        delivered = socket is not None and socket.send(ari_json.event(kind, self.app, body, first))
+        channel.call.events.append(SentEvent(now, kind, delivered))
+        self.counters["events_sent" if delivered else "events_dropped"] += 1
+        if kind in ACTIONABLE:
+            channel.pending_event = (kind, now)
+
+    def _time_command(self, channel: Channel, command: str) -> None:
+        if channel.pending_event is not None:
+            kind, at = channel.pending_event
+            self.latencies.append(Latency(channel.id, kind, command, time.monotonic() - at))
+            channel.pending_event = None
