@@ -4,6 +4,7 @@ can make into one clear line on stderr and exit status 1."""
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -41,6 +42,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(check)
     check.add_argument("--show", action="store_true", help="print the effective settings")
 
+    run = commands.add_parser("run", help="serve callers: connect to ARI and run the IVR")
+    _add_config(run)
+    run.add_argument(
+        "--log-level",
+        default=os.environ.get("STASIS_DND_LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error"],
+        help="how much to log (default: info; $STASIS_DND_LOG_LEVEL)",
+    )
+    run.add_argument(
+        "--workers", type=int, default=16, help="threads carrying out calls' ARI requests"
+    )
+
+    from stasis_dnd.shell.outbox_cli import add_outbox_commands
+
+    add_outbox_commands(commands)
+
+    sounds = commands.add_parser(
+        "install-sounds",
+        help="copy the shipped prompts (custom/IVR_DND_*, en and ru) into Asterisk's sounds",
+        description=(
+            "Copy the prompts shipped with stasis-dnd into DEST/<lang>/custom/. DEST is "
+            "Asterisk's sounds folder: its data directory + /sounds (asterisk -rx 'core show "
+            "settings'), e.g. /usr/share/asterisk/sounds (Debian), /var/lib/asterisk/sounds "
+            "(FreePBX). Language folders that are symlinks (Debian: sounds/en -> "
+            "en_US_f_Allison) are followed."
+        ),
+    )
+    sounds.add_argument("dest", metavar="DEST", help="Asterisk's sounds folder")
+    sounds.add_argument(
+        "--dry-run", action="store_true", help="list the files that would be written"
+    )
+    sounds.add_argument(
+        "--force", action="store_true", help="overwrite files that exist with other content"
+    )
+    sounds.add_argument(
+        "--root",
+        metavar="ROOT",
+        help="DEST is inside a chroot or image at ROOT: follow its symlinks inside ROOT",
+    )
+
     demo = commands.add_parser(
         "demo", help="simulate calls through the IVR and show what the caller and the CRM get"
     )
@@ -64,7 +105,68 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.config)
 
 
-_COMMANDS = {"check-config": cmd_check_config, "demo": cmd_demo}
+def cmd_run(args: argparse.Namespace) -> int:
+    from stasis_dnd.shell.app import App, StartupError
+    from stasis_dnd.shell.callbacks import CallbackService
+    from stasis_dnd.shell.logs import setup_logging
+    from stasis_dnd.shell.outbox import OutboxError
+
+    settings = load_settings(args.config)
+    setup_logging(args.log_level)
+    for warning in permission_warnings(args.config):
+        logging.getLogger("stasis_dnd").warning("event=config_warning detail=%r", warning)
+    try:
+        store = CallbackService(settings.crm, settings.outbox)
+    except ValueError as error:
+        raise UserError(f"{args.config}: [crm] {error}") from None
+    try:
+        store.start()
+    except OutboxError as error:
+        raise UserError(f"{args.config}: [outbox] path: {error}") from None
+    try:
+        return App(settings, store, workers=args.workers).run()
+    except StartupError as error:
+        raise UserError(str(error)) from None
+    finally:
+        store.stop()
+
+
+def cmd_install_sounds(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stasis_dnd.sounds import SoundsError, install_sounds
+
+    try:
+        written = install_sounds(
+            Path(args.dest),
+            root=Path(args.root) if args.root else None,
+            dry_run=args.dry_run,
+            force=args.force,
+        )
+    except SoundsError as error:
+        raise UserError(f"install-sounds: {error}") from None
+    verb = "would write" if args.dry_run else "wrote"
+    for path in written:
+        print(f"{verb} {path}")
+    if not written:
+        print("the prompts are already installed and up to date")
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from stasis_dnd.shell.outbox_cli import run_outbox_command
+
+    settings = load_settings(args.config, require_secrets=False)
+    return run_outbox_command(args, settings.outbox)
+
+
+_COMMANDS = {
+    "check-config": cmd_check_config,
+    "demo": cmd_demo,
+    "run": cmd_run,
+    "outbox": cmd_outbox,
+    "install-sounds": cmd_install_sounds,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

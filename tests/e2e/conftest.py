@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from e2e_kit import Ari, FakeCrm, crm_handler
+from e2e_kit import Ari, AriEvents, FakeCrm, crm_handler
 
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX = REPO / "sandbox" / "asterisk"
@@ -61,6 +62,14 @@ def _run_sandbox(
 
 
 @pytest.fixture(scope="session")
+def sandbox_root(asterisk: Ari) -> Path:
+    """The running sandbox's chroot folder (its files as seen from outside)."""
+    result = _run_sandbox("path", dict(os.environ), timeout=30)
+    assert result.returncode == 0, result.stderr
+    return Path(result.stdout.strip())
+
+
+@pytest.fixture(scope="session")
 def asterisk(crm_server: FakeCrm) -> Iterator[Ari]:
     """A running sandbox Asterisk whose dialplan files CRM requests at ``crm_server``."""
     env = {**os.environ, "STASIS_DND_SANDBOX_CRM_URL": crm_server.url}
@@ -93,3 +102,14 @@ def cleanup_channels(asterisk: Ari) -> Iterator[Callable[[str], str]]:
     yield register
     for channel_id in channels:
         asterisk.hangup_quietly(channel_id)
+
+
+@pytest.fixture
+def app_events(asterisk: Ari) -> Iterator[AriEvents]:
+    """Events of a fresh test-only app name (pass it to a call as DND_APP).
+
+    A real stasis-dnd running elsewhere cannot take these calls.
+    """
+    events = AriEvents(asterisk, f"stasis-dnd-e2e-{uuid.uuid4().hex[:8]}")
+    yield events
+    events.close()

@@ -1,17 +1,30 @@
-"""Helpers for the end-to-end tests: the fake CRM and minimal ARI access."""
+"""Helpers for the end-to-end tests: the fake CRM, callers, minimal ARI access.
+
+Callers come in two kinds, both scripted by ``[test-caller]`` in
+sandbox/extensions-sandbox.conf (``press1afterN``, ``press7afterN``,
+``silent``, ``quitafterN``):
+
+- ``Ari.originate_caller``: a Local channel (cheap; DTMF as frames between
+  the halves);
+- ``Ari.originate_sip_caller``: a call over real SIP and RTP from Asterisk to
+  itself on loopback, DTMF as RFC 4733 events, G.711 u-law.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
+import queue
 import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import requests
+import websocket
 
 CRM_OK = {"status": "ok", "message": "", "data": {}, "eventList": []}
 
@@ -83,6 +96,14 @@ def crm_handler(crm: FakeCrm) -> type[BaseHTTPRequestHandler]:
 
 
 @dataclass(frozen=True)
+class SipCall:
+    """The two legs of a SIP call from a scripted phone (``Ari.originate_sip_caller``)."""
+
+    caller: str  # inbound PJSIP channel: runs the dialplan, enters Stasis
+    phone: str  # outbound PJSIP channel: runs the phone's script
+
+
+@dataclass(frozen=True)
 class Ari:
     """Minimal ARI REST access to the sandbox."""
 
@@ -138,6 +159,72 @@ class Ari:
         assert response.status_code == 200, response.text
         return str(response.json()["id"])
 
+    def originate_sip_caller(
+        self,
+        script: str,
+        *,
+        number: str = "+79001234567",
+        name: str = "Ivan",
+        variables: dict[str, str] | None = None,
+        extension: str = "s",
+        context: str = "dnd-queue",
+        timeout: float = 10.0,
+    ) -> SipCall:
+        """Call ``context``/``extension`` over SIP from a scripted phone.
+
+        Asterisk calls itself (pjsip.conf endpoint ``self`` on the sandbox's
+        loopback SIP port). The phone is the outbound leg, originated here; it
+        runs ``script``@test-caller once the caller answers, and its DTMF goes
+        as RFC 4733 events. The caller is the inbound leg Asterisk creates for
+        the INVITE (``PJSIP/self-...``), like a real phone's call: its caller
+        id comes from the SIP From header (``"name" <number>``), and it runs
+        ``context``/``extension`` with ``variables`` set on it (overriding
+        dialplan globals; names and values without commas). This is the
+        channel that enters Stasis. Returns both ids once the caller exists.
+        """
+        variables = variables or {}
+        if any("," in key or "," in value for key, value in variables.items()):
+            raise ValueError(f"commas cannot cross to the SIP caller: {variables}")
+        phone = f"e2e-{uuid.uuid4().hex}"  # also the SIP user dialled: see [sip-self-in]
+        response = self.request(
+            "POST",
+            "channels",
+            params={
+                "endpoint": f"PJSIP/{phone}@self",
+                "channelId": phone,
+                "context": "test-caller",
+                "extension": script,
+                "priority": "1",
+                "callerId": f'"{name}" <{number}>',
+            },
+            json={
+                "variables": {
+                    **variables,
+                    "E2E_VARS": ",".join(variables),
+                    "E2E_TARGET": f"{context},{extension},1",
+                }
+            },
+        )
+        assert response.status_code == 200, response.text
+        # [sip-self-in] writes the inbound leg's id onto the phone leg.
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answer = self.request(
+                "GET", f"channels/{phone}/variable", params={"variable": "E2E_CALLER_ID"}
+            )
+            if answer.status_code == 200 and answer.json().get("value"):
+                return SipCall(caller=str(answer.json()["value"]), phone=phone)
+            if answer.status_code == 404 and not self.channel_exists(phone):
+                raise AssertionError(f"the SIP phone leg {phone} ended before the call arrived")
+            time.sleep(0.05)
+        self.hangup_quietly(phone)
+        raise AssertionError(f"no inbound SIP call for phone {phone} within {timeout} s")
+
+    def variable(self, channel_id: str, name: str) -> str | None:
+        """A channel variable or function value (``CHANNEL(state)``); None if unreadable."""
+        response = self.request("GET", f"channels/{channel_id}/variable", params={"variable": name})
+        return str(response.json()["value"]) if response.status_code == 200 else None
+
     def channel_exists(self, channel_id: str) -> bool:
         return self.request("GET", f"channels/{channel_id}").status_code == 200
 
@@ -151,3 +238,69 @@ class Ari:
 
     def hangup_quietly(self, channel_id: str) -> None:
         self.request("DELETE", f"channels/{channel_id}")  # 404 when already gone
+
+
+def assert_one_fallback_request(crm: FakeCrm, number: str) -> None:
+    """The CRM got exactly one request, as extensions.conf.sample's fallback files it."""
+    received = crm.received()
+    assert len(received) == 1, received
+    request = received[0]
+    assert request.method == "POST"
+    assert request.path == "/admin/dynamic.do"
+    params = request.params
+    assert params["aon"] == [number]  # "+" arrived URL-encoded, not as a space
+    assert params["action"] == ["runDynamicClass"]
+    assert params["sub"] == ["dndoperator"]
+    assert params["responseType"] == ["json"]
+    assert params["authToSession"] == ["0"]
+    assert params["j_username"] == ["sandbox-user"]
+    assert "callback" not in params  # would turn the answer into JSONP
+
+
+EVENT_TIMEOUT = 15.0
+
+
+class AriEvents:
+    """One app's ARI events, read into a queue on a thread (never blocks the socket)."""
+
+    def __init__(self, ari: Ari, app: str) -> None:
+        self.app = app
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.socket = websocket.create_connection(
+            f"{ari.events_url}?app={app}&subscribeAll=false",
+            header=[f"Authorization: {ari.basic_header}"],
+            timeout=10,
+        )
+        self.socket.settimeout(None)
+        self.thread = threading.Thread(target=self._read, name=f"ari-{app}", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            while True:
+                message = self.socket.recv()
+                if not message:
+                    return
+                self.events.put(json.loads(message))
+        except (websocket.WebSocketException, OSError):
+            return
+
+    def wait_for(
+        self, event_type: str, channel_id: str, timeout: float = EVENT_TIMEOUT
+    ) -> dict[str, Any]:
+        """The next ``event_type`` event for ``channel_id``; others are skipped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {event_type} for {channel_id} within {timeout} s")
+            try:
+                event = self.events.get(timeout=left)
+            except queue.Empty:
+                continue
+            if event.get("type") == event_type and event.get("channel", {}).get("id") == channel_id:
+                return event
+
+    def close(self) -> None:
+        self.socket.close()
+        self.thread.join(timeout=5)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from e2e_kit import Ari, FakeCrm
+from e2e_kit import Ari, FakeCrm, assert_one_fallback_request
 
 pytestmark = pytest.mark.e2e
 
@@ -21,22 +21,6 @@ IN_MENU = {"DND_APP": NO_APP, "DND_QUEUE_TIMEOUT": "1"}
 CALL_SECONDS = 25
 
 
-def assert_one_request_for(crm: FakeCrm, number: str) -> None:
-    received = crm.received()
-    assert len(received) == 1, received
-    request = received[0]
-    assert request.method == "POST"
-    assert request.path == "/admin/dynamic.do"
-    params = request.params
-    assert params["aon"] == [number]  # "+" arrived URL-encoded, not as a space
-    assert params["action"] == ["runDynamicClass"]
-    assert params["sub"] == ["dndoperator"]
-    assert params["responseType"] == ["json"]
-    assert params["authToSession"] == ["0"]
-    assert params["j_username"] == ["sandbox-user"]
-    assert "callback" not in params  # would turn the answer into JSONP
-
-
 def test_press_1_in_fallback_menu_files_one_request(
     asterisk: Ari, crm: FakeCrm, cleanup_channels: Callable[[str], str]
 ) -> None:
@@ -46,7 +30,7 @@ def test_press_1_in_fallback_menu_files_one_request(
     crm.wait_for(1, timeout=15)
     # The call ends by itself after the confirmation and goodbye.
     assert asterisk.wait_gone(caller, timeout=CALL_SECONDS)
-    assert_one_request_for(crm, "+79001234567")
+    assert_one_fallback_request(crm, "+79001234567")
 
 
 def test_press_1_while_queued_files_one_request(
@@ -62,7 +46,7 @@ def test_press_1_while_queued_files_one_request(
     )
     crm.wait_for(1, timeout=10)
     assert asterisk.wait_gone(caller, timeout=CALL_SECONDS)
-    assert_one_request_for(crm, "79001112233")
+    assert_one_fallback_request(crm, "79001112233")
 
 
 def test_wrong_key_files_nothing_and_hangs_up(

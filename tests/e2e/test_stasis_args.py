@@ -7,74 +7,13 @@ real stasis-dnd running elsewhere cannot take these calls.
 
 from __future__ import annotations
 
-import json
-import queue
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-import websocket
-from e2e_kit import Ari, FakeCrm
+from e2e_kit import Ari, AriEvents, FakeCrm
 
 pytestmark = pytest.mark.e2e
-
-EVENT_TIMEOUT = 15.0
-
-
-class AriEvents:
-    """Reads one app's events into a queue on a thread (never blocks the socket)."""
-
-    def __init__(self, ari: Ari, app: str) -> None:
-        self.app = app
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.socket = websocket.create_connection(
-            f"{ari.events_url}?app={app}&subscribeAll=false",
-            header=[f"Authorization: {ari.basic_header}"],
-            timeout=10,
-        )
-        self.socket.settimeout(None)
-        self.thread = threading.Thread(target=self._read, name=f"ari-{app}", daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        try:
-            while True:
-                message = self.socket.recv()
-                if not message:
-                    return
-                self.events.put(json.loads(message))
-        except (websocket.WebSocketException, OSError):
-            return
-
-    def wait_for(
-        self, event_type: str, channel_id: str, timeout: float = EVENT_TIMEOUT
-    ) -> dict[str, Any]:
-        """The next ``event_type`` event for ``channel_id``; others are skipped."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no {event_type} for {channel_id} within {timeout} s")
-            try:
-                event = self.events.get(timeout=left)
-            except queue.Empty:
-                continue
-            if event.get("type") == event_type and event.get("channel", {}).get("id") == channel_id:
-                return event
-
-    def close(self) -> None:
-        self.socket.close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def app_events(asterisk: Ari) -> Iterator[AriEvents]:
-    events = AriEvents(asterisk, f"stasis-dnd-e2e-{uuid.uuid4().hex[:8]}")
-    yield events
-    events.close()
 
 
 def test_queue_timeout_arrives_with_timeout_arg(

@@ -1,0 +1,407 @@
+"""The callback service the calls use: store a request durably, then deliver it
+to the CRM in the background until the CRM has it or it is too old.
+
+    service = CallbackService(settings.crm, settings.outbox)
+    service.start()                      # delivers what a previous run left pending
+    result = service.request("+79001234567", channel_id)   # on a worker thread
+    if result.ok: ... promise a callback ...
+    service.stop(timeout=10)
+
+`request()` returns once the request is committed to the outbox; only then
+may the caller hear the confirmation. If the outbox cannot be written (disk
+full, read-only, locked) the CRM is tried at once with a short timeout; if
+that fails too the result is `failed` and the caller must not be promised.
+
+One delivery thread sends pending requests oldest first. When the CRM as a
+whole fails (down, 5xx, timeouts, answers it cannot have meant) the queue
+waits with exponential back-off and full jitter, so requests stay in order;
+when the CRM refuses one request (`status: error`) only that request backs
+off. Bad credentials pause delivery and log one line per pause.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from stasis_dnd.settings import CrmSettings, OutboxSettings
+from stasis_dnd.shell.crm import CrmClient, CrmResult, Outcome
+from stasis_dnd.shell.logs import mask_phone
+from stasis_dnd.shell.outbox import DUPLICATE, PENDING, Entry, Outbox, OutboxError
+
+log = logging.getLogger("stasis_dnd")
+
+# Result labels (also the `result` label of the callback_requests metric).
+STORED = "stored"
+DUPLICATE_RESULT = "duplicate"
+SENT = "sent"
+FAILED = "failed"
+
+# A CRM that is down is retried after up to 2 s, then 4, 8, ... but never
+# more than 5 minutes apart, so callers are not kept waiting long after it is back.
+RETRY_BASE = 2.0
+RETRY_CAP = 300.0
+# A request the CRM refused is retried much more slowly: it will likely fail again.
+REFUSED_BASE = 30.0
+REFUSED_CAP = 3600.0
+# With a wrong login nothing can be delivered; one try (and one log line) a minute.
+AUTH_PAUSE = 60.0
+# The caller waits in silence during the direct try when the outbox is broken.
+DIRECT_TIMEOUT = 3.0
+# Real seconds between looks at the outbox when idle: notices `outbox retry`
+# run by the operator in another process.
+POLL_INTERVAL = 5.0
+_BATCH = 100
+# Channels whose request went to the CRM directly, remembered for recovery.
+_DIRECT_MEMORY = 1000
+
+
+def full_jitter(failures: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait after `failures` failed tries: uniform(0, min(cap, base * 2**failures))."""
+    # Computed from a count (persisted per request, or kept per queue), which is
+    # why no retry library fits: they own the sleeping loop and keep state in memory.
+    return rng.uniform(0.0, min(cap, base * 2.0 ** min(failures, 62)))
+
+
+class RequestResult(NamedTuple):
+    """What `request()` did; a callback may be promised only when `ok`."""
+
+    ok: bool
+    result: str  # stored, duplicate, sent (directly to the CRM) or failed
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CallbackStats:
+    """Counters since start (for metrics), plus what the outbox holds now."""
+
+    stored: int
+    duplicates: int
+    sent_directly: int
+    failed: int
+    delivered: int
+    dead: int
+    attempts_failed: int
+    pending: int
+    # True while delivery is paused because the CRM rejects the login.
+    bad_credentials: bool
+
+
+_COUNTERS = (
+    "stored",
+    "duplicates",
+    "sent_directly",
+    "failed",
+    "delivered",
+    "dead",
+    "attempts_failed",
+)
+
+
+class CallbackService:
+    """Stores callback requests and delivers them to the CRM; see the module doc."""
+
+    def __init__(
+        self,
+        crm: CrmSettings,
+        outbox: OutboxSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        direct_timeout: float = DIRECT_TIMEOUT,
+        auth_pause: float = AUTH_PAUSE,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        self._crm_settings = crm
+        self._settings = outbox
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not security
+        self._direct_timeout = min(direct_timeout, crm.timeout)
+        self._auth_pause = auth_pause
+        self._poll = poll_interval
+        self._client = CrmClient(crm)  # raises ValueError on unusable settings
+        self._outbox: Outbox | None = None
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._delivering = threading.Lock()
+        self._counts_lock = threading.Lock()
+        self._counts: collections.Counter[str] = collections.Counter()
+        self._direct_channels: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # Rows the CRM took but the outbox could not mark delivered (disk trouble).
+        self._unrecorded: set[int] = set()
+        # Consecutive CRM-wide failures, and until when the queue waits.
+        self._failures = 0
+        self._paused_until = 0.0
+        self._auth_failed = False
+
+    # --- life cycle ---------------------------------------------------------------
+
+    def start(self, *, deliver: bool = True) -> None:
+        """Open the outbox (raises OutboxError with a one-sentence reason) and
+        start delivering, pending requests first. `deliver=False` only opens it."""
+        self._outbox = Outbox.open(self._settings.path)
+        pending = self._outbox.counts()[PENDING]
+        log.info("event=outbox_opened path=%s pending=%d", self._settings.path, pending)
+        if deliver:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="outbox-delivery", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop delivering; pending requests stay in the outbox for the next start."""
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                log.warning("event=outbox_stop_timeout (a CRM request is still in flight)")
+            self._thread = None
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None:
+            outbox.close()
+        self._client.close()
+
+    @property
+    def outbox(self) -> Outbox | None:
+        """The open outbox, or None before `start()` and after `stop()`."""
+        return self._outbox
+
+    def wake(self) -> None:
+        """Make the delivery thread look at the outbox now (e.g. after a test moved the clock)."""
+        self._wake.set()
+
+    # --- what the calls use ----------------------------------------------------------
+
+    def request(self, phone: str, channel_id: str) -> RequestResult:
+        """Store a callback request for `phone` (blocking: call from a worker thread)."""
+        request_id = str(uuid.uuid4())
+        try:
+            if self._outbox is None:
+                raise OutboxError("the outbox is not open")
+            entry = self._outbox.add(
+                phone, channel_id, request_id, self._clock(), self._settings.dedupe_window
+            )
+        except OutboxError as exc:
+            return self._send_directly(phone, channel_id, request_id, str(exc))
+        if entry.state == DUPLICATE:
+            self._count("duplicates")
+            log.info(
+                "event=callback_duplicate id=%d of=%s channel=%s caller=%s",
+                entry.id,
+                entry.duplicate_of,
+                channel_id,
+                mask_phone(phone),
+            )
+            return RequestResult(True, DUPLICATE_RESULT, f"repeats request {entry.duplicate_of}")
+        self._count("stored")
+        log.info(
+            "event=callback_stored id=%d request_id=%s channel=%s caller=%s",
+            entry.id,
+            request_id,
+            channel_id,
+            mask_phone(phone),
+        )
+        self._wake.set()
+        return RequestResult(True, STORED)
+
+    def stored_for_channel(self, channel_id: str) -> bool:
+        """Whether this channel's caller already has a request (after a restart)."""
+        if channel_id in self._direct_channels:
+            return True
+        try:
+            return self._outbox is not None and self._outbox.has_channel(channel_id)
+        except OutboxError as exc:
+            # Answering no means the caller may be asked again; a repeat is deduplicated.
+            log.warning("event=outbox_read_failed channel=%s error=%r", channel_id, str(exc))
+            return False
+
+    def stats(self) -> CallbackStats:
+        """Counters since start; `pending` is read from the outbox (-1 if it cannot be)."""
+        with self._counts_lock:
+            counts = {name: self._counts[name] for name in _COUNTERS}
+        try:
+            pending = self._outbox.counts()[PENDING] if self._outbox else 0
+        except OutboxError:
+            pending = -1
+        return CallbackStats(**counts, pending=pending, bad_credentials=self._auth_failed)
+
+    def _send_directly(
+        self, phone: str, channel_id: str, request_id: str, reason: str
+    ) -> RequestResult:
+        log.error(
+            "event=outbox_write_failed channel=%s caller=%s error=%r (trying the CRM directly)",
+            channel_id,
+            mask_phone(phone),
+            reason,
+        )
+        # Its own session: this runs on a worker thread, beside the delivery thread.
+        client = CrmClient(self._crm_settings, timeout=self._direct_timeout)
+        try:
+            result = client.send(phone, request_id)
+        finally:
+            client.close()
+        if result.delivered:
+            self._count("sent_directly")
+            with self._counts_lock:
+                self._direct_channels[channel_id] = None
+                while len(self._direct_channels) > _DIRECT_MEMORY:
+                    self._direct_channels.popitem(last=False)
+            log.warning(
+                "event=callback_sent_directly request_id=%s channel=%s caller=%s",
+                request_id,
+                channel_id,
+                mask_phone(phone),
+            )
+            return RequestResult(True, SENT, f"outbox: {reason}")
+        self._count("failed")
+        log.critical(
+            "event=callback_not_stored channel=%s caller=%s outbox=%r crm=%r"
+            " (the caller is told sorry, no callback is promised)",
+            channel_id,
+            mask_phone(phone),
+            reason,
+            str(result),
+        )
+        return RequestResult(False, FAILED, f"{reason}; CRM: {result}")
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._counts_lock:
+            self._counts[name] += n
+
+    # --- delivery -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.clear()
+            try:
+                delay = self.deliver_due()
+            except OutboxError as exc:
+                if self._stopping.is_set():
+                    return
+                log.error("event=outbox_delivery_error error=%r", str(exc))
+                delay = self._poll
+            except Exception as exc:  # the delivery thread must outlive any one error
+                if self._stopping.is_set():
+                    return
+                log.error("event=outbox_delivery_error error=%r", str(exc), exc_info=True)
+                delay = self._poll
+            # The clock may be a test's; wait in real time, at most one poll interval.
+            self._wake.wait(min(max(delay, 0.0), self._poll))
+
+    def deliver_due(self) -> float:
+        """One delivery pass in this thread; return seconds until the next one is
+        wanted. (The delivery thread calls it; tests without it may too.)"""
+        with self._delivering:
+            outbox = self._outbox
+            if outbox is None:
+                return self._poll
+            now = self._clock()
+            for entry in outbox.expire(now, self._settings.max_age):
+                self._count("dead")
+                log.error(
+                    "event=callback_dead id=%d request_id=%s caller=%s attempts=%d error=%r"
+                    " (older than max_age; `stasis-dnd outbox retry %d` sends it again)",
+                    entry.id,
+                    entry.request_id,
+                    mask_phone(entry.phone),
+                    entry.attempts,
+                    entry.last_error,
+                    entry.id,
+                )
+            if self._paused_until - now > max(RETRY_CAP, self._auth_pause):
+                self._paused_until = now  # the wall clock went back: do not stall
+            if now < self._paused_until:
+                return self._paused_until - now
+            due = outbox.due(now, _BATCH, max_wait=REFUSED_CAP)
+            for entry in due:
+                if self._stopping.is_set():
+                    return 0.0
+                wait = self._deliver(outbox, entry)
+                if wait is not None:
+                    return wait
+            if len(due) == _BATCH:
+                return 0.0
+            next_due = outbox.next_due()
+            return self._poll if next_due is None else min(self._poll, next_due - self._clock())
+
+    def _deliver(self, outbox: Outbox, entry: Entry) -> float | None:
+        """Send one request; return how long the whole queue must wait, or None."""
+        if entry.id in self._unrecorded:
+            # The CRM has it; only the outbox failed to take note: do not send it again.
+            outbox.mark_delivered(entry.id, self._clock())
+            self._unrecorded.discard(entry.id)
+            return None
+        result = self._client.send(entry.phone, entry.request_id)
+        now = self._clock()
+        if result.delivered:
+            self._delivered(outbox, entry, now)
+            return None
+        if result.outcome is Outcome.REFUSED:
+            delay = full_jitter(entry.attempts, REFUSED_BASE, REFUSED_CAP, self._rng)
+            log.warning(
+                "event=crm_refused id=%d caller=%s attempts=%d retry_in=%.0fs message=%r",
+                entry.id,
+                mask_phone(entry.phone),
+                entry.attempts + 1,
+                delay,
+                result.detail,
+            )
+            outbox.mark_failed(entry.id, str(result), now + delay)
+            self._count("attempts_failed")
+            return None
+        # The CRM as a whole failed: the queue waits, the request stays first in line.
+        if result.outcome is Outcome.BAD_CREDENTIALS:
+            wait = self._pause_for_login(result, now)
+        else:
+            wait = full_jitter(self._failures, RETRY_BASE, RETRY_CAP, self._rng)
+            self._failures += 1
+            self._paused_until = now + wait
+            log.warning(
+                "event=crm_unavailable url=%s error=%r tries=%d retry_in=%.1fs",
+                self._client.url,
+                str(result),
+                self._failures,
+                wait,
+            )
+        outbox.mark_failed(entry.id, str(result), entry.next_attempt_at)
+        self._count("attempts_failed")
+        return wait
+
+    def _delivered(self, outbox: Outbox, entry: Entry, now: float) -> None:
+        self._count("delivered")
+        if self._failures or self._auth_failed:
+            log.info("event=crm_recovered failed_tries=%d", self._failures)
+        self._failures = 0
+        self._auth_failed = False
+        log.info(
+            "event=callback_delivered id=%d request_id=%s caller=%s attempts=%d waited=%.1fs",
+            entry.id,
+            entry.request_id,
+            mask_phone(entry.phone),
+            entry.attempts + 1,
+            now - entry.created_at,
+        )
+        self._unrecorded.add(entry.id)
+        outbox.mark_delivered(entry.id, now)
+        self._unrecorded.discard(entry.id)
+
+    def _pause_for_login(self, result: CrmResult, now: float) -> float:
+        self._auth_failed = True
+        self._paused_until = now + self._auth_pause
+        log.critical(
+            "event=crm_bad_credentials url=%s username=%s error=%r"
+            " (delivery paused %.0fs; fix [crm] username / password)",
+            self._client.url,
+            self._crm_settings.username,
+            result.detail,
+            self._auth_pause,
+        )
+        return self._auth_pause

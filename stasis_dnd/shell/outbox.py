@@ -1,0 +1,322 @@
+"""The outbox: callback requests stored durably in SQLite until the CRM has them.
+
+A request is committed (WAL, synchronous=FULL) before the caller is promised a
+callback, so a crash, a power cut or a SIGKILL after that loses nothing: the
+next start delivers what is still pending, in order. Rows keep the caller's
+number, the channel id, a request id (uuid) and times; never a password.
+
+States: pending -> delivered | dead (given up after max_age); a repeat "1"
+within the dedupe window is stored as a `duplicate` of the first request and
+never sent. Times are Unix seconds passed in by the caller (the clock is
+injectable). Safe to use from several threads and, through SQLite's locking,
+from several processes (the `outbox` command works on a running service's file).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+PENDING = "pending"
+DELIVERED = "delivered"
+DEAD = "dead"
+DUPLICATE = "duplicate"
+STATES = (PENDING, DELIVERED, DEAD, DUPLICATE)
+
+# A caller waits in silence while the row is written: do not wait long for a lock.
+DEFAULT_BUSY_TIMEOUT = 1.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL UNIQUE,
+    phone TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    -- max_age counts from here: created_at, or the last manual retry
+    age_from REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    finished_at REAL,
+    duplicate_of INTEGER
+);
+CREATE INDEX IF NOT EXISTS requests_state ON requests (state, id);
+CREATE INDEX IF NOT EXISTS requests_phone ON requests (phone, created_at);
+CREATE INDEX IF NOT EXISTS requests_channel ON requests (channel_id);
+"""
+_SCHEMA_VERSION = 1
+_COLUMNS = (
+    "id, request_id, phone, channel_id, created_at, state, attempts, "
+    "next_attempt_at, age_from, last_error, finished_at, duplicate_of"
+)
+
+
+class OutboxError(Exception):
+    """The outbox cannot be opened or written; the message says why in one sentence."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One stored callback request."""
+
+    id: int
+    request_id: str
+    phone: str
+    channel_id: str
+    created_at: float
+    state: str
+    attempts: int
+    next_attempt_at: float
+    age_from: float
+    last_error: str
+    finished_at: float | None
+    duplicate_of: int | None
+
+
+class Outbox:
+    """The SQLite file of callback requests; open with `Outbox.open(path)`."""
+
+    def __init__(self, path: str, db: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = db
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Outbox:
+        """Open (creating the file and its directory if needed) or raise OutboxError."""
+        parent = Path(path).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            why = "a file is in the way" if isinstance(exc, FileExistsError) else exc.strerror
+            raise OutboxError(f"cannot create the outbox directory {parent}: {why}") from None
+        db: sqlite3.Connection | None = None
+        try:
+            # Autocommit mode: every write below is one explicit transaction.
+            db = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a commit is on disk (WAL fsynced) before the caller is promised.
+            db.execute("PRAGMA synchronous = FULL")
+            db.executescript(_SCHEMA)
+            # Also proves the file is writable now rather than at the first caller.
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            if db is not None:
+                db.close()
+            raise OutboxError(f"cannot open the outbox {path}: {exc}") from None
+        return cls(path, db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def pragma(self, statement: str) -> None:
+        """Run `PRAGMA statement` on this connection (tests use `query_only = 1`
+        and `max_page_count` to make the outbox read-only or full)."""
+        with self._lock:
+            self._db.execute(f"PRAGMA {statement}")
+
+    # --- storing -------------------------------------------------------------
+
+    def add(
+        self, phone: str, channel_id: str, request_id: str, now: float, dedupe_window: float = 0.0
+    ) -> Entry:
+        """Store a request durably; return it (state `duplicate` if it repeats
+        a pending or delivered request for the same number within the window).
+        Raises OutboxError if it could not be stored."""
+        with self._lock, self._write("store the request"):
+            original = None
+            if dedupe_window > 0 and phone:
+                original = self._db.execute(
+                    "SELECT id FROM requests WHERE phone = ? AND state IN (?, ?)"
+                    " AND created_at >= ? ORDER BY id LIMIT 1",
+                    (phone, PENDING, DELIVERED, now - dedupe_window),
+                ).fetchone()
+            state = DUPLICATE if original else PENDING
+            cursor = self._db.execute(
+                "INSERT INTO requests (request_id, phone, channel_id, created_at, state,"
+                " next_attempt_at, age_from, finished_at, duplicate_of)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    request_id,
+                    phone,
+                    channel_id,
+                    now,
+                    state,
+                    now,
+                    now,
+                    now if original else None,
+                    original[0] if original else None,
+                ),
+            )
+            row_id = cursor.lastrowid
+        entry = self.get(int(row_id or 0))
+        assert entry is not None
+        return entry
+
+    # --- delivery ---------------------------------------------------------------
+
+    def due(self, now: float, limit: int = 100, max_wait: float = math.inf) -> list[Entry]:
+        """Pending requests whose next attempt is due, oldest first. One planned
+        further ahead than `max_wait` is due too: the wall clock went back."""
+        return self._select(
+            "state = ? AND (next_attempt_at <= ? OR next_attempt_at > ?) ORDER BY id LIMIT ?",
+            (PENDING, now, now + max_wait, limit),
+        )
+
+    def next_due(self) -> float | None:
+        """When the earliest pending request is due, or None if none is pending."""
+        with self._lock, self._read():
+            row = self._db.execute(
+                "SELECT MIN(next_attempt_at) FROM requests WHERE state = ?", (PENDING,)
+            ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def mark_delivered(self, row_id: int, now: float) -> None:
+        with self._lock, self._write("mark a request delivered"):
+            self._db.execute(
+                "UPDATE requests SET state = ?, finished_at = ?, attempts = attempts + 1"
+                " WHERE id = ? AND state = ?",
+                (DELIVERED, now, row_id, PENDING),
+            )
+
+    def mark_failed(self, row_id: int, error: str, next_attempt_at: float) -> None:
+        """Count a failed attempt and when to try this request again."""
+        with self._lock, self._write("record a failed attempt"):
+            self._db.execute(
+                "UPDATE requests SET attempts = attempts + 1, last_error = ?,"
+                " next_attempt_at = ? WHERE id = ? AND state = ?",
+                (error, next_attempt_at, row_id, PENDING),
+            )
+
+    def expire(self, now: float, max_age: float) -> list[Entry]:
+        """Dead-letter pending requests older than max_age; return them."""
+        where = "state = ? AND age_from < ?"
+        args = (PENDING, now - max_age)
+        # Called on every delivery pass: stay a cheap read when nothing expired.
+        if not self._select(f"{where} LIMIT 1", args):
+            return []
+        # No UPDATE ... RETURNING: it needs SQLite 3.35, older systems have less.
+        with self._lock, self._write("dead-letter old requests"):
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM requests WHERE {where} ORDER BY id",  # noqa: S608
+                args,
+            ).fetchall()
+            self._db.execute(
+                "UPDATE requests SET state = ?, finished_at = ?,"
+                " last_error = CASE WHEN last_error = '' THEN 'never attempted'"
+                " ELSE last_error END WHERE state = ? AND age_from < ?",
+                (DEAD, now, *args),
+            )
+        return [
+            replace(
+                Entry(*row), state=DEAD, finished_at=now, last_error=row[9] or "never attempted"
+            )
+            for row in rows
+        ]
+
+    # --- for the operator ---------------------------------------------------------
+
+    def get(self, row_id: int) -> Entry | None:
+        found = self._select("id = ?", (row_id,))
+        return found[0] if found else None
+
+    def entries(self, state: str | None = None, limit: int = 100) -> list[Entry]:
+        """The newest `limit` requests (of one state), oldest first."""
+        where, args = ("state = ?", (state,)) if state else ("1", ())
+        newest = self._select(f"{where} ORDER BY id DESC LIMIT ?", (*args, limit))
+        return newest[::-1]
+
+    def retry(self, row_id: int, now: float) -> Entry:
+        """Send a dead (or pending) request again at once, with a fresh max_age.
+        Raises OutboxError if there is no such request or it is not retryable."""
+        entry = self.get(row_id)
+        if entry is None:
+            raise OutboxError(f"there is no request {row_id} in the outbox")
+        if entry.state not in (DEAD, PENDING):
+            raise OutboxError(f"request {row_id} is {entry.state}; only dead or pending ones retry")
+        with self._lock, self._write("retry the request"):
+            self._db.execute(
+                "UPDATE requests SET state = ?, attempts = 0, next_attempt_at = ?, age_from = ?,"
+                " finished_at = NULL WHERE id = ?",
+                (PENDING, now, now, row_id),
+            )
+        updated = self.get(row_id)
+        assert updated is not None
+        return updated
+
+    def retry_dead(self, now: float) -> int:
+        """Send every dead request again; return how many."""
+        with self._lock, self._write("retry dead requests"):
+            cursor = self._db.execute(
+                "UPDATE requests SET state = ?, attempts = 0, next_attempt_at = ?, age_from = ?,"
+                " finished_at = NULL WHERE state = ?",
+                (PENDING, now, now, DEAD),
+            )
+        return cursor.rowcount
+
+    def purge(self, before: float) -> int:
+        """Delete finished (delivered, dead, duplicate) requests created before
+        `before`; pending ones are never purged. Return how many."""
+        with self._lock, self._write("purge old requests"):
+            cursor = self._db.execute(
+                "DELETE FROM requests WHERE state != ? AND created_at < ?", (PENDING, before)
+            )
+        return cursor.rowcount
+
+    def has_channel(self, channel_id: str) -> bool:
+        """Whether a request (of any state) was stored for this channel."""
+        with self._lock, self._read():
+            row = self._db.execute(
+                "SELECT 1 FROM requests WHERE channel_id = ? LIMIT 1", (channel_id,)
+            ).fetchone()
+        return row is not None
+
+    def counts(self) -> dict[str, int]:
+        """How many requests are in each state."""
+        with self._lock, self._read():
+            rows = self._db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state")
+            found = dict(rows.fetchall())
+        return {state: int(found.get(state, 0)) for state in STATES}
+
+    # --- plumbing -------------------------------------------------------------
+
+    def _select(self, where: str, args: Sequence[object]) -> list[Entry]:
+        with self._lock, self._read():
+            query = f"SELECT {_COLUMNS} FROM requests WHERE {where}"  # noqa: S608 - fixed text
+            return [Entry(*row) for row in self._db.execute(query, args).fetchall()]
+
+    @contextmanager
+    def _read(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read the outbox {self.path}: {exc}") from None
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT; any SQLite error becomes one OutboxError."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._db.execute("COMMIT")
+            finally:
+                if self._db.in_transaction:
+                    self._rollback()
+        except (sqlite3.Error, UnicodeError) as exc:
+            raise OutboxError(f"cannot {what} in {self.path}: {exc}") from None
+
+    def _rollback(self) -> None:
+        # SQLite may have rolled back on its own already (e.g. on disk full).
+        with suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")

@@ -1,0 +1,196 @@
+"""`stasis-dnd run` against the fake Asterisk: callers, faults, restarts."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+from pathlib import Path
+
+import requests
+from harness import ARI_PASSWORD, CRM_PASSWORD, AppProcess, write_config
+
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.fake_asterisk import (
+    CALLER_HUNG_UP,
+    CONTINUED,
+    HUNGUP_BY_APP,
+    FakeAsterisk,
+    hang_up,
+    press,
+)
+
+PROMPT = "sound:custom/IVR_DND_OPERATORS"
+GOODBYE = "sound:vm-goodbye"
+SORRY = "sound:sorry-youre-having-problems"
+
+
+def test_caller_presses_1_and_the_crm_gets_the_request(
+    fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
+) -> None:
+    call = fake.place_call("+7 (900) 123-45-67", state="Ring", script=press("1", after=0.3))
+    assert call.wait_done(20) == HUNGUP_BY_APP
+    assert call.answered
+    assert call.media_heard() == [PROMPT, GOODBYE]
+    assert call.heard[0].outcome == "stopped"
+    assert crm.wait_for(lambda c: len(c.delivered()) == 1)
+    assert crm.delivered_phones() == ["+79001234567"]
+    app.wait_log(f"event=call channel={call.id} caller=+79*******67 outcome=callback")
+
+
+def test_silence_and_wrong_key(fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess) -> None:
+    silent = fake.place_call("+79001112233")
+    wrong = fake.place_call("+79001112244", script=press("5", when="playback_end"))
+    assert silent.wait_done(30) == HUNGUP_BY_APP
+    assert wrong.wait_done(30) == HUNGUP_BY_APP
+    assert silent.media_heard() == [PROMPT, SORRY, GOODBYE]
+    assert wrong.media_heard() == [PROMPT, SORRY, GOODBYE]
+    app.wait_log("outcome=timeout")
+    app.wait_log("outcome=invalid")
+    assert crm.requests == []
+
+
+def test_caller_hangs_up_at_every_stage_without_errors(
+    fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
+) -> None:
+    during_prompt = fake.place_call("+79000000001", script=hang_up(0.3, when="playback_start"))
+    during_wait = fake.place_call("+79000000002", script=hang_up(0.5, when="playback_end"))
+    after_one = fake.place_call(
+        "+79000000003", script=[*press("1", after=0.2), ("wait_playback_start",), ("hangup",)]
+    )
+    for call in (during_prompt, during_wait, after_one):
+        assert call.wait_done(20) == CALLER_HUNG_UP
+    app.wait_log("event=call", count=3)
+    assert crm.wait_for(lambda c: c.delivered_phones() == ["+79000000003"])
+    # No stray commands after the hang-up, no error lines.
+    for call in (during_prompt, during_wait, after_one):
+        hangup_at = next(e.at for e in call.events if e.type == "ChannelHangupRequest")
+        assert [r for r in call.requests if r.at > hangup_at and r.status < 400] == []
+    noisy = [line for line in app.lines() if "level=WARNING" in line or "level=ERROR" in line]
+    assert noisy == []
+
+
+def test_socket_dropped_mid_call_is_recovered(
+    fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
+) -> None:
+    call = fake.place_call("+79001234567", script=[])
+    fake.wait_until(lambda: PROMPT in call.media_heard(), 10, "the prompt")
+    assert fake.drop_connections() == 1
+    app.wait_log("event=ari_connected", count=2)
+    app.wait_log(f"event=recovered channel={call.id}")
+    # The restarted flow plays the menu again; the caller now presses 1.
+    fake.wait_until(lambda: call.media_heard().count(PROMPT) == 2, 10, "the prompt again")
+    call.press("1")
+    assert call.wait_done(20) == HUNGUP_BY_APP
+    assert crm.wait_for(lambda c: c.delivered_phones() == ["+79001234567"])
+
+
+def test_killed_app_recovers_parked_calls_on_restart(
+    fake: FakeAsterisk, crm: CrmEmulator, config: Path
+) -> None:
+    first = AppProcess(config).start()
+    fake.wait_connected(20)
+    waiting = fake.place_call("+79001230001")
+    pressed = fake.place_call("+79001230002", script=press("1", after=0.1))
+    fake.wait_until(lambda: PROMPT in waiting.media_heard(), 10, "the first prompt")
+    first.wait_log("event=callback_stored")
+    first.kill()
+    # The second caller already has a stored request: only goodbye is left.
+    second = AppProcess(config).start()
+    try:
+        assert waiting.wait_done(30) == HUNGUP_BY_APP
+        assert pressed.wait_done(30) == HUNGUP_BY_APP
+        second.wait_log("event=recovered", count=2)
+        assert waiting.media_heard().count(PROMPT) == 2  # the menu started again
+        assert crm.wait_for(lambda c: c.delivered_phones() == ["+79001230002"])
+    finally:
+        assert second.stop() == 0
+
+
+def test_slow_rest_for_one_call_does_not_delay_the_others(
+    fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
+) -> None:
+    slow = fake.place_call("+79009999999", script=[])
+    fake.wait_until(lambda: len(slow.requests) > 0, 10, "the slow call's first request")
+    fake.set_rest_delay(4.0, channel_id=slow.id)
+    slow.press("1")  # its stop + goodbye now take seconds each
+    time.sleep(0.2)
+    started = time.monotonic()
+    others = [fake.place_call(f"+7900000{n:04d}") for n in range(20)]
+    fake.wait_until(
+        lambda: all(PROMPT in c.media_heard() for c in others), 10, "20 prompts playing"
+    )
+    assert time.monotonic() - started < 3.5, "other callers waited for the slow one"
+    assert not slow.done
+    fake.set_rest_delay(0.0, channel_id=slow.id)
+    for call in others:
+        call.hang_up()
+
+
+def test_sigterm_drains_calls_then_continues_them(
+    fake: FakeAsterisk, crm: CrmEmulator, config: Path
+) -> None:
+    app = AppProcess(config).start()
+    fake.wait_connected(20)
+    quick = fake.place_call("+79001110001", script=press("1", after=0.1))
+    stuck = fake.place_call("+79001110002", script=[])
+    fake.wait_until(lambda: PROMPT in stuck.media_heard(), 10, "the prompt")
+    app.signal(signal.SIGTERM)
+    app.wait_log("event=stopping")
+    late = fake.place_call("+79001110003")  # arrives during the drain
+    assert quick.wait_done(20) == HUNGUP_BY_APP
+    assert late.wait_done(20) == CONTINUED
+    assert late.media_heard() == []
+    assert app.process is not None and app.process.wait(timeout=30) == 0
+    # The silent caller got sorry + goodbye within the drain, or was continued.
+    assert stuck.wait_done(5) in (HUNGUP_BY_APP, CONTINUED)
+    assert crm.wait_for(lambda c: c.delivered_phones() == ["+79001110001"])
+
+
+def test_junk_messages_are_logged_and_skipped(
+    fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
+) -> None:
+    fake.send_raw("this is not json")
+    fake.send_raw('{"type": "StasisStart", "channel": {"id": 42}}')
+    fake.send_raw('{"type": "ChannelDtmfReceived", "digit": "1", "channel": {"id": "nobody"}}')
+    fake.send_raw('{"type": "SomethingNew"}')
+    fake.send_raw("[1, 2, 3]")
+    call = fake.place_call("+79001234567", script=press("1", after=0.1))
+    assert call.wait_done(20) == HUNGUP_BY_APP
+    app.wait_log("event=bad_message", count=3)
+    assert crm.wait_for(lambda c: c.delivered_phones() == ["+79001234567"])
+
+
+def test_wrong_ari_password_is_one_clear_line(
+    tmp_path: Path, fake: FakeAsterisk, crm: CrmEmulator
+) -> None:
+    config = write_config(tmp_path, fake, crm)
+    config.write_text(config.read_text().replace("ari-Secret-4711", "Wr0ng-Passw0rd"))
+    app = AppProcess(config).start()
+    assert app.process is not None
+    assert app.process.wait(timeout=20) == 1
+    out = app.text()
+    assert "Traceback" not in out
+    assert "Wr0ng-Passw0rd" not in out
+    assert "password" in out.lower()
+
+
+def test_metrics_endpoint(tmp_path: Path, fake: FakeAsterisk, crm: CrmEmulator) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = write_config(tmp_path, fake, crm, f"[metrics]\nlisten = 127.0.0.1:{port}\n")
+    app = AppProcess(config).start()
+    try:
+        fake.wait_connected(20)
+        call = fake.place_call("+79001234567", script=press("1", after=0.1))
+        assert call.wait_done(20) == HUNGUP_BY_APP
+        app.wait_log("event=call")
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert 'stasis_dnd_calls_total{outcome="callback"} 1.0' in text
+        assert 'stasis_dnd_callback_requests_total{result="stored"} 1.0' in text
+        assert "stasis_dnd_ari_connected 1.0" in text
+        assert "stasis_dnd_event_to_command_seconds_count" in text
+        assert ARI_PASSWORD not in text and CRM_PASSWORD not in text
+    finally:
+        assert app.stop() == 0

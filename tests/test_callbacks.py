@@ -1,0 +1,449 @@
+"""The callback service end to end with the CRM emulator: stored first, then
+delivered, across restarts, outages, bad logins and broken disks. Time is a
+fake clock; nothing sleeps for a back-off."""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from stasis_dnd.settings import CrmSettings, OutboxSettings
+from stasis_dnd.shell.callbacks import (
+    REFUSED_CAP,
+    RETRY_BASE,
+    CallbackService,
+    full_jitter,
+)
+from stasis_dnd.shell.outbox import DEAD, DELIVERED, DUPLICATE, PENDING, OutboxError
+from stasis_dnd.testing.crm_emulator import SERVER_ERROR, CrmEmulator, error
+
+PASSWORD = "Kx9#secret-pw"
+A, B, C = "+79000000001", "+79000000002", "+79000000003"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture(scope="module")
+def crm() -> Iterator[CrmEmulator]:
+    with CrmEmulator("dnd", PASSWORD) as emulator:
+        yield emulator
+
+
+@pytest.fixture(autouse=True)
+def fresh_crm(crm: CrmEmulator, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    crm.clear()
+    crm.password = PASSWORD
+    caplog.set_level(logging.INFO, logger="stasis_dnd")
+    yield
+    crm.restore()
+    crm.check()
+    assert PASSWORD not in caplog.text
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make(
+    crm: CrmEmulator, tmp_path: Path, clock: FakeClock
+) -> Iterator[Callable[..., CallbackService]]:
+    services: list[CallbackService] = []
+
+    def make_service(
+        *, deliver: bool = False, dedupe_window: float = 1800.0, max_age: float = 86400.0
+    ) -> CallbackService:
+        service = CallbackService(
+            CrmSettings(url=crm.url, username="dnd", password=PASSWORD, timeout=2.0),
+            OutboxSettings(
+                path=str(tmp_path / "var" / "outbox.sqlite3"),
+                max_age=max_age,
+                dedupe_window=dedupe_window,
+            ),
+            clock=clock,
+            rng=random.Random(7),
+        )
+        service.start(deliver=deliver)
+        services.append(service)
+        return service
+
+    yield make_service
+    for service in services:
+        service.stop(timeout=10)
+
+
+def states(service: CallbackService) -> list[tuple[str, str]]:
+    assert service.outbox is not None
+    return [(e.phone, e.state) for e in service.outbox.entries()]
+
+
+def test_stored_at_once_then_delivered_in_the_background(
+    make: Callable[..., CallbackService], crm: CrmEmulator
+) -> None:
+    service = make(deliver=True)
+    result = service.request(A, "1700000000.1")
+    assert result == (True, "stored", "")
+    assert result.ok
+    assert crm.wait_for(lambda c: c.delivered_phones() == [A])
+    wait_until(lambda: service.stats().delivered == 1)
+    assert service.outbox is not None
+    [entry] = service.outbox.entries()
+    assert entry.state == DELIVERED
+    assert crm.delivered_ids() == [entry.request_id]
+    assert uuid.UUID(entry.request_id).version == 4
+    assert service.stats().pending == 0
+
+
+def test_killed_between_storing_and_delivering_delivers_once_after_restart(
+    make: Callable[..., CallbackService], crm: CrmEmulator
+) -> None:
+    crashed = make(deliver=False)  # stores, but dies before any delivery
+    for n, phone in enumerate((A, B, C)):
+        assert crashed.request(phone, f"chan-{n}").result == "stored"
+    assert crm.requests == []
+    restarted = make(deliver=True)
+    assert crm.wait_for(lambda c: len(c.delivered()) == 3)
+    assert restarted.outbox is not None
+    ids = [e.request_id for e in restarted.outbox.entries()]
+    assert crm.delivered_ids() == ids  # in order, each once
+    assert crm.delivered_phones() == [A, B, C]
+    wait_until(lambda: restarted.stats().pending == 0)
+    restarted.stop(timeout=10)
+    # A third start finds nothing left to send.
+    again = make(deliver=False)
+    again.deliver_due()
+    assert len(crm.requests) == 3
+
+
+def test_crm_down_for_a_while_then_delivered_in_order(
+    make: Callable[..., CallbackService], crm: CrmEmulator, clock: FakeClock
+) -> None:
+    crm.outage()
+    service = make(deliver=True)
+    for n, phone in enumerate((A, B, C)):
+        service.request(phone, f"chan-{n}")
+    wait_until(lambda: service.stats().attempts_failed >= 1)
+    assert service.outbox is not None
+    head = service.outbox.entries()[0]
+    assert head.last_error == "unavailable: Connection refused"
+    assert states(service) == [(A, PENDING), (B, PENDING), (C, PENDING)]
+    crm.restore()
+    clock.advance(3600)
+    service.wake()
+    assert crm.wait_for(lambda c: len(c.delivered()) == 3)
+    assert crm.delivered_phones() == [A, B, C]
+
+
+def test_server_errors_hold_the_whole_queue_and_back_off(
+    make: Callable[..., CallbackService], crm: CrmEmulator, clock: FakeClock
+) -> None:
+    service = make()
+    service.request(A, "c1")
+    service.request(B, "c2")
+    crm.script(SERVER_ERROR)
+    wait = service.deliver_due()
+    assert 0 <= wait <= RETRY_BASE
+    assert len(crm.requests) == 1  # B was not tried past a failing CRM
+    assert service.deliver_due() == pytest.approx(wait)  # still waiting; nothing sent
+    assert len(crm.requests) == 1
+    clock.advance(RETRY_BASE)
+    service.deliver_due()
+    assert crm.delivered_phones() == [A, B]
+
+
+def test_a_clock_set_back_does_not_stall_delivery(
+    make: Callable[..., CallbackService], crm: CrmEmulator, clock: FakeClock
+) -> None:
+    service = make()
+    service.request(A, "c1")
+    crm.script(SERVER_ERROR)
+    service.deliver_due()
+    clock.advance(-3600)  # NTP corrected the clock by an hour
+    service.deliver_due()
+    assert crm.delivered_phones() == [A]
+
+
+def test_caplog_shows_recovery(
+    make: Callable[..., CallbackService],
+    crm: CrmEmulator,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = make()
+    service.request(A, "c1")
+    crm.outage()
+    service.deliver_due()
+    crm.restore()
+    clock.advance(RETRY_BASE)
+    service.deliver_due()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("event=crm_unavailable") for m in messages)
+    assert any(m.startswith("event=crm_recovered") for m in messages)
+    assert any(m.startswith("event=callback_delivered") for m in messages)
+    assert not any(A in m for m in messages)  # numbers are masked in logs
+
+
+def test_refused_request_backs_off_alone(
+    make: Callable[..., CallbackService], crm: CrmEmulator, clock: FakeClock
+) -> None:
+    service = make()
+    for n, phone in enumerate((A, B, C)):
+        service.request(phone, f"chan-{n}")
+    crm.script(error("java.lang.IllegalArgumentException: bad aon"))
+    service.deliver_due()
+    assert crm.delivered_phones() == [B, C]
+    assert service.outbox is not None
+    first = service.outbox.entries()[0]
+    assert (first.state, first.attempts) == (PENDING, 1)
+    assert first.last_error == "refused: java.lang.IllegalArgumentException: bad aon"
+    clock.advance(REFUSED_CAP)
+    service.deliver_due()
+    assert crm.delivered_phones() == [B, C, A]
+
+
+def test_repeat_within_the_window_is_not_sent_twice(
+    make: Callable[..., CallbackService], crm: CrmEmulator, clock: FakeClock
+) -> None:
+    service = make(dedupe_window=1800)
+    assert service.request(A, "c1").result == "stored"
+    clock.advance(600)
+    repeat = service.request(A, "c2")
+    assert repeat.ok and repeat.result == "duplicate"
+    service.deliver_due()
+    clock.advance(600)  # delivered recently: still a repeat
+    assert service.request(A, "c3").result == "duplicate"
+    service.deliver_due()
+    assert crm.delivered_phones() == [A]
+    assert service.stats().duplicates == 2
+    assert service.stored_for_channel("c2")  # the caller was told it is stored
+    clock.advance(601)  # the window (from the first request) is over
+    assert service.request(A, "c4").result == "stored"
+    service.deliver_due()
+    assert crm.delivered_phones() == [A, A]
+    assert [s for _, s in states(service)] == [DELIVERED, DUPLICATE, DUPLICATE, DELIVERED]
+
+
+def test_window_zero_sends_every_request(
+    make: Callable[..., CallbackService], crm: CrmEmulator
+) -> None:
+    service = make(dedupe_window=0)
+    assert service.request(A, "c1").result == "stored"
+    assert service.request(A, "c2").result == "stored"
+    service.deliver_due()
+    assert crm.delivered_phones() == [A, A]
+
+
+def test_read_only_outbox_with_the_crm_down_fails_loudly(
+    make: Callable[..., CallbackService], crm: CrmEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    service = make()
+    assert service.outbox is not None
+    service.outbox.pragma("query_only = 1")  # as if the disk was remounted read-only
+    crm.outage()
+    result = service.request(A, "c1")
+    assert not result.ok
+    assert result.result == "failed"
+    assert "readonly" in result.reason and "Connection refused" in result.reason
+    assert not service.stored_for_channel("c1")
+    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
+    assert len(critical) == 1
+    assert critical[0].getMessage().startswith("event=callback_not_stored channel=c1")
+    assert service.stats().failed == 1
+
+
+def test_read_only_outbox_with_the_crm_up_sends_directly(
+    make: Callable[..., CallbackService], crm: CrmEmulator
+) -> None:
+    service = make()
+    assert service.outbox is not None
+    service.outbox.pragma("query_only = 1")
+    result = service.request(A, "c1")
+    assert (result.ok, result.result) == (True, "sent")
+    assert crm.delivered_phones() == [A]
+    assert crm.requests[0].request_id  # a request id even without the outbox
+    assert service.stored_for_channel("c1")
+    assert service.stats().sent_directly == 1
+
+
+def test_full_disk_then_space_again(make: Callable[..., CallbackService], crm: CrmEmulator) -> None:
+    service = make(dedupe_window=0)
+    assert service.outbox is not None
+    service.outbox.pragma("max_page_count = 8")
+    crm.outage()
+    results = []
+    for n in range(5000):
+        results.append(service.request(f"+7900{n:07d}", f"chan-{n}"))
+        if not results[-1].ok:
+            break
+    assert results[-1].result == "failed"
+    assert "full" in results[-1].reason
+    assert {r.result for r in results[:-1]} == {"stored"}
+    service.outbox.pragma("max_page_count = 1000000")
+    crm.restore()
+    service.deliver_due()
+    while service.stats().pending:
+        service.deliver_due()
+    assert len(crm.delivered()) == len(results) - 1
+
+
+def test_delivered_but_not_recorded_is_not_sent_again(
+    make: Callable[..., CallbackService], crm: CrmEmulator
+) -> None:
+    service = make()
+    service.request(A, "c1")
+    assert service.outbox is not None
+    service.outbox.pragma("query_only = 1")  # the disk fails after the request was stored
+    with pytest.raises(OutboxError, match="mark a request delivered"):
+        service.deliver_due()
+    with pytest.raises(OutboxError):
+        service.deliver_due()
+    assert len(crm.requests) == 1
+    service.outbox.pragma("query_only = 0")
+    service.deliver_due()
+    assert len(crm.requests) == 1
+    assert states(service) == [(A, DELIVERED)]
+
+
+def test_locked_outbox_sends_directly(
+    make: Callable[..., CallbackService], crm: CrmEmulator
+) -> None:
+    service = make()
+    assert service.outbox is not None
+    other = sqlite3.connect(service.outbox.path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        result = service.request(A, "c1")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert (result.ok, result.result) == (True, "sent")
+    assert "locked" in result.reason
+    assert crm.delivered_phones() == [A]
+
+
+def test_too_old_is_dead_lettered_with_the_last_error(
+    make: Callable[..., CallbackService],
+    crm: CrmEmulator,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = make(max_age=3600)
+    service.request(A, "c1")
+    crm.outage()
+    service.deliver_due()
+    clock.advance(3601)
+    service.deliver_due()
+    assert service.outbox is not None
+    [entry] = service.outbox.entries()
+    assert (entry.state, entry.last_error) == (DEAD, "unavailable: Connection refused")
+    assert service.stats().dead == 1
+    assert service.stats().pending == 0
+    assert any(r.getMessage().startswith("event=callback_dead") for r in caplog.records)
+    crm.restore()
+    clock.advance(3600)
+    service.deliver_due()
+    assert crm.requests == []  # the dead stay dead until the operator retries
+
+
+def test_bad_credentials_pause_delivery_with_one_line_per_pause(
+    make: Callable[..., CallbackService],
+    crm: CrmEmulator,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    crm.password = "changed-on-the-crm"
+    service = make()
+    for n, phone in enumerate((A, B, C)):
+        service.request(phone, f"chan-{n}")
+
+    def login_lines() -> int:
+        return sum("event=crm_bad_credentials" in r.getMessage() for r in caplog.records)
+
+    assert service.deliver_due() == pytest.approx(60)
+    clock.advance(30)
+    assert service.deliver_due() == pytest.approx(30)
+    assert (len(crm.requests), login_lines()) == (1, 1)
+    assert service.stats().bad_credentials
+    clock.advance(30)
+    service.deliver_due()
+    assert (len(crm.requests), login_lines()) == (2, 2)
+    crm.password = PASSWORD  # the admin fixed it
+    clock.advance(60)
+    service.deliver_due()
+    assert crm.delivered_phones() == [A, B, C]
+    assert not service.stats().bad_credentials
+
+
+def test_stop_keeps_pending_requests_and_later_requests_go_directly(
+    make: Callable[..., CallbackService], crm: CrmEmulator, tmp_path: Path
+) -> None:
+    crm.outage()
+    service = make(deliver=True)
+    service.request(A, "c1")
+    wait_until(lambda: service.stats().attempts_failed >= 1)
+    service.stop(timeout=10)
+    assert service.outbox is None
+    crm.restore()
+    late = service.request(B, "c2")
+    assert (late.ok, late.result) == (True, "sent")
+    assert crm.delivered_phones() == [B]
+    db = sqlite3.connect(tmp_path / "var" / "outbox.sqlite3")
+    assert db.execute("SELECT phone, state FROM requests").fetchall() == [(A, PENDING)]
+    db.close()
+
+
+def test_stored_for_channel(make: Callable[..., CallbackService]) -> None:
+    service = make()
+    service.request(A, "1700000000.5")
+    assert service.stored_for_channel("1700000000.5")
+    assert not service.stored_for_channel("1700000000.6")
+
+
+def test_unusable_outbox_path_fails_start_with_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    service = CallbackService(
+        CrmSettings(username="u", password=PASSWORD),
+        OutboxSettings(path=str(tmp_path / "file" / "outbox.sqlite3")),
+    )
+    with pytest.raises(
+        OutboxError, match=r"^cannot create the outbox directory .*/file: a file is in the way$"
+    ):
+        service.start()
+
+
+def test_full_jitter_stays_within_the_ceiling() -> None:
+    rng = random.Random(3)
+    for failures in range(0, 80):
+        delay = full_jitter(failures, 2.0, 300.0, rng)
+        assert 0 <= delay <= min(300.0, 2.0 * 2**failures)
+    # Full jitter: delays are spread over the whole range, not bunched at the top.
+    delays = [full_jitter(10, 2.0, 300.0, rng) for _ in range(200)]
+    assert min(delays) < 60 and max(delays) > 240
