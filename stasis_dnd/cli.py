@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_outbox_commands(commands)
 
+    check_cmd = commands.add_parser(
+        "check", help="connect to ARI and check that every configured prompt exists there"
+    )
+    _add_config(check_cmd)
+
     sounds = commands.add_parser(
         "install-sounds",
         help="copy the shipped prompts (custom/IVR_DND_*, en and ru) into Asterisk's sounds",
@@ -131,6 +136,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.stop()
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from stasis_dnd.shell.check import AriError, check_asterisk
+
+    settings = load_settings(args.config)
+    try:
+        findings = check_asterisk(settings)
+    except AriError as error:
+        raise UserError(str(error)) from None
+    for finding in findings:
+        print(("ok      " if finding.ok else "MISSING ") + finding.text)
+    if all(f.ok for f in findings):
+        return 0
+    print("install the prompts with: stasis-dnd install-sounds <Asterisk sounds folder>")
+    return 1
+
+
 def cmd_install_sounds(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -166,6 +187,7 @@ _COMMANDS = {
     "run": cmd_run,
     "outbox": cmd_outbox,
     "install-sounds": cmd_install_sounds,
+    "check": cmd_check,
 }
 
 
