@@ -186,7 +186,7 @@ def test_a_clock_set_back_does_not_stall_delivery(
     service.request(A, "c1")
     crm.script(SERVER_ERROR)
     service.deliver_due()
-    clock.advance(-3600)  # NTP corrected the clock by an hour
+    clock.advance(-86400)  # the clock was set back a day (a bad RTC at boot, NTP)
     service.deliver_due()
     assert crm.delivered_phones() == [A]
 
@@ -330,6 +330,28 @@ def test_delivered_but_not_recorded_is_not_sent_again(
     service.deliver_due()
     assert len(crm.requests) == 1
     assert states(service) == [(A, DELIVERED)]
+
+
+def test_delivery_thread_outlives_outbox_errors(
+    make: Callable[..., CallbackService],
+    crm: CrmEmulator,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = make(deliver=True)
+    crm.outage()
+    service.request(A, "c1")
+    wait_until(lambda: service.stats().attempts_failed >= 1)
+    assert service.outbox is not None
+    service.outbox.pragma("query_only = 1")
+    clock.advance(3600)
+    service.wake()
+    wait_until(lambda: any("outbox_delivery_error" in r.getMessage() for r in caplog.records))
+    service.outbox.pragma("query_only = 0")
+    crm.restore()
+    clock.advance(3600)
+    service.wake()
+    assert crm.wait_for(lambda c: c.delivered_phones() == [A])
 
 
 def test_locked_outbox_sends_directly(

@@ -283,15 +283,12 @@ class CallbackService:
             self._wake.clear()
             try:
                 delay = self.deliver_due()
-            except OutboxError as exc:
-                if self._stopping.is_set():
-                    return
-                log.error("event=outbox_delivery_error error=%r", str(exc))
-                delay = self._poll
             except Exception as exc:  # the delivery thread must outlive any one error
                 if self._stopping.is_set():
                     return
-                log.error("event=outbox_delivery_error error=%r", str(exc), exc_info=True)
+                # An OutboxError says it all in one sentence; anything else is a bug.
+                bug = not isinstance(exc, OutboxError)
+                log.error("event=outbox_delivery_error error=%r", str(exc), exc_info=bug)
                 delay = self._poll
             # The clock may be a test's; wait in real time, at most one poll interval.
             self._wake.wait(min(max(delay, 0.0), self._poll))
@@ -330,7 +327,7 @@ class CallbackService:
             if len(due) == _BATCH:
                 return 0.0
             next_due = outbox.next_due()
-            return self._poll if next_due is None else min(self._poll, next_due - self._clock())
+            return self._poll if next_due is None else max(0.0, next_due - self._clock())
 
     def _deliver(self, outbox: Outbox, entry: Entry) -> float | None:
         """Send one request; return how long the whole queue must wait, or None."""

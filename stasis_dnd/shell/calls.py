@@ -212,12 +212,7 @@ class Calls:
         self._metrics.callback_requests.labels(result).inc()
         if ok:
             return CallbackStored()
-        log.critical(
-            "event=callback_lost channel=%s caller=%s reason=%r",
-            call.channel_id,
-            mask_phone(phone),
-            reason,
-        )
+        # The callback service has already logged why, at critical level.
         return CallbackNotStored(reason)
 
     def _timer_callback(self, channel_id: str, timer_id: str) -> Callable[[], None]:

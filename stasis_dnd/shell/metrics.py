@@ -15,7 +15,7 @@ class Metrics:
         )
         self.callback_requests = Counter(
             "stasis_dnd_callback_requests",
-            "Callback requests filed by callers, by result (stored, duplicate, failed)",
+            "Callback requests filed by callers, by result (stored, duplicate, sent, failed)",
             ["result"],
             registry=self.registry,
         )
