@@ -123,8 +123,21 @@ class App:
         self._stop.set()
 
     def shutdown(self) -> None:
-        drain = self.settings.ari.drain_timeout
         self.calls.draining = True
+        if self._exit_status == EXIT_REPLACED:
+            # The calls belong to the instance that replaced us now: it takes
+            # over the parked channels when it connects; hands off.
+            log.info("event=stopping calls=%d drain=none (replaced)", len(self.calls))
+        else:
+            self._drain()
+        self._stream.stop()
+        self._timers.stop()
+        self._dispatcher.stop()
+        self._rest.close()
+        log.info("event=stopped")
+
+    def _drain(self) -> None:
+        drain = self.settings.ari.drain_timeout
         log.info("event=stopping calls=%d drain=%.0fs", len(self.calls), drain)
         deadline = time.monotonic() + drain
         while len(self.calls) and time.monotonic() < deadline:
@@ -133,11 +146,6 @@ class App:
         for channel_id in self.calls.channel_ids():
             self._dispatcher.submit(channel_id, (now, self._generation, DrainEnded()))
         self._dispatcher.wait_idle(timeout=5)
-        self._stream.stop()
-        self._timers.stop()
-        self._dispatcher.stop()
-        self._rest.close()
-        log.info("event=stopped")
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, frame: object) -> None:

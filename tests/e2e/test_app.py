@@ -26,6 +26,8 @@ import websocket
 from conftest import ARI_PASSWORD, ARI_PORT, ARI_USER, SANDBOX
 from e2e_kit import Ari, FakeCrm
 
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+
 pytestmark = pytest.mark.e2e
 
 CALL_TIMEOUT = 40.0
@@ -85,17 +87,30 @@ class RunningApp:
 
 
 @pytest.fixture(scope="module")
+def emulator() -> Iterator[CrmEmulator]:
+    """The BGERP emulator the app files its requests with."""
+    with CrmEmulator("robot", "robot-secret") as crm:
+        yield crm
+        crm.check()
+
+
+@pytest.fixture
+def crm(emulator: CrmEmulator) -> CrmEmulator:
+    emulator.clear()
+    return emulator
+
+
+@pytest.fixture(scope="module")
 def app(
-    asterisk: Ari, crm_server: FakeCrm, tmp_path_factory: pytest.TempPathFactory
+    asterisk: Ari, emulator: CrmEmulator, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningApp]:
     folder = tmp_path_factory.mktemp("app")
     name = f"stasis-dnd-e2e-{uuid.uuid4().hex[:8]}"
     config = folder / "stasis-dnd.ini"
-    crm_base = crm_server.url.split("/admin/")[0]
     config.write_text(
         f"[ari]\nurl = http://127.0.0.1:{ARI_PORT}\nusername = {ARI_USER}\n"
         f"password = {ARI_PASSWORD}\napp = {name}\ndrain_timeout = 2s\n"
-        f"[crm]\nurl = {crm_base}\nusername = robot\npassword = robot-secret\n"
+        f"[crm]\nurl = {emulator.url}\nusername = robot\npassword = robot-secret\n"
         f"[outbox]\npath = {folder / 'outbox.sqlite3'}\n"
     )
     config.chmod(0o600)
@@ -140,16 +155,17 @@ def call(
 
 
 def test_caller_who_presses_1_gets_exactly_one_crm_request(
-    asterisk: Ari, app: RunningApp, crm: FakeCrm, observer: Observer, call: Callable[..., str]
+    asterisk: Ari, app: RunningApp, crm: CrmEmulator, observer: Observer, call: Callable[..., str]
 ) -> None:
     caller = call("press1after4")
     assert asterisk.wait_gone(caller, CALL_TIMEOUT)
-    received = crm.wait_for(1, timeout=10)
+    assert crm.wait_for(lambda c: len(c.requests) >= 1)
+    time.sleep(0.5)  # a second request would arrive about now
+    received = crm.requests
     assert len(received) == 1
-    params = received[0].params
-    assert params["aon"] == ["+79001234567"]
-    assert params["sub"] == ["dndoperator"]
-    assert params["j_username"] == ["robot"]
+    assert received[0].answer == "ok"
+    assert received[0].param("aon") == "+79001234567"
+    assert received[0].param("sub") == "dndoperator"
     assert received[0].method == "POST"
     heard = observer.heard(caller)
     assert heard[0] == "sound:custom/IVR_DND_OPERATORS"
@@ -159,7 +175,7 @@ def test_caller_who_presses_1_gets_exactly_one_crm_request(
 
 
 def test_silence_times_out_without_a_request(
-    asterisk: Ari, app: RunningApp, crm: FakeCrm, observer: Observer, call: Callable[..., str]
+    asterisk: Ari, app: RunningApp, crm: CrmEmulator, observer: Observer, call: Callable[..., str]
 ) -> None:
     caller = call("silent")
     app.wait_log(f"event=call channel={caller}")
@@ -170,21 +186,21 @@ def test_silence_times_out_without_a_request(
         "sound:vm-goodbye",
     ]
     assert asterisk.wait_gone(caller, 10)
-    assert crm.received() == []
+    assert crm.requests == []
 
 
 def test_wrong_key_gets_sorry_without_a_request(
-    asterisk: Ari, app: RunningApp, crm: FakeCrm, observer: Observer, call: Callable[..., str]
+    asterisk: Ari, app: RunningApp, crm: CrmEmulator, observer: Observer, call: Callable[..., str]
 ) -> None:
     caller = call("press7after4")
     app.wait_log(f"event=call channel={caller}")
     assert "outcome=invalid ending=hung_up" in app.log_text()
     assert "sound:sorry-youre-having-problems" in observer.heard(caller)
-    assert crm.received() == []
+    assert crm.requests == []
 
 
 def test_caller_hanging_up_during_the_prompt(
-    asterisk: Ari, app: RunningApp, crm: FakeCrm, call: Callable[..., str]
+    asterisk: Ari, app: RunningApp, crm: CrmEmulator, call: Callable[..., str]
 ) -> None:
     before = len(app.log_text())
     caller = call("quitafter3")
@@ -193,20 +209,19 @@ def test_caller_hanging_up_during_the_prompt(
     new_lines = app.log_text()[before:]
     assert "level=WARNING" not in new_lines and "level=ERROR" not in new_lines, new_lines
     assert "Traceback" not in new_lines
-    assert crm.received() == []
+    assert crm.requests == []
 
 
 def test_breakout_in_the_queue_files_the_request(
-    asterisk: Ari, app: RunningApp, crm: FakeCrm, call: Callable[..., str]
+    asterisk: Ari, app: RunningApp, crm: CrmEmulator, call: Callable[..., str]
 ) -> None:
     caller = call("press1after2", number="+79005550001", DND_QUEUE_TIMEOUT="60")
     app.wait_log(f"event=call channel={caller}")
-    received = crm.wait_for(1, timeout=10)
-    assert [r.params["aon"] for r in received] == [["+79005550001"]]
+    assert crm.wait_for(lambda c: c.delivered_phones() == ["+79005550001"])
 
 
 def test_one_call_over_real_sip(
-    asterisk: Ari, app: RunningApp, crm: FakeCrm, cleanup_channels: Callable[[str], str]
+    asterisk: Ari, app: RunningApp, crm: CrmEmulator, cleanup_channels: Callable[[str], str]
 ) -> None:
     sip = asterisk.originate_sip_caller(
         "press1after4",
@@ -216,12 +231,11 @@ def test_one_call_over_real_sip(
     cleanup_channels(sip.phone)
     cleanup_channels(sip.caller)
     app.wait_log(f"event=call channel={sip.caller}")
-    received = crm.wait_for(1, timeout=10)
-    assert [r.params["aon"] for r in received] == [["+79005550002"]]
+    assert crm.wait_for(lambda c: c.delivered_phones() == ["+79005550002"])
 
 
 def test_app_reconnects_after_asterisk_restarts(
-    asterisk: Ari, app: RunningApp, crm_server: FakeCrm, crm: FakeCrm, call: Callable[..., str]
+    asterisk: Ari, app: RunningApp, crm_server: FakeCrm, crm: CrmEmulator, call: Callable[..., str]
 ) -> None:
     env = {**os.environ, "STASIS_DND_SANDBOX_CRM_URL": crm_server.url}
     before = len(app.log_text())
@@ -238,5 +252,4 @@ def test_app_reconnects_after_asterisk_restarts(
     app.wait_log("event=ari_connected", timeout=30, after=before)
     caller = call("press1after4", number="+79005550003")
     app.wait_log(f"event=call channel={caller}")
-    received = crm.wait_for(1, timeout=10)
-    assert [r.params["aon"] for r in received] == [["+79005550003"]]
+    assert crm.wait_for(lambda c: c.delivered_phones() == ["+79005550003"])

@@ -190,7 +190,29 @@ def test_metrics_endpoint(tmp_path: Path, fake: FakeAsterisk, crm: CrmEmulator) 
         assert 'stasis_dnd_calls_total{outcome="callback"} 1.0' in text
         assert 'stasis_dnd_callback_requests_total{result="stored"} 1.0' in text
         assert "stasis_dnd_ari_connected 1.0" in text
+        assert "stasis_dnd_active_calls 0.0" in text  # a finished call leaves nothing behind
         assert "stasis_dnd_event_to_command_seconds_count" in text
         assert ARI_PASSWORD not in text and CRM_PASSWORD not in text
     finally:
         assert app.stop() == 0
+
+
+def test_a_second_instance_takes_over_and_the_first_steps_aside(
+    fake: FakeAsterisk, crm: CrmEmulator, config: Path
+) -> None:
+    first = AppProcess(config).start()
+    fake.wait_connected(20)
+    first.wait_log("event=ari_connected")
+    parked = fake.place_call("+79001230009", script=[])
+    fake.wait_until(lambda: PROMPT in parked.media_heard(), 10, "the prompt")
+    second = AppProcess(config).start()
+    try:
+        assert first.process is not None
+        assert first.process.wait(timeout=20) == 3  # EXIT_REPLACED: do not restart
+        assert "event=app_replaced" in first.text()
+        # The newcomer took the parked call over; the first did not touch it.
+        parked.press("1")
+        assert parked.wait_done(30) == HUNGUP_BY_APP
+        assert crm.wait_for(lambda c: c.delivered_phones() == ["+79001230009"])
+    finally:
+        assert second.stop() == 0
