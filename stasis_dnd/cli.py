@@ -13,6 +13,7 @@ from stasis_dnd import __version__
 from stasis_dnd.config import ConfigError, describe, load_settings, permission_warnings
 
 DEFAULT_CONFIG = "/etc/stasis-dnd/stasis-dnd.ini"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class UserError(Exception):
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--log-level",
         default=os.environ.get("STASIS_DND_LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error"],
+        choices=LOG_LEVELS,
         help="how much to log (default: info; $STASIS_DND_LOG_LEVEL)",
     )
     run.add_argument(
@@ -117,6 +118,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from stasis_dnd.shell.outbox import OutboxError
 
     settings = load_settings(args.config)
+    if args.log_level not in LOG_LEVELS:
+        raise UserError(
+            f"log level {args.log_level!r} (from --log-level or STASIS_DND_LOG_LEVEL) "
+            f"is not one of {', '.join(LOG_LEVELS)}"
+        )
     setup_logging(args.log_level)
     for warning in permission_warnings(args.config):
         logging.getLogger("stasis_dnd").warning("event=config_warning detail=%r", warning)

@@ -84,6 +84,12 @@ def _url(*schemes: str) -> Callable[[str], str]:
         parts = urlsplit(value.strip())
         if parts.scheme not in schemes or not parts.hostname:
             raise ValueError(f"expected a {' or '.join(schemes)} URL, got {value!r}")
+        if parts.username is not None or parts.password is not None:
+            # Never echo it: the part before @ may be a password.
+            raise ValueError(
+                "the URL must not contain a user or password; use the username and "
+                "password keys instead"
+            )
         return value.strip().rstrip("/")
 
     return parse
@@ -192,6 +198,13 @@ def load_settings(
         target = _env_target(name)
         if target is not None:
             section, key = target
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(
+                    f"environment variable {name} is not valid UTF-8 text; "
+                    "re-enter it in a UTF-8 terminal or put it in the config file"
+                ) from None
             raw[section][key] = (value, f"environment variable {name}")
     sections = {}
     for section, (cls, keys) in _SCHEMA.items():

@@ -19,7 +19,7 @@ from typing import Any
 from stasis_dnd.core import DrainEnded
 from stasis_dnd.settings import Settings
 from stasis_dnd.shell.ari_events import EventStream
-from stasis_dnd.shell.ari_rest import AriAuthError, AriError, AriRest
+from stasis_dnd.shell.ari_rest import AriAuthError, AriError, AriRest, strip_userinfo
 from stasis_dnd.shell.calls import CallbackStore, Calls, Item, Recover
 from stasis_dnd.shell.dispatch import Dispatcher
 from stasis_dnd.shell.metrics import Metrics
@@ -31,7 +31,8 @@ log = logging.getLogger("stasis_dnd")
 # Exit status when another process took over the app name: a supervisor
 # should not restart us into a tug of war (see the systemd unit).
 EXIT_REPLACED = 3
-# Distinct reasons for skipped messages are logged at warning once each.
+# Distinct kinds of skipped messages are logged at warning once each, this
+# many at most (a peer sending endless varieties of junk cannot flood the log).
 _MAX_REMEMBERED_REASONS = 100
 
 
@@ -79,6 +80,8 @@ class App:
         self._generation = 0
         self._ever_connected = False
         self._reasons_logged: set[str] = set()
+        # The configured URL may carry `user:password@`; logs never do.
+        self._safe_url = strip_userinfo(settings.ari.url)
 
     # --- life cycle ---------------------------------------------------------
 
@@ -92,7 +95,7 @@ class App:
             log.warning("event=ari_unreachable error=%r (will keep trying)", str(error))
             return
         version = info.get("system", {}).get("version", "?") if isinstance(info, dict) else "?"
-        log.info("event=asterisk_found url=%s version=%s", self.settings.ari.url, version)
+        log.info("event=asterisk_found url=%s version=%s", self._safe_url, version)
 
     def start(self) -> None:
         if self.settings.metrics.listen:
@@ -180,11 +183,12 @@ class App:
 
     def _on_bad_message(self, excerpt: str, reason: str) -> None:
         self.metrics.bad_messages.inc()
-        if reason in self._reasons_logged:
+        # "not JSON (Expecting ',' ...: char 36)" is one kind, whatever the position.
+        kind = reason.split(" (", 1)[0]
+        if kind in self._reasons_logged or len(self._reasons_logged) >= _MAX_REMEMBERED_REASONS:
             log.debug("event=bad_message reason=%r excerpt=%r", reason, excerpt)
             return
-        if len(self._reasons_logged) < _MAX_REMEMBERED_REASONS:
-            self._reasons_logged.add(reason)
+        self._reasons_logged.add(kind)
         log.warning("event=bad_message reason=%r excerpt=%r (skipped)", reason, excerpt)
 
     def _on_connected(self) -> None:
@@ -193,7 +197,7 @@ class App:
             self.metrics.reconnects.inc()
         self._ever_connected = True
         self.metrics.ari_connected.set(1)
-        log.info("event=ari_connected url=%s app=%s", self.settings.ari.url, self.settings.ari.app)
+        log.info("event=ari_connected url=%s app=%s", self._safe_url, self.settings.ari.app)
         generation = self._generation
         # Asking Asterisk which channels are parked is REST: not on the reader.
         threading.Thread(

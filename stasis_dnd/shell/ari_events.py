@@ -320,7 +320,9 @@ class EventStream:
             return
         try:
             message = json.loads(data)
-        except ValueError as exc:  # also UnicodeDecodeError
+        # ValueError: also UnicodeDecodeError. RecursionError: nested deeper than
+        # the parser can go; uncaught, it would end this thread and all events.
+        except (ValueError, RecursionError) as exc:
             self._bad(data, f"not JSON ({exc})")
             return
         if not isinstance(message, dict):

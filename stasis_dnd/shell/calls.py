@@ -254,8 +254,9 @@ class Calls:
 
     def _recover(self, channel_id: str, call: Call | None, recover: Recover) -> None:
         if not recover.in_app:
-            if call is not None:
-                # It left while the socket was down; its StasisEnd was lost.
+            # Heard from on this connection: it came after Asterisk listed the app's
+            # channels and is alive. Otherwise it left while the socket was down.
+            if call is not None and call.connection < recover.generation:
                 self._feed(call, ChannelGone())
             return
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ import requests
 
 from stasis_dnd import __version__
 from stasis_dnd.settings import CRM_METHODS, CRM_STYLES, CrmSettings
+from stasis_dnd.shell.ari_rest import strip_userinfo
+from stasis_dnd.shell.tls import system_ca
 
 # An answer is a few hundred bytes; anything much larger is not BGERP's.
 DEFAULT_BODY_LIMIT = 64 * 1024
@@ -117,11 +120,20 @@ class CrmClient:
         self.timeout = timeout if timeout is not None else settings.timeout
         self.body_limit = body_limit
         path, self._endpoint_params = _ENDPOINTS[settings.style]
-        self.url = settings.url.rstrip("/") + path
+        self._endpoint = settings.url.rstrip("/") + path
+        # For logs and repr: a `user:password@` in the configured URL stays out.
+        self.url = strip_userinfo(self._endpoint)
         self._session = requests.Session()
         self._session.headers["User-Agent"] = f"stasis-dnd/{__version__}"
         # Passed with each request: a session's `verify` loses to REQUESTS_CA_BUNDLE.
-        self._verify: bool | str = settings.ca_bundle or True
+        self._verify: bool | str = settings.ca_bundle or system_ca()
+        # The environment's proxy and CA settings, read once: requests would scan
+        # the whole environment (and ~/.netrc) again for every request, about a
+        # third of the CPU a request costs (bench/README.md).
+        self._session.proxies = requests.utils.get_environ_proxies(self._endpoint)
+        if self._verify is True:
+            self._verify = _env_ca_bundle() or True
+        self._session.trust_env = False
         # The secret as it may appear in text: raw, and form/URL-encoded. A very
         # short one is not masked on its own (it would mangle every message).
         password = settings.password
@@ -163,7 +175,7 @@ class CrmClient:
         try:
             response = self._session.request(
                 self.settings.method.upper(),
-                self.url,
+                self._endpoint,
                 timeout=(limit, limit),
                 stream=True,
                 # A redirect would turn the POST into a GET with the password in the URL.
@@ -263,6 +275,11 @@ class CrmClient:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+
+
+def _env_ca_bundle() -> str:
+    """The CA bundle requests takes from the environment when verify is True."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or ""
 
 
 def _root_reason(exc: BaseException) -> str:

@@ -75,7 +75,7 @@ def translate(message: Mapping[str, Any]) -> tuple[str, Event] | None:
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise BadEvent("StasisStart.args is not a list of strings")
         channel = channel_of(message.get("channel"))  # type: ignore[arg-type]
-        return channel.id, StasisStart(channel, tuple(a[:_MAX_TEXT] for a in args[:8]))
+        return channel.id, StasisStart(channel, tuple(_text(a, "args") for a in args[:8]))
     if kind == "ChannelDtmfReceived":
         digit = message.get("digit")
         if not isinstance(digit, str) or len(digit) != 1:
@@ -113,6 +113,9 @@ def _channel_id(message: Mapping[str, Any]) -> str:
 def _id(value: object, name: str) -> str:
     if not isinstance(value, str) or not value or len(value) > _MAX_ID:
         raise BadEvent(f"{name} is missing or not a short string")
+    if not value.isascii() and _unencodable(value):
+        # An id no request path or log line can carry.
+        raise BadEvent(f"{name} is not valid Unicode text")
     return value
 
 
@@ -121,4 +124,16 @@ def _text(value: object, name: str) -> str:
         return ""
     if not isinstance(value, str):
         raise BadEvent(f"{name} is not a string")
-    return value[:_MAX_TEXT]
+    text = value[:_MAX_TEXT]
+    if text.isascii() or not _unencodable(text):
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate becomes "?"
+
+
+def _unencodable(text: str) -> bool:
+    # JSON can escape a lone surrogate ("\ud800"); UTF-8 cannot carry it.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -19,7 +19,9 @@ Also a standalone server that prints each request it gets:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import socket
 import ssl
 import sys
 import threading
@@ -137,6 +139,8 @@ class CrmEmulator:
         self._errors: list[BaseException] = []
         self._changed = threading.Condition()
         self._closing = threading.Event()
+        # Open client connections: an outage cuts kept-alive ones too.
+        self._connections: set[socket.socket] = set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -160,13 +164,18 @@ class CrmEmulator:
         return self
 
     def stop(self) -> None:
-        """Stop listening; connections are refused until `start()`."""
+        """Stop listening and cut open connections; new ones are refused until `start()`."""
         server, self._server = self._server, None
         if server is None:
             return
         self._closing.set()  # slow answers stop waiting
         server.shutdown()
         server.server_close()
+        with self._changed:
+            connections, self._connections = set(self._connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -314,6 +323,16 @@ class CrmEmulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as Tomcat does
+
+            def setup(self) -> None:
+                super().setup()
+                with emulator._changed:
+                    emulator._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with emulator._changed:
+                    emulator._connections.discard(self.connection)
+                super().finish()
 
             def do_GET(self) -> None:
                 self._serve("GET")

@@ -185,7 +185,7 @@ def test_metrics_endpoint(tmp_path: Path, fake: FakeAsterisk, crm: CrmEmulator) 
         fake.wait_connected(20)
         call = fake.place_call("+79001234567", script=press("1", after=0.1))
         assert call.wait_done(20) == HUNGUP_BY_APP
-        app.wait_log("event=call")
+        app.wait_log("event=call channel=")
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         assert 'stasis_dnd_calls_total{outcome="callback"} 1.0' in text
         assert 'stasis_dnd_callback_requests_total{result="stored"} 1.0' in text

@@ -102,6 +102,7 @@ class AriHttp:
         self.faults = Faults()
         self.peers: set[WebSocketPeer] = set()
         self.errors: list[str] = []
+        self.event_urls: list[str] = []  # path and query of each events request
         # Set by the owner: runs a control-endpoint call placement on the loop.
         self.place_call: Callable[[dict[str, Any]], str] | None = None
 
@@ -166,7 +167,10 @@ class AriHttp:
 
     def _simple(self, answer: Callable[[dict[str, str]], Reply]) -> Handler:
         async def handler(request: web.Request) -> web.StreamResponse:
-            return _reply(answer(dict(request.match_info)))
+            reply = answer(dict(request.match_info))
+            # Computed on arrival, answered late (set_rest_delay for all requests).
+            await self._delay(None)
+            return _reply(reply)
 
         return handler
 
@@ -224,6 +228,7 @@ class AriHttp:
     # --- the events WebSocket ---------------------------------------------------
 
     async def events(self, request: web.Request) -> web.StreamResponse:
+        self.event_urls.append(request.path_qs)
         apps = [a for a in request.query.get("app", "").split(",") if a]
         if not apps:
             return web.json_response(ari_json.error("Missing required field app"), status=400)

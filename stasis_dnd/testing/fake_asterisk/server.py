@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ssl
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -51,13 +52,16 @@ class FakeAsterisk:
         languages: Sequence[str] = ("en", "ru"),
         dialplan_linger: float = 10.0,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """`tls`: serve https and wss with this server context (plain http if None)."""
         self.username = username
         self.password = password
         self.app = app
         self.host = host
         self._port = port
         self._write_timeout = write_timeout
+        self._tls = tls
         self._sounds = dict(DEFAULT_SOUNDS if sounds is None else sounds)
         self._languages = tuple(languages)
         self._linger = dialplan_linger
@@ -113,7 +117,8 @@ class FakeAsterisk:
     @property
     def url(self) -> str:
         """Base URL, e.g. http://127.0.0.1:8088 (ARI is under /ari)."""
-        return f"http://{self.host}:{self._port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self.host}:{self._port}"
 
     def stop_server(self) -> None:
         """Stop listening and cut every connection; channels stay parked in Stasis."""
@@ -181,6 +186,11 @@ class FakeAsterisk:
             return counters
 
         return self._call(read)
+
+    def event_urls(self) -> list[str]:
+        """Path and query of every events WebSocket request, in order (secrets checks)."""
+        http = self._require_http()
+        return self._call(lambda: list(http.event_urls))
 
     def latencies(self) -> list[Latency]:
         """For each event the app acted on, how long it took to send a command."""
@@ -301,7 +311,9 @@ class FakeAsterisk:
             http.application(), handle_signals=False, access_log=None, shutdown_timeout=0.5
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self._port, reuse_address=True)
+        site = web.TCPSite(
+            self._runner, self.host, self._port, reuse_address=True, ssl_context=self._tls
+        )
         await site.start()
         if self._port == 0:
             server = site._server  # aiohttp exposes the bound port only here
