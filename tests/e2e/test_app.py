@@ -253,3 +253,58 @@ def test_app_reconnects_after_asterisk_restarts(
     caller = call("press1after4", number="+79005550003")
     app.wait_log(f"event=call channel={caller}")
     assert crm.wait_for(lambda c: c.delivered_phones() == ["+79005550003"])
+
+
+def test_app_killed_mid_call_recovers_the_parked_caller(
+    asterisk: Ari,
+    emulator: CrmEmulator,
+    tmp_path: Path,
+    cleanup_channels: Callable[[str], str],
+) -> None:
+    """SIGKILL while a real caller hears the menu: the channel stays parked in
+    Asterisk, the restarted app takes it over, and the caller's 1 is filed."""
+    emulator.clear()
+    name = f"stasis-dnd-e2e-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "stasis-dnd.ini"
+    config.write_text(
+        f"[ari]\nurl = http://127.0.0.1:{ARI_PORT}\nusername = {ARI_USER}\n"
+        f"password = {ARI_PASSWORD}\napp = {name}\ndrain_timeout = 2s\n"
+        f"[crm]\nurl = {emulator.url}\nusername = robot\npassword = robot-secret\n"
+        f"[outbox]\npath = {tmp_path / 'outbox.sqlite3'}\n"
+    )
+    config.chmod(0o600)
+
+    def start(log: Path) -> RunningApp:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "stasis_dnd", "run", "--config", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        running = RunningApp(name, process, log)
+        running.wait_log("event=ari_connected", timeout=20)
+        return running
+
+    first = start(tmp_path / "first.log")
+    caller = cleanup_channels(
+        asterisk.originate_caller(
+            "press1after9", variables={"DND_APP": name, "DND_QUEUE_TIMEOUT": "1"}
+        )
+    )
+    deadline = time.monotonic() + 15
+    while caller not in asterisk.request("GET", f"applications/{name}").json()["channel_ids"]:
+        assert time.monotonic() < deadline, "the caller never reached the app"
+        time.sleep(0.1)
+    time.sleep(1.0)  # the menu is playing now
+    first.process.kill()
+    first.process.wait(timeout=10)
+    assert asterisk.channel_exists(caller)  # parked in Stasis, not dropped
+    second = start(tmp_path / "second.log")
+    try:
+        second.wait_log(f"event=recovered channel={caller}", timeout=20)
+        second.wait_log(f"event=call channel={caller}")
+        assert "outcome=callback ending=hung_up" in second.log_text()
+        assert emulator.wait_for(lambda c: c.delivered_phones() == ["+79001234567"])
+    finally:
+        second.process.send_signal(signal.SIGTERM)
+        assert second.process.wait(timeout=30) == 0
