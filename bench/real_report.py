@@ -44,9 +44,12 @@ def report(phases: list[Phase]) -> str:
         extra = f"SendDTMF overshoot p99 {ms(percentile(p.overshoot, 99)):.1f} ms"
         if p.agi_start:
             extra += f"; key-up -> PHP sends p50 {ms(percentile(p.agi_start, 50)):.0f} ms"
-        details.append(f"- {p.rate:g}/s {p.setup}: {extra}; phase {p.seconds:.0f} s; "
+        details.append(f"- {p.rate:g}/s {p.setup}: {extra}; calls placed in {p.placing:.0f} s, "
+                       f"all ended {p.seconds:.0f} s after the first; "
                        f"CPU with idle {p.gross_ms:.1f} ms/call")  # fmt: skip
         details += [f"    {x}" for x in p.problems[:5]]
+        if len(p.problems) > 5:
+            details.append(f"    ... and {len(p.problems) - 5} more")
     return "\n".join([*out, "", *details])
 
 

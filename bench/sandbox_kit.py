@@ -189,6 +189,10 @@ class Ari:
             raise RuntimeError(f"originate {call_id}: {answer.status_code} {answer.text[:200]}")
 
     def channel_ids(self) -> set[str]:
-        answer = self.session.get(f"{self.base}/channels", timeout=10)
-        answer.raise_for_status()
+        """Ids of every channel; RuntimeError if an overloaded Asterisk cannot say."""
+        try:
+            answer = self.session.get(f"{self.base}/channels", timeout=30)
+            answer.raise_for_status()
+        except requests.RequestException as error:
+            raise RuntimeError(f"GET /channels failed: {error}") from None
         return {str(c["id"]) for c in answer.json()}
