@@ -229,7 +229,8 @@ def load_settings(
 def _read_ini(path: Path) -> list[tuple[str, str, str]]:
     parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
     try:
-        with path.open(encoding="utf-8") as handle:
+        # utf-8-sig: Windows editors save config files with a byte-order mark.
+        with path.open(encoding="utf-8-sig") as handle:
             parser.read_file(handle)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
@@ -270,7 +271,7 @@ def _env_target(name: str) -> tuple[str, str] | None:
 
 def _read_secret_file(path: str) -> str:
     try:
-        return Path(path.strip()).read_text(encoding="utf-8").strip("\r\n")
+        return Path(path.strip()).read_text(encoding="utf-8-sig").strip("\r\n")
     except OSError as error:
         raise OSError(f"cannot read password file {path.strip()}: {error.strerror}") from None
 
@@ -287,15 +288,46 @@ def _check_secrets(settings: Settings, where: str) -> None:
         raise ConfigError(f"{where}: [crm] username is not set; the CRM needs a login")
 
 
-def permission_warnings(path: str | os.PathLike[str]) -> list[str]:
-    """Warnings about a config file that others on the machine can read."""
+def permission_warnings(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Warnings about the config file, or a password file it names, that others can read."""
+    warnings = []
+    if _open_to_others(path):
+        warnings.append(f"{path} is readable by every user on this machine; chmod 640 it")
+    for secret in _password_files(Path(path), os.environ if environ is None else environ):
+        if _open_to_others(secret):
+            warnings.append(
+                f"password file {secret} is readable by every user on this machine; chmod 640 it"
+            )
+    return warnings
+
+
+def _open_to_others(path: str | os.PathLike[str]) -> bool:
     try:
         mode = Path(path).stat().st_mode
     except OSError:
-        return []
-    if mode & (stat.S_IROTH | stat.S_IWOTH):
-        return [f"{path} is readable by every user on this machine; chmod 640 it"]
-    return []
+        return False  # a missing file is reported where it is read
+    return bool(mode & (stat.S_IROTH | stat.S_IWOTH))
+
+
+def _password_files(path: Path, environ: Mapping[str, str]) -> list[str]:
+    """The password files the config file and the environment name."""
+    found = []
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0none")
+    try:
+        with path.open(encoding="utf-8-sig") as handle:
+            parser.read_file(handle)
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        pass  # load_settings has said what is wrong with it
+    for section in parser.sections():
+        value = parser.get(section, "password_file", fallback="").strip()
+        if value:
+            found.append(value)
+    for name, value in environ.items():
+        if name.startswith(ENV_PREFIX) and name.endswith("_PASSWORD_FILE") and value.strip():
+            found.append(value.strip())
+    return found
 
 
 def describe(settings: Settings) -> list[str]:

@@ -144,6 +144,39 @@ def test_world_readable_config_is_warned_about(tmp_path: Path) -> None:
     assert permission_warnings(path) == []
 
 
+def test_world_readable_password_file_is_warned_about(tmp_path: Path) -> None:
+    secret = tmp_path / "crm.password"
+    secret.write_text("crm-secret\n")
+    secret.chmod(0o644)
+    path = write(tmp_path, MINIMAL.replace("password = crm-secret", f"password_file = {secret}"))
+    path.chmod(0o600)
+    warnings = permission_warnings(path, environ={})
+    assert len(warnings) == 1
+    assert str(secret) in warnings[0] and "chmod 640" in warnings[0]
+    assert "crm-secret" not in warnings[0]
+    secret.chmod(0o600)
+    assert permission_warnings(path, environ={}) == []
+    # A password file named by the environment is checked too.
+    other = tmp_path / "ari.password"
+    other.write_text("ari-secret")
+    other.chmod(0o604)
+    env = {"STASIS_DND_ARI_PASSWORD_FILE": str(other)}
+    assert permission_warnings(path, environ=env) == [
+        f"password file {other} is readable by every user on this machine; chmod 640 it"
+    ]
+
+
+def test_byte_order_mark_in_config_and_password_file_is_ignored(tmp_path: Path) -> None:
+    secret = tmp_path / "crm.password"
+    secret.write_bytes("\ufeffcrm-secret\r\n".encode())
+    text = MINIMAL.replace("password = crm-secret", f"password_file = {secret}")
+    path = tmp_path / "stasis-dnd.ini"
+    path.write_bytes(("\ufeff" + text.lstrip()).encode())
+    settings = load_settings(path, env={})
+    assert settings.ari.password == "ari-secret"
+    assert settings.crm.password == "crm-secret"
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "stasis_dnd", *args],
