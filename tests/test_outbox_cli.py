@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from stasis_dnd.settings import OutboxSettings
 from stasis_dnd.shell.outbox import DEAD, PENDING, Outbox
-from stasis_dnd.shell.outbox_cli import add_outbox_commands, run_outbox_command
+from stasis_dnd.shell.outbox_cli import add_outbox_commands, owner_to_become, run_outbox_command
 
 DAY = 86400.0
 
@@ -156,3 +158,39 @@ def test_unreadable_outbox_is_one_line(
     assert status == 1
     assert err.startswith(f"stasis-dnd: cannot open the outbox {settings.path}: ")
     assert err.count("\n") == 1
+
+
+def test_root_works_on_the_outbox_as_its_owner(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.sqlite3"
+    path.write_bytes(b"")
+    service = os.stat_result((0o100640, 0, 0, 1, 998, 997, 0, 0, 0, 0))
+    rooted = os.stat_result((0o100640, 0, 0, 1, 0, 0, 0, 0, 0, 0))
+    assert owner_to_become(service, euid=0) == (998, 997)
+    assert owner_to_become(rooted, euid=0) is None  # root's own outbox: stay root
+    assert owner_to_become(service, euid=998) is None  # not root: nothing to drop
+
+
+def test_root_drops_to_the_owner_before_opening(
+    box: Outbox,
+    settings: OutboxSettings,
+    run: Callable[..., tuple[int, str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    real_stat = os.stat
+
+    def stat(path: Any, **options: Any) -> os.stat_result:
+        result = real_stat(path, **options)
+        if str(path) == settings.path:
+            return os.stat_result((result.st_mode, 0, 0, 1, 998, 997, 0, 0, 0, 0))
+        return result
+
+    monkeypatch.setattr(os, "stat", stat)
+    monkeypatch.setattr(os, "setgroups", lambda groups: calls.append(("setgroups", groups)))
+    monkeypatch.setattr(os, "setgid", lambda gid: calls.append(("setgid", gid)))
+    monkeypatch.setattr(os, "setuid", lambda uid: calls.append(("setuid", uid)))
+    status, _, _ = run("list")
+    assert status == 0
+    # Groups and group first: after setuid, root's right to change them is gone.
+    assert calls == [("setgroups", []), ("setgid", 997), ("setuid", 998)]

@@ -88,6 +88,13 @@ def run_outbox_command(args: argparse.Namespace, outbox: OutboxSettings) -> int:
             return 0
         print(f"stasis-dnd: there is no outbox at {outbox.path}", file=sys.stderr)
         return 1
+    become = owner_to_become(os.stat(outbox.path), os.geteuid())
+    if become is not None:
+        # As root, files SQLite creates next to the outbox (-wal, -shm) would
+        # be root's, and the service could no longer open its own outbox.
+        os.setgroups([])
+        os.setgid(become[1])
+        os.setuid(become[0])
     try:
         store = Outbox.open(outbox.path, busy_timeout=_BUSY_TIMEOUT)
     except OutboxError as exc:
@@ -104,6 +111,14 @@ def run_outbox_command(args: argparse.Namespace, outbox: OutboxSettings) -> int:
         return 1
     finally:
         store.close()
+
+
+def owner_to_become(outbox: os.stat_result, euid: int) -> tuple[int, int] | None:
+    """(uid, gid) to switch to before opening the outbox: its owner's, when run
+    as root on an outbox that belongs to another user (the service's)."""
+    if euid != 0 or outbox.st_uid == 0:
+        return None
+    return outbox.st_uid, outbox.st_gid
 
 
 def _list(store: Outbox, state: str | None, limit: int) -> int:
