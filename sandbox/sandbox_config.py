@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,12 @@ PACKAGES: tuple[str, ...] = (
 AGI_DIR = "usr/share/asterisk/agi-bin"
 # The original AGI script's timestamps (bench/original/dndoperator.php).
 ORIGINAL_LOG = "/var/log/asterisk/dnd-original.log"
+# Inside the chroot: ARI's TLS certificate and key (http.conf) and the CA that
+# signed them, made at the first start (`sandbox/asterisk ca` prints its path).
+TLS_DIR = "etc/asterisk-tls"
+TLS_CA = f"{TLS_DIR}/ca.pem"
+TLS_CERT = f"{TLS_DIR}/asterisk.pem"
+TLS_KEY = f"{TLS_DIR}/asterisk.key"
 
 # Modules that bring demo dialplans, open ports or try the network; none is
 # needed by the project.
@@ -99,6 +107,7 @@ class Settings:
     mirror: str
     suite: str
     ari_port: int
+    ari_tls_port: int
     sip_port: int
     ari_user: str
     ari_password: str
@@ -111,11 +120,15 @@ class Settings:
     @staticmethod
     def from_env() -> Settings:
         env = os.environ
+        ari_port = _int_env("STASIS_DND_SANDBOX_ARI_PORT", 18088)
         return Settings(
             cache=Path(env.get("STASIS_DND_SANDBOX_CACHE", "/var/cache/stasis-dnd")),
             mirror=env.get("STASIS_DND_SANDBOX_MIRROR", "http://deb.debian.org/debian"),
             suite=env.get("STASIS_DND_SANDBOX_SUITE", "sid"),
-            ari_port=_int_env("STASIS_DND_SANDBOX_ARI_PORT", 18088),
+            ari_port=ari_port,
+            # Next to the plain port: sandboxes given their own ARI port get
+            # their own TLS port too.
+            ari_tls_port=_int_env("STASIS_DND_SANDBOX_ARI_TLS_PORT", ari_port + 1),
             sip_port=_int_env("STASIS_DND_SANDBOX_SIP_PORT", 15060),
             ari_user=env.get("STASIS_DND_SANDBOX_ARI_USER", "stasis-dnd"),
             ari_password=env.get("STASIS_DND_SANDBOX_ARI_PASSWORD", "stasis-dnd-sandbox"),
@@ -228,6 +241,12 @@ def config_files(s: Settings) -> dict[str, str]:
 enabled = yes
 bindaddr = 127.0.0.1
 bindport = {s.ari_port}
+; ARI over https and wss too, with a certificate for 127.0.0.1 and localhost
+; signed by the sandbox's own CA (make_tls_files).
+tlsenable = yes
+tlsbindaddr = 127.0.0.1:{s.ari_tls_port}
+tlscertfile = /{TLS_CERT}
+tlsprivatekey = /{TLS_KEY}
 """,
         "ari.conf": f"""\
 [general]
@@ -304,3 +323,64 @@ def install_agi(root: Path) -> None:
     dest = agi_dir / "dndoperator.php"
     shutil.copyfile(ORIGINAL / "dndoperator.php", dest)
     dest.chmod(0o755)
+
+
+# The server certificate's extensions: what a strict TLS client checks.
+_SERVER_EXTENSIONS = """\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+"""
+
+
+def make_tls_files(root: Path) -> Path:
+    """A CA and a certificate it signed for 127.0.0.1 and localhost, for ARI's
+    TLS port (made once, kept across starts); the CA file's path on the host.
+
+    The CA's private key is thrown away once the certificate is signed.
+    """
+    files = [root / TLS_CA, root / TLS_CERT, root / TLS_KEY]
+    if all(f.is_file() for f in files):
+        return root / TLS_CA
+    if shutil.which("openssl") is None:
+        raise SandboxError("openssl is missing on this machine (apt-get install openssl)")
+    with tempfile.TemporaryDirectory(prefix="sandbox-tls-") as tmp:
+        work = Path(tmp)
+        (work / "server.ext").write_text(_SERVER_EXTENSIONS)
+        steps = [
+            [
+                *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650"),
+                *("-subj", "/CN=stasis-dnd sandbox CA", "-keyout", "ca.key", "-out", "ca.pem"),
+                *("-addext", "basicConstraints=critical,CA:TRUE"),
+                *("-addext", "keyUsage=critical,keyCertSign,cRLSign"),
+            ],
+            [
+                *("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"),
+                *("-keyout", "asterisk.key", "-out", "asterisk.csr"),
+            ],
+            [
+                *("x509", "-req", "-in", "asterisk.csr", "-CA", "ca.pem", "-CAkey", "ca.key"),
+                *("-set_serial", "2", "-days", "3650", "-extfile", "server.ext"),
+                *("-out", "asterisk.pem"),
+            ],
+        ]
+        for step in steps:
+            result = subprocess.run(
+                ["openssl", *step], cwd=work, capture_output=True, text=True, check=False
+            )
+            if result.returncode != 0:
+                raise SandboxError(
+                    f"openssl {step[0]} failed making ARI's TLS certificate: "
+                    + (result.stderr.strip().splitlines() or ["no output"])[-1]
+                )
+        (root / TLS_DIR).mkdir(parents=True, exist_ok=True)
+        for name, dest in (("ca.pem", files[0]), ("asterisk.pem", files[1])):
+            shutil.copyfile(work / name, dest)
+            dest.chmod(0o644)
+        # Written last: an interrupted run leaves no key, so all three are made again.
+        shutil.copyfile(work / "asterisk.key", files[2])
+        files[2].chmod(0o600)
+    return root / TLS_CA

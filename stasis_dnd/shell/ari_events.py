@@ -16,7 +16,11 @@ Logging: connecting and losing the connection are the runtime's to log (it
 gets `on_connected` / `on_disconnected`; here they are DEBUG only). Failed
 attempts, which the runtime never sees, are logged here: when a reason first
 appears or changes, then at most once per `failure_log_interval` (a refused
-password at ERROR, since it needs an admin; never with a traceback).
+password or certificate at ERROR, since it needs an admin; never with a
+traceback).
+
+wss is verified like ARI's REST calls, with the same kind of context
+(`shell.tls.ari_tls_context`: `[ari] ca_bundle` or the system's CAs).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import websocket
 from stasis_dnd.settings import AriSettings
 from stasis_dnd.shell.ari_rest import strip_userinfo
 from stasis_dnd.shell.backoff import Backoff
+from stasis_dnd.shell.tls import ari_tls_context, certificate_problem, handshake_problem
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +72,10 @@ def events_url(settings: AriSettings) -> str:
 class _ConnectFailed(Exception):
     """One failed connection attempt, already described for the log."""
 
-    def __init__(self, reason: str, *, auth: bool = False) -> None:
+    def __init__(self, reason: str, *, needs_admin: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
-        self.auth = auth
+        self.needs_admin = needs_admin
 
 
 class EventStream:
@@ -98,16 +103,17 @@ class EventStream:
         backoff: Backoff | None = None,
         stable_after: float = 10.0,
         failure_log_interval: float = 60.0,
-        verify: bool | str = True,
     ) -> None:
         """`stable_after`: a connection that lasted this long resets the back-off.
 
-        `verify`: TLS verification for wss (True, False or a CA bundle path).
+        Raises ValueError for a URL that is not http(s) or an unusable
+        `settings.ca_bundle`.
         """
         if ping_interval <= 0 or ping_timeout <= 0:
             raise ValueError("ping_interval and ping_timeout must be greater than 0")
         self.url = events_url(settings)
         self._username = settings.username
+        self._ca_bundle = settings.ca_bundle
         token = base64.b64encode(f"{settings.username}:{settings.password}".encode()).decode()
         self._auth_header = "Authorization: Basic " + token
         self._connect_timeout = settings.connect_timeout
@@ -121,7 +127,8 @@ class EventStream:
         self._backoff = backoff or Backoff(base=0.25, cap=5.0)
         self._stable_after = stable_after
         self._failure_log_interval = failure_log_interval
-        self._sslopt = _sslopt(verify)
+        wss = self.url.startswith("wss:")
+        self._sslopt = {"context": ari_tls_context(settings.ca_bundle)} if wss else {}
         self._stopping = threading.Event()
         self._connected = threading.Event()
         self._lock = threading.Lock()
@@ -247,7 +254,7 @@ class EventStream:
                 raise _ConnectFailed(
                     "Asterisk refused the ARI username or password (ari.conf) "
                     f"for user {self._username!r}",
-                    auth=True,
+                    needs_admin=True,
                 ) from exc
             raise _ConnectFailed(
                 f"Asterisk answered the upgrade with HTTP {status} "
@@ -259,8 +266,11 @@ class EventStream:
             raise _ConnectFailed(f"no answer within {self._connect_timeout:g} s") from exc
         except socket.gaierror as exc:
             raise _ConnectFailed("the host name does not resolve") from exc
+        except ssl.SSLCertVerificationError as exc:
+            problem = certificate_problem(exc, self._ca_bundle)
+            raise _ConnectFailed(f"Asterisk {problem}", needs_admin=True) from exc
         except ssl.SSLError as exc:
-            raise _ConnectFailed(f"TLS handshake failed ({exc.reason})") from exc
+            raise _ConnectFailed(f"Asterisk {handshake_problem(exc)}") from exc
         except (OSError, websocket.WebSocketException) as exc:
             raise _ConnectFailed(f"{type(exc).__name__}: {exc}"[:_EXCERPT_LIMIT]) from exc
         # From now on the timeout bounds a frame that stops mid-way, and a send.
@@ -361,18 +371,10 @@ class EventStream:
             return
         self._last_failure = failure.reason
         self._last_failure_logged = now
-        level = logging.ERROR if failure.auth else logging.WARNING
+        level = logging.ERROR if failure.needs_admin else logging.WARNING
         log.log(
             level, "event=ari_connect_failed url=%s reason=%r (retrying)", self.url, failure.reason
         )
-
-
-def _sslopt(verify: bool | str) -> dict[str, Any]:
-    if verify is False:
-        return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
-    if isinstance(verify, str):
-        return {"ca_certs": verify}
-    return {}
 
 
 def _shutdown(ws: websocket.WebSocket) -> None:

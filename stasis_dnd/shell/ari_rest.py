@@ -6,7 +6,9 @@ keep-alive connections of the standard library's `http.client`
 `requests` each cost about 7x the CPU; see that module). Every call carries
 the (connect, read) timeout from `AriSettings`; every failure is one of the
 typed errors below, whose message is one sentence and never contains the
-password.
+password. https is verified against `[ari] ca_bundle` or the system's CAs
+(`shell.tls`); a certificate that fails is an `AriCertificateError` saying
+what to fix.
 
 Thread safety: one `AriRest` is shared by the worker threads. The pool hands
 each thread its own connection and keeps `pool_size` of them open, so that
@@ -19,7 +21,6 @@ import base64
 import http.client
 import json
 import logging
-import os
 import socket
 import ssl
 from collections.abc import Iterator, Mapping
@@ -28,7 +29,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from stasis_dnd.settings import AriSettings
 from stasis_dnd.shell.http_pool import ConnectFailed, HttpPool, Reply
-from stasis_dnd.shell.tls import system_ca
+from stasis_dnd.shell.tls import ari_tls_context, certificate_problem, handshake_problem
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,11 @@ class AriUnavailable(AriError):
     """Asterisk could not be reached, timed out, or failed internally (5xx)."""
 
 
+class AriCertificateError(AriUnavailable):
+    """Asterisk's TLS certificate failed verification: an admin must act
+    (`[ari] ca_bundle`, the URL's host name, or Asterisk's certificate)."""
+
+
 def strip_userinfo(url: str) -> str:
     """`url` without any `user:password@`, so it is safe to log and to connect to."""
     parts = urlsplit(url)
@@ -79,20 +85,11 @@ def _segment(value: str) -> str:
 class AriRest:
     """Blocking ARI REST calls over one keep-alive session; see module docstring."""
 
-    def __init__(
-        self,
-        settings: AriSettings,
-        *,
-        pool_size: int = 10,
-        verify: bool | str = True,
-    ) -> None:
-        """`pool_size`: at least the number of threads calling at once.
-
-        `verify`: TLS verification for https ARI (True: the system's CAs, False,
-        or a CA bundle path).
-        """
+    def __init__(self, settings: AriSettings, *, pool_size: int = 10) -> None:
+        """`pool_size`: at least the number of threads calling at once."""
         self._base = strip_userinfo(settings.url.rstrip("/")) + "/ari"
         self._username = settings.username
+        self._ca_bundle = settings.ca_bundle
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._path = urlsplit(self._base).path
         headers = {
@@ -103,13 +100,17 @@ class AriRest:
         # no redirects.
         https = self._base.lower().startswith("https:")
         try:
+            tls = ari_tls_context(settings.ca_bundle) if https else None
+        except ValueError as exc:
+            raise AriError(f"[ari] ca_bundle: {exc}.") from None
+        try:
             self._pool = HttpPool(
                 self._base,
                 headers=headers,
                 connect_timeout=self._timeout[0],
                 read_timeout=self._timeout[1],
                 maxsize=pool_size,
-                tls=_tls_context(verify) if https else None,
+                tls=tls,
             )
         except (ValueError, OSError) as exc:
             raise AriError(f"ARI url {self._base} is not usable: {exc}.") from None
@@ -192,6 +193,10 @@ class AriRest:
         try:
             resp = self._pool.request(method, url)
         except (http.client.HTTPException, OSError) as exc:
+            for cause in _causes(exc):
+                if isinstance(cause, ssl.SSLCertVerificationError):
+                    problem = certificate_problem(cause, self._ca_bundle)
+                    raise AriCertificateError(f"ARI at {self._base} {problem}.") from exc
             what = _describe_failure(exc, self._timeout)
             raise AriUnavailable(f"ARI at {self._base} {what} ({method} {path}).") from exc
         status = resp.status
@@ -261,21 +266,6 @@ def _basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(data).decode("ascii")
 
 
-def _tls_context(verify: bool | str) -> ssl.SSLContext:
-    """The client TLS context for `verify` (True: the system's CAs)."""
-    if verify is False:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    where = system_ca() if verify is True else verify
-    if where is True:
-        return ssl.create_default_context()  # the ssl module's default CA store
-    if os.path.isdir(str(where)):
-        return ssl.create_default_context(capath=str(where))
-    return ssl.create_default_context(cafile=str(where))
-
-
 def _causes(exc: BaseException) -> Iterator[BaseException]:
     """`exc` and everything it wraps: requests -> urllib3 -> socket errors."""
     seen: set[int] = set()
@@ -294,8 +284,9 @@ def _describe_failure(exc: BaseException, timeout: tuple[float, float]) -> str:
     """What went wrong, as the end of a sentence that starts "ARI at URL ..."."""
     connecting = isinstance(exc, ConnectFailed)
     causes = list(_causes(exc))
-    if any(isinstance(e, ssl.SSLError | ssl.CertificateError) for e in causes):
-        return "failed the TLS handshake (certificate or protocol)"
+    for cause in causes:
+        if isinstance(cause, ssl.SSLError):
+            return handshake_problem(cause)
     if any(isinstance(e, TimeoutError) for e in causes):
         if connecting:
             return f"did not accept a connection within {timeout[0]:g} s"

@@ -1,7 +1,8 @@
 """`stasis-dnd check`: is this Asterisk ready for the app?
 
-Connects to ARI with the configured credentials and asks Asterisk whether
-every sound the IVR is configured to play exists, and in which languages.
+Connects to ARI with the configured credentials (over https, verifying the
+certificate as `run` does) and asks Asterisk whether every sound the IVR is
+configured to play exists, and in which languages.
 """
 
 from __future__ import annotations
@@ -40,7 +41,11 @@ def check_asterisk(settings: Settings) -> list[Finding]:
     with AriRest(settings.ari) as rest:
         info = rest.asterisk_info()
         version = info.get("system", {}).get("version", "unknown")
-        findings.append(Finding(True, f"ARI at {settings.ari.url}: Asterisk {version}"))
+        text = f"ARI at {settings.ari.url}: Asterisk {version}"
+        if rest.base_url.startswith("https:"):
+            trusted = settings.ari.ca_bundle or "the system's CAs"
+            text += f" (certificate verified against {trusted})"
+        findings.append(Finding(True, text))
         for sound_id in configured_sounds(settings):
             sound = rest.sound(sound_id)
             if sound is None:

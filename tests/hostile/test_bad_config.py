@@ -51,8 +51,6 @@ FILES: dict[str, tuple[bytes, tuple[str, ...]]] = {
         ("not a valid INI file", "'ari'", "already exists"),
     ),
     "key outside a section": (b"password = x\n" + GOOD.encode(), ("not a valid INI file",)),
-    # Windows Notepad's byte-order mark: still one line, if a puzzling one.
-    "byte-order mark": (b"\xef\xbb\xbf" + GOOD.encode(), ("not a valid INI file",)),
     "missing section": (b"[ari]\npassword = a-secret\n", ("[crm] password is not set",)),
     "empty file": (b"", ("[ari] password is not set",)),
     "section header typo": (GOOD.replace("[crm]", "[crm").encode(), ("not a valid INI file",)),
@@ -64,6 +62,14 @@ def test_broken_config_files(case: str, config: Path) -> None:
     content, needles = FILES[case]
     config.write_bytes(content)
     assert_one_clear_line(run_cli("check-config", "--config", str(config)), str(config), *needles)
+
+
+def test_a_byte_order_mark_is_not_a_mistake(config: Path) -> None:
+    # Windows Notepad writes one at the start of the file.
+    config.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    result = run_cli("check-config", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{config}: OK"
 
 
 def test_unreadable_config_file(config: Path) -> None:

@@ -1,7 +1,8 @@
 """Secrets under `stasis-dnd run`: the ARI and CRM passwords appear in no log
 line at any level, no error, no metric, no `outbox list`, not on the command
 line and not in the WebSocket URL; a config others can read is warned about;
-https to the CRM and https/wss to ARI verify certificates and work."""
+https to the CRM and https/wss to ARI verify certificates and work, with
+`[ari] ca_bundle` for an Asterisk whose CA the system does not trust."""
 
 from __future__ import annotations
 
@@ -174,21 +175,34 @@ def test_https_to_the_crm_verifies_its_certificate(
         crm.check()
 
 
+UNTRUSTED = "presented a certificate not signed by a trusted CA"
+SET_CA_BUNDLE = "set [ari] ca_bundle to the PEM file of the CA that signed Asterisk's certificate"
+
+
 def test_ari_over_https_and_wss(
     tmp_path: Path, crm: CrmEmulator, ca: trustme.CA, ca_file: Path
 ) -> None:
     with FakeAsterisk(ARI_USER, ARI_PASSWORD, APP, SHORT_SOUNDS, tls=server_context(ca)) as fake:
         assert fake.url.startswith("https://")
+        # An Asterisk with a private CA and no [ari] ca_bundle: one sentence, exit 1.
         config = write_config(tmp_path, fake, crm)
-        untrusting = App(config, label="untrusting").start()
-        untrusting.wait_log("event=ari_connect_failed")
-        assert "TLS handshake failed" in untrusting.text()
-        assert "failed the TLS handshake" in untrusting.text()  # the REST check
-        assert not fake.connected
-        assert untrusting.stop() == 0
+        for command in ("run", "check"):
+            refused = run_cli(command, "--config", str(config))
+            assert refused.returncode == 1, refused.stdout + refused.stderr
+            assert refused.stderr.splitlines() == [
+                f"stasis-dnd: ARI at {fake.url}/ari {UNTRUSTED} (unable to get local issuer "
+                f"certificate): {SET_CA_BUNDLE} (for a self-signed certificate, the "
+                "certificate itself)."
+            ]
+        assert not fake.connected and fake.event_urls() == []
 
-        app = App(config, label="trusting", log_level="debug", env={"SSL_CERT_FILE": str(ca_file)})
-        app.start()
+        # The admin points [ari] ca_bundle at the CA: REST over https, events over wss.
+        trusting = write_config(
+            tmp_path, fake, crm, {"ari": {"ca_bundle": ca_file}}, name="trusting.ini"
+        )
+        checked = run_cli("check", "--config", str(trusting))
+        assert f"(certificate verified against {ca_file})" in checked.stdout, checked.stderr
+        app = App(trusting, label="trusting", log_level="debug").start()
         try:
             app.wait_log("event=ari_connected")
             assert f"event=asterisk_found url={fake.url} " in app.text()
@@ -199,4 +213,8 @@ def test_ari_over_https_and_wss(
             assert crm.wait_for(lambda c: c.delivered_phones() == ["+79001234567"])
         finally:
             assert app.stop() == 0
+        assert "Traceback" not in app.text()
+        # Without ca_bundle, a CA added to the system's trust store is trusted too.
+        system = run_cli("check", "--config", str(config), env={"SSL_CERT_FILE": str(ca_file)})
+        assert "(certificate verified against the system's CAs)" in system.stdout, system.stderr
         fake.check()
