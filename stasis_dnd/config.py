@@ -28,6 +28,7 @@ from stasis_dnd.settings import (
     OutboxSettings,
     Settings,
 )
+from stasis_dnd.shell.tls import ari_tls_context
 
 ENV_PREFIX = "STASIS_DND_"
 
@@ -95,6 +96,13 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _ca_file(value: str) -> str:
+    path = value.strip()
+    if path:
+        ari_tls_context(path)  # a missing, unreadable or non-PEM file: ValueError
+    return path
+
+
 def _params(value: str) -> tuple[tuple[str, str], ...]:
     pairs = tuple(parse_qsl(value.strip(), keep_blank_values=True, strict_parsing=bool(value)))
     for name, _ in pairs:
@@ -129,6 +137,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, _Key]]] = {
             "connect_timeout": _Key("connect_timeout", _number),
             "read_timeout": _Key("read_timeout", _number),
             "drain_timeout": _Key("drain_timeout", parse_duration),
+            "ca_bundle": _Key("ca_bundle", _ca_file),
         },
     ),
     "ivr": (
@@ -171,6 +180,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, _Key]]] = {
             "path": _Key("path", _text),
             "max_age": _Key("max_age", parse_duration),
             "dedupe_window": _Key("dedupe_window", parse_duration),
+            "keep": _Key("keep", parse_duration),
         },
     ),
     "metrics": (MetricsSettings, {"listen": _Key("listen", _listen)}),

@@ -74,6 +74,9 @@ class AriSettings:
     # Calls still in progress at shutdown get this long before they are sent
     # back to the dialplan.
     drain_timeout: float = 20.0
+    # A PEM file of the CA that signed Asterisk's https certificate (a private
+    # CA, or the certificate itself if self-signed); "" means the system's CAs.
+    ca_bundle: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,10 @@ class OutboxSettings:
     # A repeat "1" from the same number within this many seconds is not sent
     # again; 0 turns this off.
     dedupe_window: float = 30 * 60.0
+    # Delivered (and duplicate) requests are deleted this many seconds after
+    # they finished, so the file stops growing; 0 keeps them forever. Pending
+    # and dead requests are never deleted by the app.
+    keep: float = 30 * 86400.0
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pytest
 
 from stasis_dnd.settings import CrmSettings, OutboxSettings
 from stasis_dnd.shell.callbacks import (
+    PRUNE_INTERVAL,
     REFUSED_CAP,
     RETRY_BASE,
     CallbackService,
@@ -79,7 +80,11 @@ def make(
     services: list[CallbackService] = []
 
     def make_service(
-        *, deliver: bool = False, dedupe_window: float = 1800.0, max_age: float = 86400.0
+        *,
+        deliver: bool = False,
+        dedupe_window: float = 1800.0,
+        max_age: float = 86400.0,
+        keep: float = 30 * 86400.0,
     ) -> CallbackService:
         service = CallbackService(
             CrmSettings(url=crm.url, username="dnd", password=PASSWORD, timeout=2.0),
@@ -87,6 +92,7 @@ def make(
                 path=str(tmp_path / "var" / "outbox.sqlite3"),
                 max_age=max_age,
                 dedupe_window=dedupe_window,
+                keep=keep,
             ),
             clock=clock,
             rng=random.Random(7),
@@ -393,6 +399,62 @@ def test_too_old_is_dead_lettered_with_the_last_error(
     clock.advance(3600)
     service.deliver_due()
     assert crm.requests == []  # the dead stay dead until the operator retries
+
+
+def test_delivered_requests_are_pruned_at_start_then_hourly_and_dead_ones_kept(
+    make: Callable[..., CallbackService],
+    crm: CrmEmulator,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = make(keep=600, dedupe_window=0, max_age=3600)
+    service.request(A, "c1")
+    service.deliver_due()  # delivered; the first pass pruned (nothing yet)
+    clock.advance(1000)
+    service.deliver_due()
+    assert states(service) == [(A, DELIVERED)]  # past `keep`, but pruning is hourly
+    clock.advance(PRUNE_INTERVAL - 1000)
+    crm.outage()
+    service.request(B, "c2")
+    service.deliver_due()
+    assert states(service) == [(B, PENDING)]
+    assert "event=outbox_pruned deleted=1 older_than=600s" in caplog.text
+    clock.advance(3601)
+    service.deliver_due()  # B is dead: never pruned, it is the operator's evidence
+    clock.advance(100 * PRUNE_INTERVAL)
+    service.deliver_due()
+    assert states(service) == [(B, DEAD)]
+    crm.restore()
+    service.request(C, "c3")
+    service.deliver_due()
+    service.stop()
+    # A restart prunes at once.
+    clock.advance(601)
+    again = make(keep=600, dedupe_window=0)
+    again.deliver_due()
+    assert states(again) == [(B, DEAD)]
+
+
+def test_keep_zero_keeps_everything_and_keep_never_undercuts_the_dedupe_window(
+    make: Callable[..., CallbackService], crm: CrmEmulator, clock: FakeClock
+) -> None:
+    forever = make(keep=0)
+    forever.request(A, "c1")
+    forever.deliver_due()
+    clock.advance(10 * 365 * 86400.0)
+    forever.deliver_due()
+    assert states(forever) == [(A, DELIVERED)]
+    forever.stop()
+    short = make(keep=60, dedupe_window=1800)
+    short.request(B, "c2")
+    short.deliver_due()  # A is pruned at start, B delivered
+    assert states(short) == [(B, DELIVERED)]
+    short.stop()
+    clock.advance(120)  # past `keep`, within the dedupe window
+    again = make(keep=60, dedupe_window=1800)
+    again.deliver_due()
+    assert again.request(B, "c3").result == "duplicate"
+    assert crm.delivered_phones() == [A, B]
 
 
 def test_bad_credentials_pause_delivery_with_one_line_per_pause(

@@ -32,6 +32,7 @@ def test_sample_documents_every_key_and_loads() -> None:
     assert settings.ivr.prompt == "custom/IVR_DND_OPERATORS"
     assert settings.ivr.digit_timeout == 3.0
     assert settings.outbox.max_age == 24 * 3600
+    assert settings.outbox.keep == 30 * 86400
     assert settings.ari.drain_timeout == 20
     text = SAMPLE.read_text()
     from stasis_dnd.config import _SCHEMA
@@ -50,6 +51,14 @@ def test_minimal_config_gives_the_original_setup(tmp_path: Path) -> None:
     assert settings.crm.class_name == "ru.bgcrm.dyn.utils.asterisk.AsteriskIn"
     assert settings.ivr.accept_digit == "1"
     assert settings.ivr.attempts == 1
+
+
+def test_outbox_keep_is_a_duration_and_zero_keeps_forever(tmp_path: Path) -> None:
+    path = write(tmp_path, MINIMAL + "\n[outbox]\nkeep = 90d\n")
+    assert load_settings(path, env={}).outbox.keep == 90 * 86400
+    assert load_settings(path, env={"STASIS_DND_OUTBOX_KEEP": "0"}).outbox.keep == 0
+    with pytest.raises(ConfigError, match="STASIS_DND_OUTBOX_KEEP: expected a duration"):
+        load_settings(path, env={"STASIS_DND_OUTBOX_KEEP": "forever"})
 
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:

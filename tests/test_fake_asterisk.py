@@ -465,6 +465,36 @@ def test_rest_delay_slows_one_channel(fake: FakeAsterisk, app: AppClient) -> Non
     assert time.monotonic() - began >= 0.2
 
 
+def test_failed_requests_for_one_channel_then_normal_again(
+    fake: FakeAsterisk, app: AppClient
+) -> None:
+    channel = start_call(fake, app)
+    other = start_call(fake, app)
+    fake.fail_requests(channel, "hangup", status=503, times=2)
+    fake.fail_requests(channel, "continue", status=0)
+    assert app.delete(f"/channels/{channel}").status_code == 503
+    assert app.delete(f"/channels/{other}").status_code == 204  # other channels are fine
+    with pytest.raises(requests.ConnectionError):
+        app.post(f"/channels/{channel}/continue")  # closed without an answer
+    assert app.delete(f"/channels/{channel}").status_code == 503
+    assert channel in fake.channels_in_app()  # a failed request changes nothing
+    assert app.delete(f"/channels/{channel}").status_code == 204
+    [call] = [c for c in fake.calls() if c.id == channel]
+    assert call.wait_done(WAIT) == HUNGUP_BY_APP
+    assert [r.status for r in call.requests] == [503, 0, 503, 204]
+
+
+def test_failing_until_cleared(fake: FakeAsterisk, app: AppClient) -> None:
+    channel = start_call(fake, app)
+    fake.fail_requests(channel, "get", times=None)
+    for _ in range(3):
+        assert app.get(f"/channels/{channel}").status_code == 500
+    fake.fail_requests(channel, "get", times=0)
+    assert app.get(f"/channels/{channel}").status_code == 200
+    with pytest.raises(ValueError, match="kind must be one of"):
+        fake.fail_requests(channel, "dance")
+
+
 # --- other resources -----------------------------------------------------------------
 
 

@@ -176,6 +176,27 @@ def test_purge_never_deletes_pending_requests(box: Outbox) -> None:
     assert repeat.state == DUPLICATE
 
 
+def test_prune_deletes_only_delivered_and_duplicate_requests_finished_before(
+    box: Outbox,
+) -> None:
+    old = box.add("1", "c1", "r1", T0)
+    repeat = box.add("1", "c2", "r2", T0 + 1, WINDOW)  # finished when stored
+    late = box.add("2", "c3", "r3", T0)  # created as early, delivered later
+    waiting = box.add("3", "c4", "r4", T0)
+    dead = box.add("4", "c5", "r5", T0)
+    box.mark_delivered(old.id, T0 + 10)
+    box.mark_delivered(late.id, T0 + 5000)
+    box.expire(T0 + 20, max_age=5)  # dead-letters c4 and c5, both pending till now
+    box.retry(waiting.id, T0 + 30)
+    assert box.prune_delivered(before=T0 + 4000) == 2
+    assert [e.id for e in box.entries()] == [late.id, waiting.id, dead.id]
+    assert box.get(repeat.id) is None
+    assert box.get(dead.id).state == DEAD  # type: ignore[union-attr]
+    # Long after: pending and dead requests are never pruned.
+    assert box.prune_delivered(before=T0 + 10**9) == 1
+    assert [(e.id, e.state) for e in box.entries()] == [(waiting.id, PENDING), (dead.id, DEAD)]
+
+
 def test_entries_newest_n_oldest_first_and_by_state(box: Outbox) -> None:
     ids = [box.add(str(n), f"c{n}", f"r{n}", T0 + n).id for n in range(5)]
     box.mark_delivered(ids[1], T0)

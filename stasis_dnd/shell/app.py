@@ -2,7 +2,8 @@
 parked channels on every (re)connect, and shuts down cleanly.
 
 Threads: the WebSocket reader (only reads and hands on), the timer wheel,
-a pool of call workers, the outbox's delivery thread, and the main thread,
+a pool of call workers, the outbox's delivery thread, the sweep (once a
+minute: channels parked in the app that no call owns), and the main thread,
 which waits for a signal and runs the shutdown.
 """
 
@@ -19,7 +20,13 @@ from typing import Any
 from stasis_dnd.core import DrainEnded
 from stasis_dnd.settings import Settings
 from stasis_dnd.shell.ari_events import EventStream
-from stasis_dnd.shell.ari_rest import AriAuthError, AriError, AriRest, strip_userinfo
+from stasis_dnd.shell.ari_rest import (
+    AriAuthError,
+    AriCertificateError,
+    AriError,
+    AriRest,
+    strip_userinfo,
+)
 from stasis_dnd.shell.calls import CallbackStore, Calls, Item, Recover
 from stasis_dnd.shell.dispatch import Dispatcher
 from stasis_dnd.shell.metrics import Metrics
@@ -34,6 +41,11 @@ EXIT_REPLACED = 3
 # Distinct kinds of skipped messages are logged at warning once each, this
 # many at most (a peer sending endless varieties of junk cannot flood the log).
 _MAX_REMEMBERED_REASONS = 100
+# How often the app asks Asterisk which channels are in the app, to take over
+# any that no call owns (`Calls.sweep`): one cheap GET a minute.
+SWEEP_INTERVAL = 60.0
+# At shutdown, how long continues that ARI failed are still retried.
+FINAL_GRACE = 10.0
 
 
 class StartupError(Exception):
@@ -54,7 +66,10 @@ class App:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._store = store
-        self._rest = AriRest(settings.ari, pool_size=workers + 2)
+        try:
+            self._rest = AriRest(settings.ari, pool_size=workers + 2)
+        except AriError as error:
+            raise StartupError(str(error)) from None
         self._timers = TimerWheel()
         self._dispatcher: Dispatcher[Item] = Dispatcher(self._handle, workers=workers)
         # Playback ids must not repeat across restarts of the app.
@@ -68,17 +83,23 @@ class App:
             metrics=self.metrics,
             id_prefix=boot,
         )
-        self._stream = EventStream(
-            settings.ari,
-            on_event=self._on_event,
-            on_connected=self._on_connected,
-            on_disconnected=self._on_disconnected,
-            on_bad_message=self._on_bad_message,
-        )
+        try:
+            self._stream = EventStream(
+                settings.ari,
+                on_event=self._on_event,
+                on_connected=self._on_connected,
+                on_disconnected=self._on_disconnected,
+                on_bad_message=self._on_bad_message,
+            )
+        except ValueError as error:
+            self._rest.close()
+            raise StartupError(f"[ari] {error}.") from None
         self._stop = threading.Event()
         self._exit_status = 0
         self._generation = 0
         self._ever_connected = False
+        self._connected = threading.Event()
+        self.sweep_interval = SWEEP_INTERVAL
         self._reasons_logged: set[str] = set()
         # The configured URL may carry `user:password@`; logs never do.
         self._safe_url = strip_userinfo(settings.ari.url)
@@ -86,10 +107,11 @@ class App:
     # --- life cycle ---------------------------------------------------------
 
     def check_asterisk(self) -> None:
-        """Fail fast on a wrong password; only warn if Asterisk is not up yet."""
+        """Fail fast on a wrong password or an untrusted certificate; only warn
+        if Asterisk is not up yet."""
         try:
             info = self._rest.asterisk_info()
-        except AriAuthError as error:
+        except (AriAuthError, AriCertificateError) as error:
             raise StartupError(str(error)) from None
         except AriError as error:
             log.warning("event=ari_unreachable error=%r (will keep trying)", str(error))
@@ -109,6 +131,7 @@ class App:
         self._timers.start()
         self._dispatcher.start()
         self._stream.start()
+        threading.Thread(target=self._sweep_loop, name="sweep", daemon=True).start()
 
     def run(self, install_signals: bool = True) -> int:
         """Serve until SIGTERM/SIGINT (or `stop()`); return the exit status."""
@@ -143,12 +166,22 @@ class App:
         drain = self.settings.ari.drain_timeout
         log.info("event=stopping calls=%d drain=%.0fs", len(self.calls), drain)
         deadline = time.monotonic() + drain
-        while len(self.calls) and time.monotonic() < deadline:
+        # Hang-ups and continues still being retried are calls not yet over, too.
+        while (len(self.calls) or self.calls.finals.retrying()) and time.monotonic() < deadline:
             time.sleep(0.05)
         now = time.monotonic()
         for channel_id in self.calls.channel_ids():
             self._dispatcher.submit(channel_id, (now, self._generation, DrainEnded()))
         self._dispatcher.wait_idle(timeout=5)
+        # A continue that failed just now gets a few retries before the exit.
+        deadline = time.monotonic() + FINAL_GRACE
+        while self.calls.finals.retrying() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.calls.finals.retrying():
+            log.warning(
+                "event=left_parked channels=%d (ARI keeps failing; the next start takes them over)",
+                self.calls.finals.retrying(),
+            )
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, frame: object) -> None:
@@ -197,6 +230,7 @@ class App:
             self.metrics.reconnects.inc()
         self._ever_connected = True
         self.metrics.ari_connected.set(1)
+        self._connected.set()
         log.info("event=ari_connected url=%s app=%s", self._safe_url, self.settings.ari.app)
         generation = self._generation
         # Asking Asterisk which channels are parked is REST: not on the reader.
@@ -206,6 +240,7 @@ class App:
 
     def _on_disconnected(self, reason: str) -> None:
         self.metrics.ari_connected.set(0)
+        self._connected.clear()
         level = logging.INFO if self._stop.is_set() else logging.WARNING
         log.log(level, "event=ari_disconnected reason=%r", reason)
 
@@ -226,6 +261,19 @@ class App:
             )
         if in_app:
             log.info("event=recovering channels=%d", len(in_app))
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.wait(self.sweep_interval):
+            if not self._connected.is_set():
+                continue  # the next connect recovers every parked channel anyway
+            generation = self._generation
+            try:
+                application = self._rest.application(self.settings.ari.app)
+            except AriError as error:
+                log.warning("event=sweep_failed error=%r", str(error))
+                continue
+            listed = application.get("channel_ids", [])
+            self.calls.sweep((c for c in listed if isinstance(c, str)), generation)
 
     def _handle(self, channel_id: str, item: Item) -> None:
         self.calls.handle(channel_id, item)

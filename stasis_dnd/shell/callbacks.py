@@ -16,7 +16,9 @@ One delivery thread sends pending requests oldest first. When the CRM as a
 whole fails (down, 5xx, timeouts, answers it cannot have meant) the queue
 waits with exponential back-off and full jitter, so requests stay in order;
 when the CRM refuses one request (`status: error`) only that request backs
-off. Bad credentials pause delivery and log one line per pause.
+off. Bad credentials pause delivery and log one line per pause. Delivered
+requests are deleted `[outbox] keep` after delivery (checked at start, then
+hourly); dead ones stay until the operator retries or purges them.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ DIRECT_TIMEOUT = 3.0
 # run by the operator in another process.
 POLL_INTERVAL = 5.0
 _BATCH = 100
+# Delivered requests older than `[outbox] keep` are deleted at start and then
+# once an hour: one indexed DELETE, cheap beside a CRM request.
+PRUNE_INTERVAL = 3600.0
 # Channels whose request went to the CRM directly, remembered for recovery.
 _DIRECT_MEMORY = 1000
 
@@ -141,6 +146,8 @@ class CallbackService:
         self._failures = 0
         self._paused_until = 0.0
         self._auth_failed = False
+        # When (by the clock) delivered requests are next pruned; 0: on the first pass.
+        self._next_prune = 0.0
 
     # --- life cycle ---------------------------------------------------------------
 
@@ -301,6 +308,7 @@ class CallbackService:
             if outbox is None:
                 return self._poll
             now = self._clock()
+            self._prune(outbox, now)
             for entry in outbox.expire(now, self._settings.max_age):
                 self._count("dead")
                 log.error(
@@ -328,6 +336,24 @@ class CallbackService:
                 return 0.0
             next_due = outbox.next_due()
             return self._poll if next_due is None else max(0.0, next_due - self._clock())
+
+    def _prune(self, outbox: Outbox, now: float) -> None:
+        """Delete delivered requests older than `[outbox] keep`, once an hour."""
+        keep = self._settings.keep
+        # A clock set back would otherwise postpone pruning by as much.
+        if keep <= 0 or (now < self._next_prune and self._next_prune - now <= PRUNE_INTERVAL):
+            return
+        self._next_prune = now + PRUNE_INTERVAL
+        # Deduplication looks back over delivered requests: keep at least that long.
+        keep = max(keep, self._settings.dedupe_window)
+        try:
+            deleted = outbox.prune_delivered(now - keep)
+        except OutboxError as exc:
+            # Not urgent: delivery goes on, and the next hour tries again.
+            log.warning("event=outbox_prune_failed error=%r", str(exc))
+            return
+        if deleted:
+            log.info("event=outbox_pruned deleted=%d older_than=%.0fs", deleted, keep)
 
     def _deliver(self, outbox: Outbox, entry: Entry) -> float | None:
         """Send one request; return how long the whole queue must wait, or None."""

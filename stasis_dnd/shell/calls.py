@@ -4,16 +4,20 @@ commands carried out over ARI, the outbox and the timer wheel.
 Every outcome of that I/O goes back into the same call's flow as an event
 (a channel that vanished is `ChannelGone`, a stored request is
 `CallbackStored`); what the caller hears next is always the flow's decision.
+A call's last command (hang up, continue) outlives the call: `shell.finals`
+carries it through ARI failures, and `sweep` (every minute) takes over
+channels parked in the app that no call owns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,6 +29,7 @@ from stasis_dnd.core import (
     CallRecovered,
     CancelTimer,
     ChannelGone,
+    ChannelHangupRequest,
     Command,
     ContinueInDialplan,
     DrainEnded,
@@ -34,6 +39,7 @@ from stasis_dnd.core import (
     PlaybackFinished,
     RequestCallback,
     StartTimer,
+    StasisEnd,
     StasisStart,
     StopPlayback,
     TimerFired,
@@ -41,6 +47,7 @@ from stasis_dnd.core import (
 from stasis_dnd.settings import IvrSettings
 from stasis_dnd.shell.ari_rest import AriError, AriRest
 from stasis_dnd.shell.ari_rest import ChannelGone as ChannelGoneError
+from stasis_dnd.shell.finals import Finals, RetryFinal
 from stasis_dnd.shell.logs import mask_phone
 from stasis_dnd.shell.metrics import Metrics
 from stasis_dnd.shell.timers import TimerHandle, TimerWheel
@@ -69,7 +76,7 @@ class Recover:
 
 
 # (monotonic arrival time, the event socket's connection number, what arrived)
-Item = tuple[float, int, Event | Recover]
+Item = tuple[float, int, Event | Recover | RetryFinal]
 
 
 @dataclass
@@ -108,6 +115,16 @@ class Calls:
         self._lock = threading.Lock()
         self._calls: dict[str, Call] = {}
         self.draining = False
+        self.finals = Finals(
+            rest=rest,
+            timers=timers,
+            submit=lambda channel_id, retry: submit(channel_id, (time.monotonic(), 0, retry)),
+            metrics=metrics,
+        )
+        # Numbers the flows restarted by recovery, so their playback ids never repeat.
+        self._restarts = itertools.count(1)
+        # Channels the last sweep found in the app with no call (the sweep's own thread).
+        self._orphans: set[str] = set()
 
     def channel_ids(self) -> list[str]:
         with self._lock:
@@ -118,15 +135,21 @@ class Calls:
 
     def handle(self, channel_id: str, item: Item) -> None:
         arrived, connection, what = item
+        if isinstance(what, RetryFinal):
+            self.finals.retry(channel_id)
+            return
         call = self._calls.get(channel_id)
         if isinstance(what, Recover):
             self._recover(channel_id, call, what)
             return
         if call is None:
+            if isinstance(what, StasisStart | StasisEnd | ChannelHangupRequest):
+                # Left (or back in) the app: a final command still pending is moot.
+                self.finals.left(channel_id)
             if not isinstance(what, StasisStart):
                 log.debug("event=skipped channel=%s reason=unknown_channel", channel_id)
                 return
-            call = self._new_call(channel_id, generation=0)
+            call = self._new_call(channel_id, restarted=False)
             if self.draining:
                 self._feed(call, DrainEnded())
         call.arrived = arrived
@@ -135,8 +158,10 @@ class Calls:
 
     # --- feeding the flow ---------------------------------------------------
 
-    def _new_call(self, channel_id: str, generation: int) -> Call:
-        prefix = f"{self._id_prefix}.{generation}-" if generation else f"{self._id_prefix}-"
+    def _new_call(self, channel_id: str, *, restarted: bool) -> Call:
+        prefix = (
+            f"{self._id_prefix}.{next(self._restarts)}-" if restarted else f"{self._id_prefix}-"
+        )
         call = Call(channel_id, CallFlow(self._ivr, id_prefix=prefix), time.monotonic())
         with self._lock:
             self._calls[channel_id] = call
@@ -189,12 +214,9 @@ class Calls:
             elif isinstance(command, Answer):
                 self._observe(call)
                 self._rest.answer(channel_id)
-            elif isinstance(command, Hangup):
+            elif isinstance(command, Hangup | ContinueInDialplan):
                 self._observe(call)
-                self._rest.hangup(channel_id)
-            elif isinstance(command, ContinueInDialplan):
-                self._observe(call)
-                self._rest.continue_in_dialplan(channel_id)
+                self.finals.send(channel_id, command)
         except ChannelGoneError:
             log.debug("event=channel_gone channel=%s during=%s", channel_id, type(command).__name__)
             return ChannelGone()
@@ -253,6 +275,8 @@ class Calls:
     # --- recovery -----------------------------------------------------------
 
     def _recover(self, channel_id: str, call: Call | None, recover: Recover) -> None:
+        if call is None and self.finals.recover(channel_id, recover.in_app):
+            return  # its hang-up or continue is still under way: not a new call
         if not recover.in_app:
             # Heard from on this connection: it came after Asterisk listed the app's
             # channels and is alive. Otherwise it left while the socket was down.
@@ -276,7 +300,8 @@ class Calls:
                 self._stop_quietly(call.flow.playing)
             self._finish(call, quiet=True)
         stored = self._store.stored_for_channel(channel_id)
-        fresh = self._new_call(channel_id, generation=recover.generation)
+        fresh = self._new_call(channel_id, restarted=True)
+        fresh.connection = recover.generation  # a second Recover of this connection finds it
         self._metrics.recovered.inc()
         log.info("event=recovered channel=%s callback_stored=%s", channel_id, stored)
         self._feed(fresh, CallRecovered(channel, callback_stored=stored))
@@ -284,3 +309,25 @@ class Calls:
     def _stop_quietly(self, playback_id: str) -> None:
         with contextlib.suppress(AriError):  # it may have ended on its own meanwhile
             self._rest.stop_playback(playback_id)
+
+    # --- the sweep ----------------------------------------------------------
+
+    def sweep(self, in_app: Iterable[str], generation: int) -> None:
+        """The safety net, called every minute while connected with the channels
+        Asterisk lists in the app: those that no call owns in two sweeps running
+        (so not a caller whose StasisStart is on its way) are recovered like
+        parked channels after a reconnect; those whose final command gave up are
+        tried again, or forgotten once they have left."""
+        listed = set(in_app)
+        finals = set(self.finals.channel_ids())
+        orphans = listed - set(self.channel_ids()) - finals
+        found, self._orphans = orphans & self._orphans, orphans
+        now = time.monotonic()
+        for channel_id in sorted(found):
+            log.warning(
+                "event=orphan_channel channel=%s (in the app, but no call had it; taking it over)",
+                channel_id,
+            )
+            self._submit(channel_id, (now, generation, Recover(True, generation)))
+        for channel_id in finals:
+            self._submit(channel_id, (now, generation, Recover(channel_id in listed, generation)))

@@ -7,8 +7,9 @@ a tight loop: `requests` 0.91 ms, `urllib3` 0.30 ms, `http.client` 0.13 ms;
 inside the running app under load (thread CPU per ARI request): `urllib3`
 0.80 ms, this pool 0.46 ms. What is kept of urllib3's pool is what ARI needs:
 idle connections reused last-in first-out, a connection the server closed
-while idle is noticed before it is reused, connect and read timeouts, TLS, no
-retries, no redirects, no proxies.
+while idle is noticed before it is reused (or, if it closes just as it is
+reused, the request goes once more on a new connection when that is safe),
+connect and read timeouts, TLS, no other retries, no redirects, no proxies.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import ssl
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+# Methods whose repeat has the effect of one request (RFC 9110 section 9.2.2).
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 
 
 class ConnectFailed(OSError):
@@ -69,11 +73,37 @@ class HttpPool:
     def request(self, method: str, target: str) -> Reply:
         """One request without a body; the whole answer. Raises ConnectFailed,
         or OSError / http.client.HTTPException once connected."""
-        conn = self._take() or self._open()
+        conn = self._take()
+        if conn is not None:
+            reply = self._exchange(conn, method, target, reused=True)
+            if reply is not None:
+                return reply
+        reply = self._exchange(self._open(), method, target, reused=False)
+        assert reply is not None  # only a reused connection asks to go again
+        return reply
+
+    def _exchange(
+        self, conn: http.client.HTTPConnection, method: str, target: str, *, reused: bool
+    ) -> Reply | None:
+        """The request on `conn` and its answer; None if a reused connection
+        proved closed by the server and sending the request again is safe."""
+        stage = "send"
         try:
             conn.request(method, target, headers=self._headers)
+            stage = "wait"
             response = conn.getresponse()
+            stage = "read"
             body = response.read()
+        except ConnectionError:
+            conn.close()
+            # The server may close an idle connection just as the request goes
+            # out (`_take` notices it only when the close came first). Refused
+            # on sending: no byte of the (small, bodyless) request was taken, so
+            # any method goes again. Closed before any answer: the server may
+            # have acted, so only a request that may be repeated (RFC 9110) does.
+            if reused and (stage == "send" or (stage == "wait" and method in _IDEMPOTENT)):
+                return None
+            raise
         except BaseException:
             conn.close()
             raise

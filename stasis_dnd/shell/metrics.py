@@ -38,6 +38,17 @@ class Metrics:
             "ARI messages skipped as unusable",
             registry=self.registry,
         )
+        self.final_retries = Counter(
+            "stasis_dnd_final_command_retries",
+            "Hang-ups and continues sent again after ARI failed, by command",
+            ["command"],
+            registry=self.registry,
+        )
+        self.stuck_channels = Counter(
+            "stasis_dnd_channels_stuck",
+            "Channels whose hang-up or continue still failed after 30 s of retries",
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "stasis_dnd_event_to_command_seconds",
             "From an ARI event's arrival to the REST command it caused",

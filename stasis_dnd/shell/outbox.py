@@ -273,6 +273,20 @@ class Outbox:
             )
         return cursor.rowcount
 
+    def prune_delivered(self, before: float) -> int:
+        """Delete delivered and duplicate requests that finished before `before`
+        (the service's `[outbox] keep`); return how many. Pending and dead ones
+        stay: dead rows are the operator's evidence of callbacks never filed,
+        removed only by hand (`outbox retry` or `outbox purge`)."""
+        # SQLite reuses the freed pages for new rows: the file stops growing
+        # without a VACUUM, which would lock out callers while it rewrites it.
+        with self._lock, self._write("prune delivered requests"):
+            cursor = self._db.execute(
+                "DELETE FROM requests WHERE state IN (?, ?) AND finished_at < ?",
+                (DELIVERED, DUPLICATE, before),
+            )
+        return cursor.rowcount
+
     def has_channel(self, channel_id: str) -> bool:
         """Whether a request (of any state) was stored for this channel."""
         with self._lock, self._read():

@@ -188,7 +188,19 @@ class AriHttp:
         await self._delay(channel_id)
         query = request.query
         action = request.path.rsplit("/", 1)[-1] if request.method == "POST" else ""
-        if "playback_id" in request.match_info or action == "play":
+        if "playback_id" in request.match_info:
+            action = "play"
+        kind = action or ("hangup" if request.method == "DELETE" else "get")
+        fault = self.pbx.take_fault(channel_id, kind)
+        if fault is not None:
+            self.pbx.record_request(
+                channel_id, at=at, method=request.method, path=request.path, query=dict(query),
+                status=fault,
+            )  # fmt: skip
+            if fault == 0 and request.transport is not None:
+                request.transport.abort()  # closed before any answer, as by a crash
+            return _reply((fault or 500, ari_json.error("Internal Server Error")))
+        if action == "play":
             media = ",".join(query.getall("media", []))
             playback_id = request.match_info.get("playback_id") or query.get("playbackId")
             status, body = self.pbx.play(channel_id, playback_id, media, query.get("lang", ""))

@@ -83,6 +83,9 @@ class Pbx:
         self.latencies: list[Latency] = []
         self.rest_delay = 0.0
         self.channel_delays: dict[str, float] = {}
+        # (channel id, request kind) -> (HTTP status or 0 to close unanswered,
+        # how many more requests fail; None: until cleared).
+        self.rest_faults: dict[tuple[str, str], tuple[int, int | None]] = {}
         self.lock = threading.Lock()  # guards `calls` for readers on other threads
         self._ids = itertools.count(1)
 
@@ -194,6 +197,19 @@ class Pbx:
         if channel_id is not None and channel_id in self.channel_delays:
             return self.channel_delays[channel_id]
         return self.rest_delay
+
+    def take_fault(self, channel_id: str, kind: str) -> int | None:
+        """The failure a test set for this request, if any, counted down."""
+        key = (channel_id, kind)
+        fault = self.rest_faults.get(key)
+        if fault is None:
+            return None
+        status, left = fault
+        if left is not None and left <= 1:
+            del self.rest_faults[key]
+        elif left is not None:
+            self.rest_faults[key] = (status, left - 1)
+        return status
 
     def get_channel(self, channel_id: str) -> Reply:
         channel = self.channels.get(channel_id)

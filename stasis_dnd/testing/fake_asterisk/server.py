@@ -27,6 +27,9 @@ from stasis_dnd.testing.fake_asterisk.pbx import Pbx
 
 T = TypeVar("T")
 
+# Channel requests `fail_requests` can make fail.
+REST_FAULT_KINDS = frozenset({"answer", "play", "continue", "hangup", "get"})
+
 # The project's prompts and the Asterisk core sounds it uses, with their real
 # lengths in seconds (sounds/*/custom, asterisk-core-sounds-en gsm).
 DEFAULT_SOUNDS: dict[str, float] = {
@@ -253,6 +256,25 @@ class FakeAsterisk:
                 pbx.channel_delays[channel_id] = seconds
             else:
                 pbx.channel_delays.pop(channel_id, None)
+
+        self._call(apply)
+
+    def fail_requests(
+        self, channel_id: str, kind: str, *, status: int = 500, times: int | None = 1
+    ) -> None:
+        """Make the next `times` requests of one `kind` ("answer", "play",
+        "continue", "hangup", "get") for a channel fail with HTTP `status`, or
+        with the connection closed unanswered if `status` is 0. `times=None`:
+        until cleared with `times=0`. Nothing happens to the channel."""
+        if kind not in REST_FAULT_KINDS:
+            raise ValueError(f"kind must be one of {sorted(REST_FAULT_KINDS)}")
+        pbx = self._require_pbx()
+
+        def apply() -> None:
+            if times == 0:
+                pbx.rest_faults.pop((channel_id, kind), None)
+            else:
+                pbx.rest_faults[(channel_id, kind)] = (status, times)
 
         self._call(apply)
 

@@ -1,0 +1,166 @@
+"""ARI failing the commands that end a call: a hang-up or continue answered
+with 5xx or a closed connection is retried until the channel is gone, one
+that never goes through is reported once, and channels parked in the app with
+no call are taken over by the periodic sweep. No caller is left parked.
+
+The app runs in this process (as `stasis-dnd run` builds it), so that the
+retry period and the sweep interval can be shortened."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import pytest
+from hostile_kit import APP, ARI_PASSWORD, ARI_USER, GOODBYE, PROMPT, SORRY, wait
+
+from stasis_dnd.settings import AriSettings, IvrSettings, Settings
+from stasis_dnd.shell.app import EXIT_REPLACED, App
+from stasis_dnd.testing.fake_asterisk import CONTINUED, HUNGUP_BY_APP, FakeAsterisk, FakeCall, press
+
+StartApp = Callable[..., App]
+
+
+class Store:
+    """Every callback request is stored; nothing is stored from before."""
+
+    def request(self, phone: str, channel_id: str) -> tuple[bool, str, str]:
+        return True, "stored", ""
+
+    def stored_for_channel(self, channel_id: str) -> bool:
+        return False
+
+
+@pytest.fixture
+def start_app(fake: FakeAsterisk, caplog: pytest.LogCaptureFixture) -> Iterator[StartApp]:
+    """An app connected to the fake; stopped (drained) after the test."""
+    caplog.set_level(logging.INFO, logger="stasis_dnd")
+    apps: list[App] = []
+
+    def start(*, drain: float = 3.0, retry_for: float = 30.0, sweep: float = 60.0) -> App:
+        settings = Settings(
+            ari=AriSettings(
+                url=fake.url,
+                username=ARI_USER,
+                password=ARI_PASSWORD,
+                app=APP,
+                read_timeout=2.0,
+                drain_timeout=drain,
+            ),
+            ivr=IvrSettings(digit_timeout=0.5),
+        )
+        app = App(settings, Store(), workers=4)
+        app.calls.finals.retry_for = retry_for
+        app.sweep_interval = sweep
+        app.start()
+        apps.append(app)
+        logged(caplog, "event=ari_connected", count=len(apps))
+        fake.wait_connected(20)
+        return app
+
+    yield start
+    for app in apps:
+        if not app._stop.is_set():  # not already shut down by the test
+            app.stop()
+            app.shutdown()
+
+
+def logged(caplog: pytest.LogCaptureFixture, needle: str, count: int = 1) -> None:
+    """Wait until the app has logged `needle` (`count` times)."""
+    wait(lambda: caplog.text.count(needle) >= count, 20, lambda: f"{needle!r} in:\n{caplog.text}")
+
+
+def statuses(call: FakeCall, method: str, ending: str = "") -> list[int]:
+    return [r.status for r in call.requests if r.method == method and r.path.endswith(ending)]
+
+
+def metric(app: App, name: str, **labels: str) -> float:
+    return app.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("status", [500, 0], ids=["500", "connection_closed"])
+def test_a_hangup_that_fails_a_few_times_is_retried_until_the_channel_is_gone(
+    fake: FakeAsterisk, start_app: StartApp, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    app = start_app()
+    call = fake.place_call("+79001230001", script=[])
+    fake.wait_until(lambda: PROMPT in call.media_heard(), 10, "the prompt")
+    fake.fail_requests(call.id, "hangup", status=status, times=3)
+    fake.wait_until(lambda: statuses(call, "DELETE") != [], 10, "the first hang-up")
+    # While it is retried, other callers are served as usual.
+    other = fake.place_call("+79001230002", script=press("1"))
+    assert other.wait_done(20) == HUNGUP_BY_APP
+    assert other.media_heard() == [PROMPT, GOODBYE]
+    assert call.wait_done(30) == HUNGUP_BY_APP
+    assert call.media_heard() == [PROMPT, SORRY, GOODBYE]
+    assert statuses(call, "DELETE") == [status, status, status, 204]
+    assert f"event=hangup_failed channel={call.id} tries=1 " in caplog.text
+    logged(caplog, f"event=hangup_done channel={call.id} ")
+    assert metric(app, "stasis_dnd_final_command_retries_total", command="hangup") >= 1
+    assert metric(app, "stasis_dnd_channels_stuck_total") == 0
+    assert errors(caplog) == []
+    assert fake.channels_in_app() == []
+
+
+@pytest.mark.sounds(prompt=30.0)
+def test_a_continue_that_fails_at_shutdown_is_retried(
+    fake: FakeAsterisk, start_app: StartApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = start_app(drain=0.5)
+    call = fake.place_call("+79001230003", script=[])
+    fake.wait_until(lambda: PROMPT in call.media_heard(), 10, "the prompt")
+    fake.fail_requests(call.id, "continue", status=503, times=2)
+    app.stop()
+    app.shutdown()  # the drain ends: the call goes back to the dialplan
+    assert call.wait_done(10) == CONTINUED
+    assert statuses(call, "POST", "/continue") == [503, 503, 204]
+    logged(caplog, f"event=continue_done channel={call.id} tries=3")
+    assert errors(caplog) == []
+
+
+def test_a_hangup_that_never_goes_through_is_reported_once_and_retried_by_the_sweep(
+    fake: FakeAsterisk, start_app: StartApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = start_app(retry_for=1.0, sweep=0.3)
+    call = fake.place_call("+79001230004", script=[])
+    fake.wait_until(lambda: PROMPT in call.media_heard(), 10, "the prompt")
+    fake.fail_requests(call.id, "hangup", status=500, times=None)
+    logged(caplog, "event=channel_stuck")
+    # The app keeps serving while the sweep keeps trying the stuck channel.
+    served = fake.place_call("+79001230005", script=press("1"))
+    assert served.wait_done(20) == HUNGUP_BY_APP
+    tried = len(statuses(call, "DELETE"))
+    fake.wait_until(lambda: len(statuses(call, "DELETE")) > tried + 2, 20, "more tries")
+    assert not call.done
+    [report] = errors(caplog)
+    assert report.startswith(f"event=channel_stuck channel={call.id} command=hangup tries=")
+    assert metric(app, "stasis_dnd_channels_stuck_total") == 1
+    fake.fail_requests(call.id, "hangup", times=0)  # ARI recovers
+    assert call.wait_done(20) == HUNGUP_BY_APP
+    assert call.media_heard() == [PROMPT, SORRY, GOODBYE]  # not the menu again
+    assert fake.channels_in_app() == []
+
+
+@pytest.mark.sounds(prompt=2.0)
+def test_a_channel_recovery_missed_is_taken_over_by_the_sweep(
+    fake: FakeAsterisk, start_app: StartApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = start_app()
+    parked = fake.place_call("+79001230006", script=[])
+    fake.wait_until(lambda: PROMPT in parked.media_heard(), 10, "the prompt")
+    first.stop(EXIT_REPLACED)
+    first.shutdown()  # hands off: the caller stays parked in the app
+    # The next app's look at the parked channel fails: no call owns it.
+    fake.fail_requests(parked.id, "get", status=500)
+    start_app(sweep=0.3)
+    logged(caplog, "event=recover_failed")
+    logged(caplog, f"event=orphan_channel channel={parked.id}")
+    fake.wait_until(lambda: parked.media_heard().count(PROMPT) == 2, 10, "the menu again")
+    parked.press("1")
+    assert parked.wait_done(20) == HUNGUP_BY_APP
+    assert parked.media_heard()[-1] == GOODBYE
+    assert caplog.text.count("event=orphan_channel") == 1
