@@ -171,7 +171,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, _Key]]] = {
             "password_file": _Key("password", str),
             "timeout": _Key("timeout", _number),
             "request_id_param": _Key("request_id_param", _text),
-            "ca_bundle": _Key("ca_bundle", _text),
+            "ca_bundle": _Key("ca_bundle", _ca_file),
         },
     ),
     "outbox": (

@@ -104,6 +104,8 @@ def test_params_are_parsed() -> None:
         ("[outbox]\nmax_age = forever\n", "[outbox] max_age: expected a duration"),
         ("[metrics]\nlisten = everywhere\n", "[metrics] listen: expected host:port"),
         ("[crm]\npassword_file = /nonexistent/pw\n", "cannot read password file"),
+        ("[crm]\nca_bundle = /nonexistent/ca.pem\n", "[crm] ca_bundle: CA file /nonexistent"),
+        ("[ari]\nca_bundle = /etc/hostname\n", "[ari] ca_bundle: CA file /etc/hostname holds no"),
         ("not an ini file\n", "not a valid INI file"),
     ],
 )
