@@ -19,7 +19,18 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from app_kit import (
+    CRM_PASSWORD,
+    CRM_USER,
+    Observer,
+    RunningApp,
+    new_app_name,
+    start_app,
+    write_config,
+)
 from e2e_kit import Ari, AriEvents, FakeCrm, crm_handler
+
+from stasis_dnd.testing.crm_emulator import CrmEmulator
 
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX = REPO / "sandbox" / "asterisk"
@@ -113,3 +124,33 @@ def app_events(asterisk: Ari) -> Iterator[AriEvents]:
     events = AriEvents(asterisk, f"stasis-dnd-e2e-{uuid.uuid4().hex[:8]}")
     yield events
     events.close()
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[CrmEmulator]:
+    """The BGERP emulator the app under test files its requests with."""
+    with CrmEmulator(CRM_USER, CRM_PASSWORD) as crm:
+        yield crm
+        crm.check()
+
+
+@pytest.fixture(scope="module")
+def app(
+    asterisk: Ari, emulator: CrmEmulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningApp]:
+    """`stasis-dnd run` on the sandbox, one per test module, under a fresh app name."""
+    folder = tmp_path_factory.mktemp("app")
+    name = new_app_name()
+    running = start_app(write_config(folder, asterisk, emulator, name), name, folder / "app.log")
+    try:
+        yield running
+    finally:
+        assert running.stop() == 0, running.log_text()
+
+
+@pytest.fixture
+def observer(asterisk: Ari) -> Iterator[Observer]:
+    """What callers hear: every playback on every channel."""
+    seen = Observer(asterisk)
+    yield seen
+    seen.close()

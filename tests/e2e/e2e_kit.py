@@ -2,7 +2,8 @@
 
 Callers come in two kinds, both scripted by ``[test-caller]`` in
 sandbox/extensions-sandbox.conf (``press1afterN``, ``press7afterN``,
-``silent``, ``quitafterN``):
+``silent``, ``quitafterN``, ``press1if<VAR>``: press 1 once the global
+variable VAR is set, see ``Ari.set_global``):
 
 - ``Ari.originate_caller``: a Local channel (cheap; DTMF as frames between
   the halves);
@@ -238,6 +239,19 @@ class Ari:
 
     def hangup_quietly(self, channel_id: str) -> None:
         self.request("DELETE", f"channels/{channel_id}")  # 404 when already gone
+
+    def set_global(self, name: str, value: str) -> None:
+        """Set a dialplan global variable (``press1if<NAME>`` waits for one)."""
+        response = self.request(
+            "POST", "asterisk/variable", params={"variable": name, "value": value}
+        )
+        assert response.status_code == 204, response.text
+
+    def app_channels(self, app: str) -> list[str]:
+        """Ids of the channels parked in Stasis for ``app``."""
+        response = self.request("GET", f"applications/{app}")
+        assert response.status_code == 200, response.text
+        return [str(c) for c in response.json()["channel_ids"]]
 
 
 def assert_one_fallback_request(crm: FakeCrm, number: str) -> None:

@@ -7,134 +7,26 @@ subscribed to everything records what the caller heard (playback events).
 
 from __future__ import annotations
 
-import json
 import os
-import queue
-import signal
 import subprocess
-import sys
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-import websocket
-from conftest import ARI_PASSWORD, ARI_PORT, ARI_USER, SANDBOX
+from app_kit import CALL_TIMEOUT, Observer, RunningApp, new_app_name, start_app, write_config
+from conftest import SANDBOX
 from e2e_kit import Ari, FakeCrm
 
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
 pytestmark = pytest.mark.e2e
 
-CALL_TIMEOUT = 40.0
-
-
-class Observer:
-    """Every ARI event of every channel (an app with subscribeAll), on a thread."""
-
-    def __init__(self, ari: Ari) -> None:
-        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.seen: list[dict[str, Any]] = []
-        self.socket = websocket.create_connection(
-            f"{ari.events_url}?app=observer-{uuid.uuid4().hex[:8]}&subscribeAll=true",
-            header=[f"Authorization: {ari.basic_header}"],
-            timeout=10,
-        )
-        self.socket.settimeout(None)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        try:
-            while message := self.socket.recv():
-                self.events.put(json.loads(message))
-        except (websocket.WebSocketException, OSError):
-            return
-
-    def heard(self, channel_id: str) -> list[str]:
-        """Media that started playing on the channel, in order."""
-        while not self.events.empty():
-            self.seen.append(self.events.get())
-        return [
-            e["playback"]["media_uri"]
-            for e in self.seen
-            if e.get("type") == "PlaybackStarted"
-            and e["playback"].get("target_uri") == f"channel:{channel_id}"
-        ]
-
-    def close(self) -> None:
-        self.socket.close()
-
-
-@dataclass
-class RunningApp:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def log_text(self) -> str:
-        return self.log.read_text()
-
-    def wait_log(self, text: str, timeout: float = CALL_TIMEOUT, after: int = 0) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log_text()[after:]:
-            assert self.process.poll() is None, f"the app exited:\n{self.log_text()}"
-            assert time.monotonic() < deadline, f"{text!r} not logged:\n{self.log_text()}"
-            time.sleep(0.1)
-
-
-@pytest.fixture(scope="module")
-def emulator() -> Iterator[CrmEmulator]:
-    """The BGERP emulator the app files its requests with."""
-    with CrmEmulator("robot", "robot-secret") as crm:
-        yield crm
-        crm.check()
-
 
 @pytest.fixture
 def crm(emulator: CrmEmulator) -> CrmEmulator:
     emulator.clear()
     return emulator
-
-
-@pytest.fixture(scope="module")
-def app(
-    asterisk: Ari, emulator: CrmEmulator, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningApp]:
-    folder = tmp_path_factory.mktemp("app")
-    name = f"stasis-dnd-e2e-{uuid.uuid4().hex[:8]}"
-    config = folder / "stasis-dnd.ini"
-    config.write_text(
-        f"[ari]\nurl = http://127.0.0.1:{ARI_PORT}\nusername = {ARI_USER}\n"
-        f"password = {ARI_PASSWORD}\napp = {name}\ndrain_timeout = 2s\n"
-        f"[crm]\nurl = {emulator.url}\nusername = robot\npassword = robot-secret\n"
-        f"[outbox]\npath = {folder / 'outbox.sqlite3'}\n"
-    )
-    config.chmod(0o600)
-    log = folder / "app.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stasis_dnd", "run", "--config", str(config)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    running = RunningApp(name, process, log)
-    try:
-        running.wait_log("event=ari_connected", timeout=20)
-        yield running
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0, running.log_text()
-
-
-@pytest.fixture
-def observer(asterisk: Ari) -> Iterator[Observer]:
-    seen = Observer(asterisk)
-    yield seen
-    seen.close()
 
 
 @pytest.fixture
@@ -264,28 +156,9 @@ def test_app_killed_mid_call_recovers_the_parked_caller(
     """SIGKILL while a real caller hears the menu: the channel stays parked in
     Asterisk, the restarted app takes it over, and the caller's 1 is filed."""
     emulator.clear()
-    name = f"stasis-dnd-e2e-{uuid.uuid4().hex[:8]}"
-    config = tmp_path / "stasis-dnd.ini"
-    config.write_text(
-        f"[ari]\nurl = http://127.0.0.1:{ARI_PORT}\nusername = {ARI_USER}\n"
-        f"password = {ARI_PASSWORD}\napp = {name}\ndrain_timeout = 2s\n"
-        f"[crm]\nurl = {emulator.url}\nusername = robot\npassword = robot-secret\n"
-        f"[outbox]\npath = {tmp_path / 'outbox.sqlite3'}\n"
-    )
-    config.chmod(0o600)
-
-    def start(log: Path) -> RunningApp:
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "stasis_dnd", "run", "--config", str(config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        running = RunningApp(name, process, log)
-        running.wait_log("event=ari_connected", timeout=20)
-        return running
-
-    first = start(tmp_path / "first.log")
+    name = new_app_name()
+    config = write_config(tmp_path, asterisk, emulator, name)
+    first = start_app(config, name, tmp_path / "first.log")
     caller = cleanup_channels(
         asterisk.originate_caller(
             "press1after9", variables={"DND_APP": name, "DND_QUEUE_TIMEOUT": "1"}
@@ -299,12 +172,11 @@ def test_app_killed_mid_call_recovers_the_parked_caller(
     first.process.kill()
     first.process.wait(timeout=10)
     assert asterisk.channel_exists(caller)  # parked in Stasis, not dropped
-    second = start(tmp_path / "second.log")
+    second = start_app(config, name, tmp_path / "second.log")
     try:
         second.wait_log(f"event=recovered channel={caller}", timeout=20)
         second.wait_log(f"event=call channel={caller}")
         assert "outcome=callback ending=hung_up" in second.log_text()
         assert emulator.wait_for(lambda c: c.delivered_phones() == ["+79001234567"])
     finally:
-        second.process.send_signal(signal.SIGTERM)
-        assert second.process.wait(timeout=30) == 0
+        assert second.stop() == 0
