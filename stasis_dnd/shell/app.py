@@ -44,6 +44,14 @@ _MAX_REMEMBERED_REASONS = 100
 # How often the app asks Asterisk which channels are in the app, to take over
 # any that no call owns (`Calls.sweep`): one cheap GET a minute.
 SWEEP_INTERVAL = 60.0
+# How often the app checks that Asterisk still routes the app's calls to its
+# socket: after a freeze, Asterisk 22 may serve a stale connection attempt that
+# unregisters the app while our socket stays open (and answers pings).
+REGISTRATION_CHECK = 10.0
+# Right after connecting, how often and how patiently a 404 for the app is
+# asked again before it counts as lost.
+_REGISTRATION_TRIES = 3
+_REGISTRATION_WAIT = 0.5
 # At shutdown, how long continues that ARI failed are still retried.
 FINAL_GRACE = 10.0
 
@@ -100,6 +108,7 @@ class App:
         self._ever_connected = False
         self._connected = threading.Event()
         self.sweep_interval = SWEEP_INTERVAL
+        self.registration_check = REGISTRATION_CHECK
         self._reasons_logged: set[str] = set()
         # The configured URL may carry `user:password@`; logs never do.
         self._safe_url = strip_userinfo(settings.ari.url)
@@ -247,10 +256,20 @@ class App:
     # --- recovery -----------------------------------------------------------
 
     def _recover_parked(self, generation: int) -> None:
-        try:
-            application = self._rest.application(self.settings.ari.app)
-        except AriError as error:
-            log.warning("event=recovery_failed error=%r", str(error))
+        for attempt in range(_REGISTRATION_TRIES):
+            try:
+                application = self._rest.application(self.settings.ari.app)
+                break
+            except AriError as error:
+                if error.status != 404:
+                    log.warning("event=recovery_failed error=%r", str(error))
+                    return
+            # Asterisk registers the app just after the WebSocket upgrade: a
+            # request quick enough can arrive before it.
+            if self._stop.wait(_REGISTRATION_WAIT * (attempt + 1)):
+                return
+        else:
+            self._not_registered(generation)
             return
         listed = application.get("channel_ids", [])
         in_app = {c for c in listed if isinstance(c, str)}
@@ -263,17 +282,37 @@ class App:
             log.info("event=recovering channels=%d", len(in_app))
 
     def _sweep_loop(self) -> None:
-        while not self._stop.wait(self.sweep_interval):
+        last_sweep = time.monotonic()
+        while not self._stop.wait(min(self.registration_check, self.sweep_interval)):
             if not self._connected.is_set():
                 continue  # the next connect recovers every parked channel anyway
             generation = self._generation
             try:
                 application = self._rest.application(self.settings.ari.app)
             except AriError as error:
-                log.warning("event=sweep_failed error=%r", str(error))
+                if error.status == 404:
+                    self._not_registered(generation)
+                else:
+                    log.warning("event=sweep_failed error=%r", str(error))
                 continue
+            if time.monotonic() - last_sweep < self.sweep_interval:
+                continue
+            last_sweep = time.monotonic()
             listed = application.get("channel_ids", [])
             self.calls.sweep((c for c in listed if isinstance(c, str)), generation)
+
+    def _not_registered(self, generation: int) -> None:
+        """Asterisk has no such app while our socket is open: no call reaches
+        us; a new connection registers the app again (and recovers calls)."""
+        if generation != self._generation or self._stop.is_set():
+            return  # that connection is gone already
+        log.warning(
+            "event=app_not_registered app=%s detail=%r",
+            self.settings.ari.app,
+            "Asterisk lost the app's registration; reconnecting",
+        )
+        self.metrics.reregistrations.inc()
+        self._stream.reconnect("Asterisk lost the app's registration")
 
     def _handle(self, channel_id: str, item: Item) -> None:
         self.calls.handle(channel_id, item)

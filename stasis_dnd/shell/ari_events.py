@@ -56,6 +56,8 @@ _EXCERPT_LIMIT = 200
 _STOP_POLL = 0.2
 # How long a polite close waits for Asterisk's close frame in reply.
 _CLOSE_WAIT = 0.5
+# How a disconnect asked for by reconnect() is reported.
+_RECONNECTING = "reconnecting: "
 _WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
 
 
@@ -131,6 +133,7 @@ class EventStream:
         self._sslopt = {"context": ari_tls_context(settings.ca_bundle)} if wss else {}
         self._stopping = threading.Event()
         self._connected = threading.Event()
+        self._reconnect_reason = ""  # set by reconnect(), read by the reader
         self._lock = threading.Lock()
         self._ws: websocket.WebSocket | None = None
         self._reading = False  # guarded by _lock, like _ws
@@ -181,6 +184,11 @@ class EventStream:
         thread.join(timeout)
         return not thread.is_alive()
 
+    def reconnect(self, reason: str) -> None:
+        """Close the open connection (politely) and open a new one after the
+        usual back-off: for a socket that is open but no longer serves the app."""
+        self._reconnect_reason = reason
+
     def run(self) -> None:
         """The loop itself, in the calling thread, until `stop()`."""
         while not self._stopping.is_set():
@@ -224,13 +232,14 @@ class EventStream:
         self._connected.set()
         log.debug("event=ari_events_open url=%s", self.url)
         self._last_failure = None  # so the next outage's first failure is logged
+        self._reconnect_reason = ""  # a request about an earlier connection
         self._call(self._on_connected)
         reason = self._read_until_closed(ws)
         self._connected.clear()
         with self._lock:
             self._ws = None
             self._reading = False
-        if self._stopping.is_set():
+        if self._stopping.is_set() or reason.startswith(_RECONNECTING):
             _close_politely(ws)
         ws.shutdown()  # type: ignore[no-untyped-call]
         log.debug("event=ari_events_closed url=%s reason=%r", self.url, reason)
@@ -288,6 +297,8 @@ class EventStream:
         ping_sent: float | None = None
         try:
             while not self._stopping.is_set():
+                if self._reconnect_reason:
+                    return f"{_RECONNECTING}{self._reconnect_reason}"
                 now = time.monotonic()
                 if ping_sent is not None:
                     if now - ping_sent >= self._ping_timeout:

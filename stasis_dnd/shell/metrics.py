@@ -28,6 +28,11 @@ class Metrics:
         self.reconnects = Counter(
             "stasis_dnd_ari_reconnects", "ARI event socket reconnections", registry=self.registry
         )
+        self.reregistrations = Counter(
+            "stasis_dnd_ari_app_lost",
+            "Times Asterisk no longer knew the app while the socket was open (reconnected)",
+            registry=self.registry,
+        )
         self.recovered = Counter(
             "stasis_dnd_channels_recovered",
             "Parked channels taken over after a (re)connect",

@@ -1,7 +1,8 @@
 """ARI failing the commands that end a call: a hang-up or continue answered
 with 5xx or a closed connection is retried until the channel is gone, one
 that never goes through is reported once, and channels parked in the app with
-no call are taken over by the periodic sweep. No caller is left parked.
+no call are taken over by the periodic sweep, and an app Asterisk forgot
+while its socket stayed open reconnects. No caller is left parked.
 
 The app runs in this process (as `stasis-dnd run` builds it), so that the
 retry period and the sweep interval can be shortened."""
@@ -37,7 +38,9 @@ def start_app(fake: FakeAsterisk, caplog: pytest.LogCaptureFixture) -> Iterator[
     caplog.set_level(logging.INFO, logger="stasis_dnd")
     apps: list[App] = []
 
-    def start(*, drain: float = 3.0, retry_for: float = 30.0, sweep: float = 60.0) -> App:
+    def start(
+        *, drain: float = 3.0, retry_for: float = 30.0, sweep: float = 60.0, check: float = 10.0
+    ) -> App:
         settings = Settings(
             ari=AriSettings(
                 url=fake.url,
@@ -52,6 +55,7 @@ def start_app(fake: FakeAsterisk, caplog: pytest.LogCaptureFixture) -> Iterator[
         app = App(settings, Store(), workers=4)
         app.calls.finals.retry_for = retry_for
         app.sweep_interval = sweep
+        app.registration_check = check
         app.start()
         apps.append(app)
         logged(caplog, "event=ari_connected", count=len(apps))
@@ -164,3 +168,27 @@ def test_a_channel_recovery_missed_is_taken_over_by_the_sweep(
     assert parked.wait_done(20) == HUNGUP_BY_APP
     assert parked.media_heard()[-1] == GOODBYE
     assert caplog.text.count("event=orphan_channel") == 1
+
+
+@pytest.mark.sounds(prompt=30.0)
+def test_an_app_asterisk_forgot_reconnects_and_takes_its_caller_back(
+    fake: FakeAsterisk, start_app: StartApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = start_app(check=0.3)
+    parked = fake.place_call("+79001230007", script=[])
+    fake.wait_until(lambda: PROMPT in parked.media_heard(), 10, "the prompt")
+    fake.forget_app()  # the socket stays open and answers pings
+    logged(caplog, "event=app_not_registered")
+    logged(caplog, "event=ari_connected", count=2)
+    assert fake.counters()["ws_connections"] == 2
+    fake.wait_until(lambda: parked.media_heard().count(PROMPT) == 2, 10, "the menu again")
+    parked.press("1")
+    assert parked.wait_done(20) == HUNGUP_BY_APP
+    assert parked.media_heard()[-1] == GOODBYE
+    # Registered again: a new caller reaches the app, not the dialplan.
+    served = fake.place_call("+79001230008", script=press("1"))
+    assert served.wait_done(40) == HUNGUP_BY_APP
+    assert served.media_heard()[-1] == GOODBYE
+    assert caplog.text.count("event=app_not_registered") == 1
+    assert metric(app, "stasis_dnd_ari_app_lost_total") == 1
+    assert errors(caplog) == []

@@ -106,6 +106,13 @@ class Pbx:
             self.socket = None
             self.notify()
 
+    def forget_app(self) -> None:
+        """Unregister the app but leave its socket open (and answering pings)."""
+        self.socket = None
+        self.app_registered = False
+        self.counters["app_forgotten"] += 1
+        self.notify()
+
     def channels_in_app(self) -> list[str]:
         return [ch.id for ch in self.channels.values() if ch.in_app]
 

@@ -245,6 +245,13 @@ class FakeAsterisk:
         http = self._require_http()
         self._call(lambda: http.stall(False))
 
+    def forget_app(self) -> None:
+        """Asterisk forgets the app while its WebSocket stays open and answers
+        pings: calls no longer reach it, GET /applications/{app} says 404 (seen
+        on Asterisk 22 after a freeze, when it served a stale connection attempt)."""
+        pbx = self._require_pbx()
+        self._call(pbx.forget_app)
+
     def set_rest_delay(self, seconds: float, channel_id: str | None = None) -> None:
         """Delay ARI answers: for one channel's requests, or for all (None)."""
         pbx = self._require_pbx()
