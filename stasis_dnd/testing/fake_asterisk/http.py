@@ -233,6 +233,8 @@ class AriHttp:
         return _reply((status, body))
 
     async def _delay(self, channel_id: str | None) -> None:
+        if channel_id is not None:
+            self.pbx.arrivals[channel_id] += 1
         delay = self.pbx.delay_for(channel_id)
         if delay > 0:
             await asyncio.sleep(delay)

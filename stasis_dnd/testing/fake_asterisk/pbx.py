@@ -80,6 +80,8 @@ class Pbx:
         self.playbacks: dict[str, Playback] = {}
         self.calls: dict[str, FakeCall] = {}
         self.counters: Counter[str] = Counter()
+        # REST requests per channel id as they arrive (before any delay or answer).
+        self.arrivals: Counter[str] = Counter()
         self.latencies: list[Latency] = []
         self.rest_delay = 0.0
         self.channel_delays: dict[str, float] = {}

@@ -178,6 +178,11 @@ class FakeAsterisk:
         """Ids of the channels still inside the app (as GET /applications says)."""
         return self._call(self._require_pbx().channels_in_app)
 
+    def requests_arrived(self, channel_id: str) -> int:
+        """REST requests for the channel that arrived, answered or not (yet)."""
+        pbx = self._require_pbx()
+        return self._call(lambda: pbx.arrivals[channel_id])
+
     def counters(self) -> dict[str, int]:
         """calls, stasis_failed, in_app, hungup_by_app, continued, caller_hung_up,
         rest_requests, rest_errors, events_sent, events_dropped, playbacks, ws_*."""
