@@ -28,6 +28,7 @@ from bench.common import machine, table
 from stasis_dnd.core import (
     CallbackStored,
     CallFlow,
+    CancelTimer,
     Channel,
     ChannelDtmfReceived,
     ChannelHangupRequest,
@@ -84,7 +85,11 @@ def scenarios() -> list[Scenario]:
             ChannelHangupRequest(),
             StasisEnd(),
         ),
-        (Play, StopPlayback, RequestCallback, Play, Hangup),
+        # Every playback comes with its watchdog timer, called off when it ends.
+        (
+            *(Play, StartTimer, StopPlayback, CancelTimer, RequestCallback),
+            *(Play, StartTimer, CancelTimer, Hangup),
+        ),
     )
     menu, digit, sorry, goodbye = _ids(CHANNEL, "p", "digit", "p", "p")
     silent = Scenario(
@@ -102,7 +107,10 @@ def scenarios() -> list[Scenario]:
             ChannelHangupRequest(),
             StasisEnd(),
         ),
-        (Play, StartTimer, Play, Play, Hangup),
+        (
+            *(Play, StartTimer, CancelTimer, StartTimer),
+            *(Play, StartTimer, CancelTimer, Play, StartTimer, CancelTimer, Hangup),
+        ),
     )
     pause, menu, _digit, goodbye = _ids(UNANSWERED, "pause", "p", "digit", "p")
     unanswered = Scenario(
@@ -120,8 +128,12 @@ def scenarios() -> list[Scenario]:
             ChannelHangupRequest(),
             StasisEnd(),
         ),
-        # Answer, pause timer, menu, digit timer, cancel it, request, goodbye, hang up.
-        (object, StartTimer, Play, StartTimer, object, RequestCallback, Play, Hangup),
+        # Answer, pause timer, menu (and its watchdog), digit timer, cancel it,
+        # request, goodbye (and its watchdog), hang up.
+        (
+            *(object, StartTimer, Play, StartTimer, CancelTimer, StartTimer, object),
+            *(RequestCallback, Play, StartTimer, CancelTimer, Hangup),
+        ),
     )
     return [press1, silent, unanswered]
 

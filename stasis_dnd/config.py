@@ -154,6 +154,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, _Key]]] = {
             "answer_pause": _Key("answer_pause", _number),
             "callerid_source": _Key("callerid_source", _text),
             "on_prompt_failure": _Key("on_prompt_failure", _text),
+            "playback_timeout": _Key("playback_timeout", parse_duration),
         },
     ),
     "crm": (

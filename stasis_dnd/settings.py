@@ -40,12 +40,18 @@ class IvrSettings:
     answer_pause: float = 1.0
     callerid_source: str = "number"
     on_prompt_failure: str = "continue"
+    # A playback that has neither finished nor failed after this long is
+    # stopped and treated as failed (seen stuck on Asterisk 22 after a
+    # freeze); far longer than any prompt, so only a stuck one reaches it.
+    playback_timeout: float = 120.0
 
     def __post_init__(self) -> None:
         if len(self.accept_digit) != 1 or self.accept_digit not in "0123456789*#":
             raise ValueError("accept_digit must be one DTMF key: 0-9, * or #")
         if self.digit_timeout <= 0:
             raise ValueError("digit_timeout must be greater than 0")
+        if self.playback_timeout <= 0:
+            raise ValueError("playback_timeout must be greater than 0")
         if self.answer_pause < 0:
             raise ValueError("answer_pause must not be negative")
         if self.attempts < 1:

@@ -98,6 +98,8 @@ def test_params_are_parsed() -> None:
         ("[ivr]\naccept_digit = 12\n", "accept_digit must be one DTMF key"),
         ("[ivr]\ncallerid_source = cid\n", "callerid_source must be one of"),
         ("[ivr]\non_prompt_failure = panic\n", "on_prompt_failure must be one of"),
+        ("[ivr]\nplayback_timeout = 0\n", "[ivr] playback_timeout must be greater than 0"),
+        ("[ivr]\nplayback_timeout = never\n", "[ivr] playback_timeout: expected a duration"),
         ("[crm]\nstyle = soap\n", "[crm] style: expected one of dynamic, run"),
         ("[crm]\nurl = 127.0.0.1:9088\n", "[crm] url: expected a http or https URL"),
         ("[crm]\nparams = callback=x\n", "a parameter named callback"),

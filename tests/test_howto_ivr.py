@@ -166,3 +166,15 @@ def test_manual_outbox_failure(ivr: IvrKit) -> None:
     call.callback_not_stored("disk full")
     call.expect_sorry()
     assert "could not store the request: disk full" in "\n".join(call.transcript)
+
+
+def test_a_prompt_that_never_ends_sends_the_caller_back_to_the_dialplan(ivr: IvrKit) -> None:
+    # Asterisk 22 after a freeze: the play request is accepted, then nothing.
+    call = ivr.call(stuck_sounds=["custom/IVR_DND_OPERATORS"])
+    call.expect_prompt()
+    call.wait(119)
+    assert call.flow.ending is None  # still waiting for the prompt to end
+    call.expect_stop()  # after 120 s (playback_timeout) the flow gives up on it
+    call.expect_continue()  # as for a prompt that failed: the dialplan serves the caller
+    assert call.now == 120.0
+    assert "neither finished nor failed within 120 s" in "\n".join(call.transcript)

@@ -26,7 +26,9 @@ Background(prompt), WaitExten with a 3 s digit timeout):
 7. A menu prompt that fails to play is not silence: by default the call is
    continued in the dialplan, whose fallback serves the caller. So is a call
    still here when the app shuts down (`DrainEnded`), or one that arrives
-   after it (the shell sends `DrainEnded` before `StasisStart`).
+   after it (the shell sends `DrainEnded` before `StasisStart`). A playback
+   that neither finishes nor fails within `playback_timeout` (seen on Asterisk
+   22 after a freeze) is stopped and treated as failed: no wait is unbounded.
 8. A caller who pressed the key while still in the queue (`Stasis()` args
    `breakout,<key>`) goes straight to rule 4.
 9. A caller without a usable number is never offered a callback: sorry,
@@ -36,6 +38,12 @@ Transitions are a table keyed by (state, event type). Pairs that are expected
 but need no action, such as the `PlaybackFinished` of a prompt we stopped, are
 listed as ignored. Any other pair is an anomaly: it is ignored too, and
 described in `CallFlow.anomaly` for the shell to log; the flow never raises.
+Trouble the operator must hear of, such as a stuck playback, is described in
+`CallFlow.warning` instead.
+
+Every live state but STORING (which the shell always answers) has exactly one
+timer running, in `_timer`: the pause, the digit timeout, or the watchdog of
+the playback under way (no playing state needs another timer).
 """
 
 from __future__ import annotations
@@ -122,6 +130,8 @@ _FINAL = {
 _LIVE = tuple(s for s in State if s is not State.NEW and s not in _FINAL)
 # States in which a key stops the playing prompt and counts as the answer.
 _KEY_STOPS_PROMPT = (State.MENU, State.NOTICE)
+# States in which a playback is under way, watched by a `playback_timeout` timer.
+_PLAYING = (State.MENU, State.NOTICE, State.CONFIRMING, State.SORRY, State.GOODBYE)
 _PAUSE_TIMER = "pause"
 _DIGIT_TIMER = "digit"
 
@@ -148,6 +158,9 @@ class CallFlow:
         self.callback_requested = False
         # Set by `handle()` when the event did not fit the state; else None.
         self.anomaly: str | None = None
+        # Set by `handle()` when something went wrong that the operator
+        # should see (a playback that never ended); else None.
+        self.warning: str | None = None
         self._breakout = False
         self._closing = False
         self._failures = 0
@@ -168,6 +181,7 @@ class CallFlow:
     def handle(self, event: Event) -> list[Command]:
         """Advance the flow by one event and return the commands to carry out."""
         self.anomaly = None
+        self.warning = None
         handler = _TABLE.get((self.state, type(event)))
         if handler is None:
             self.anomaly = f"can't handle {type(event).__name__} in state {self.state.value}"
@@ -239,11 +253,11 @@ class CallFlow:
     def _on_menu_finished(self, event: PlaybackFinished) -> list[Command]:
         if event.playback_id != self._playing:
             return []  # a playback we stopped earlier
-        self._playing = None
+        done = self._playback_over()
         if event.state == "failed":
-            return self._prompt_failed()
+            return done + self._prompt_failed()
         self.state = State.WAITING
-        return self._start_timer(_DIGIT_TIMER, self.settings.digit_timeout)
+        return done + self._start_timer(_DIGIT_TIMER, self.settings.digit_timeout)
 
     def _prompt_failed(self) -> list[Command]:
         action = self.settings.on_prompt_failure
@@ -259,15 +273,27 @@ class CallFlow:
     def _on_notice_finished(self, event: PlaybackFinished) -> list[Command]:
         if event.playback_id != self._playing:
             return []
-        self._playing = None
         # A notice that failed to play is no reason to drop the menu itself.
-        return self._play_menu()
+        return self._playback_over() + self._play_menu()
 
     def _on_key_during_prompt(self, event: ChannelDtmfReceived) -> list[Command]:
         assert self._playing is not None  # MENU and NOTICE always have a prompt playing
         stop: list[Command] = [StopPlayback(self._playing)]
-        self._playing = None
-        return stop + self._choose(event.digit)
+        return stop + self._playback_over() + self._choose(event.digit)
+
+    def _on_playback_stuck(self, event: TimerFired) -> list[Command]:
+        if event.timer_id != self._timer:
+            return []  # a timer cancelled or replaced before it fired
+        self._timer = None
+        stuck = self._playing
+        assert stuck is not None  # the watchdog runs only while a playback does
+        self.warning = (
+            f"the {self.state.value} playback {stuck} neither finished nor failed within "
+            f"{self.settings.playback_timeout:g} s; stopped it and carried on as if it had failed"
+        )
+        # Exactly the path this playback's own failure would take.
+        failed = _TABLE[(self.state, PlaybackFinished)](self, PlaybackFinished(stuck, "failed"))
+        return [StopPlayback(stuck), *failed]
 
     def _on_key_while_waiting(self, event: ChannelDtmfReceived) -> list[Command]:
         return self._cancel_timer() + self._choose(event.digit)
@@ -324,21 +350,18 @@ class CallFlow:
     def _on_confirmation_finished(self, event: PlaybackFinished) -> list[Command]:
         if event.playback_id != self._playing:
             return []
-        self._playing = None
-        return self._goodbye()
+        return self._playback_over() + self._goodbye()
 
     def _on_sorry_finished(self, event: PlaybackFinished) -> list[Command]:
         if event.playback_id != self._playing:
             return []
-        self._playing = None
-        return self._goodbye()
+        return self._playback_over() + self._goodbye()
 
     def _on_goodbye_finished(self, event: PlaybackFinished) -> list[Command]:
         if event.playback_id != self._playing:
             return []
-        self._playing = None
         self.state = State.HUNG_UP
-        return [Hangup()]
+        return [*self._playback_over(), Hangup()]
 
     def _on_caller_gone(self, event: Event) -> list[Command]:
         # No commands: the channel is gone; the shell drops the call's timers.
@@ -371,7 +394,17 @@ class CallFlow:
     def _play(self, sound: str) -> list[Command]:
         assert self.channel is not None
         self._playing = self._next_id("p")
-        return [Play(self._playing, media_uri(sound), self.channel.language)]
+        # The watchdog is named after its playback: ids stay unique per call.
+        self._timer = self._playing + "-watchdog"
+        return [
+            Play(self._playing, media_uri(sound), self.channel.language),
+            StartTimer(self._timer, self.settings.playback_timeout),
+        ]
+
+    def _playback_over(self) -> list[Command]:
+        # The playback we waited on ended (or was stopped): call off its watchdog.
+        self._playing = None
+        return self._cancel_timer()
 
     def _start_timer(self, kind: str, seconds: float) -> list[Command]:
         self._timer = self._next_id(kind)
@@ -420,6 +453,8 @@ def _build_table() -> dict[tuple[State, type], _Handler]:
         (State.SORRY, PlaybackFinished): CallFlow._on_sorry_finished,
         (State.GOODBYE, PlaybackFinished): CallFlow._on_goodbye_finished,
     }
+    for state in _PLAYING:
+        table[(state, TimerFired)] = CallFlow._on_playback_stuck
     for state in _KEY_STOPS_PROMPT:
         table[(state, ChannelDtmfReceived)] = CallFlow._on_key_during_prompt
     # The caller can leave at any moment, even before the flow has started.

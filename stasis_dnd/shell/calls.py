@@ -175,6 +175,10 @@ class Calls:
             commands = call.flow.handle(current)
             if call.flow.anomaly:
                 log.debug("event=anomaly channel=%s detail=%r", call.channel_id, call.flow.anomaly)
+            if call.flow.warning:
+                log.warning(
+                    "event=flow_warning channel=%s detail=%r", call.channel_id, call.flow.warning
+                )
             for command in commands:
                 follow_up = self._carry_out(call, command)
                 if follow_up is not None:

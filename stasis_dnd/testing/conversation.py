@@ -2,9 +2,10 @@
 
 A `Conversation` drives one `CallFlow` and plays Asterisk's part the way
 Asterisk 22 does it: playbacks report starting and end after their length (or
-fail at once for a missing sound), a stopped playback ends as "done", hang-up
-events come in Asterisk's order. Time is a fake clock that moves only when the
-test waits, or when an expectation needs the next thing to happen.
+fail at once for a missing sound, or never start nor end for a stuck one), a
+stopped playback ends as "done", hang-up events come in Asterisk's order.
+Time is a fake clock that moves only when the test waits, or when an
+expectation needs the next thing to happen.
 
     call = Conversation(number="+7 900 123-45-67")
     call.expect_prompt()
@@ -76,8 +77,11 @@ class Conversation:
     `callbacks` says what the outbox answers to a callback request: "stored"
     (default), "not_stored", or "manual" (the test calls `callback_stored()`
     or `callback_not_stored()` itself). `missing_sounds` fail to play, as a
-    sound file absent on the Asterisk would. `sound_seconds` gives lengths of
-    particular sounds (by name, e.g. "vm-goodbye").
+    sound file absent on the Asterisk would. `stuck_sounds` are accepted but
+    never start nor end, as on an Asterisk 22 just after a freeze: only the
+    flow's watchdog (`playback_timeout`) gets the call going again.
+    `sound_seconds` gives lengths of particular sounds (by name, e.g.
+    "vm-goodbye").
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class Conversation:
         channel_id: str = "1700000000.1",
         callbacks: CallbackMode = "stored",
         missing_sounds: Iterable[str] = (),
+        stuck_sounds: Iterable[str] = (),
         sound_seconds: dict[str, float] | None = None,
         recovered: bool = False,
         callback_already_stored: bool = False,
@@ -107,6 +112,7 @@ class Conversation:
         self.callback_requests: list[str] = []  # phones the flow asked to store
         self.commands: list[Command] = []  # every command, in order
         self._missing = {media_uri(s) for s in missing_sounds}
+        self._stuck = {media_uri(s) for s in stuck_sounds}
         self._seconds = {media_uri(k): v for k, v in (sound_seconds or {}).items()}
         self._unchecked: deque[Command] = deque()
         self._inbox: deque[Event] = deque()
@@ -236,6 +242,8 @@ class Conversation:
                 self._carry_out(command)
             if self.flow.anomaly:
                 self._say("flow", self.flow.anomaly)
+            if self.flow.warning:
+                self._say("flow", "warns: " + self.flow.warning)
             if self.flow.ending is not None and not self._over:
                 # As the shell does: a finished call's timers are dropped.
                 self._over = True
@@ -244,6 +252,9 @@ class Conversation:
 
     def _carry_out(self, command: Command) -> None:
         if isinstance(command, Play):
+            if command.media in self._stuck:
+                self._say("asterisk", f"accepts {command.media} but never plays it")
+                return
             self.heard.append(command.media)
             self._inbox.append(PlaybackStarted(command.playback_id))
             if command.media in self._missing:

@@ -17,6 +17,7 @@ from stasis_dnd.core import (
     ChannelDtmfReceived,
     ChannelGone,
     ChannelHangupRequest,
+    Command,
     ContinueInDialplan,
     DrainEnded,
     Ending,
@@ -41,17 +42,27 @@ SORRY = "sound:sorry-youre-having-problems"
 GOODBYE = "sound:vm-goodbye"
 
 
+def play(playback_id: str, media: str) -> list[Command]:
+    """What the flow issues to play `media`: the playback and its watchdog."""
+    return [Play(playback_id, media, "ru"), StartTimer(playback_id + "-watchdog", 120.0)]
+
+
+def off(playback_id: str) -> CancelTimer:
+    """The watchdog of a playback that ended, called off."""
+    return CancelTimer(playback_id + "-watchdog")
+
+
 def started(settings: IvrSettings | None = None, channel: Channel = CH) -> CallFlow:
     """A flow whose menu prompt (playback ch1-p1) is playing."""
     flow = CallFlow(settings)
-    assert flow.handle(StasisStart(channel, ("TIMEOUT",))) == [Play("ch1-p1", PROMPT, "ru")]
+    assert flow.handle(StasisStart(channel, ("TIMEOUT",))) == play("ch1-p1", PROMPT)
     return flow
 
 
 def waiting(settings: IvrSettings | None = None) -> CallFlow:
     """A flow waiting for a key after the prompt (digit timer ch1-digit2)."""
     flow = started(settings)
-    assert flow.handle(PlaybackFinished("ch1-p1")) == [StartTimer("ch1-digit2", 3.0)]
+    assert flow.handle(PlaybackFinished("ch1-p1")) == [off("ch1-p1"), StartTimer("ch1-digit2", 3.0)]
     return flow
 
 
@@ -72,22 +83,22 @@ def test_ringing_channel_is_answered_then_paused_then_prompted() -> None:
     assert flow.handle(StasisStart(ringing, ())) == [Answer(), StartTimer("ch1-pause1", 1.0)]
     assert flow.handle(ChannelDtmfReceived("1")) == []  # Wait() ignores keys too
     assert flow.handle(TimerFired("other")) == []
-    assert flow.handle(TimerFired("ch1-pause1")) == [Play("ch1-p2", PROMPT, "ru")]
+    assert flow.handle(TimerFired("ch1-pause1")) == play("ch1-p2", PROMPT)
 
 
 def test_no_pause_configured_plays_right_after_answer() -> None:
     flow = CallFlow(IvrSettings(answer_pause=0))
     ringing = replace(CH, state="Ringing")
-    assert flow.handle(StasisStart(ringing, ())) == [Answer(), Play("ch1-p1", PROMPT, "ru")]
+    assert flow.handle(StasisStart(ringing, ())) == [Answer(), *play("ch1-p1", PROMPT)]
 
 
 @pytest.mark.parametrize("number", ["", "anonymous", "Unknown", "restricted", "12", "1&a=2"])
 def test_unusable_caller_id_gets_sorry_not_an_offer(number: str) -> None:
     flow = CallFlow()
     channel = replace(CH, caller_number=number)
-    assert flow.handle(StasisStart(channel, ())) == [Play("ch1-p1", SORRY, "ru")]
-    assert flow.handle(PlaybackFinished("ch1-p1")) == [Play("ch1-p2", GOODBYE, "ru")]
-    assert flow.handle(PlaybackFinished("ch1-p2")) == [Hangup()]
+    assert flow.handle(StasisStart(channel, ())) == play("ch1-p1", SORRY)
+    assert flow.handle(PlaybackFinished("ch1-p1")) == [off("ch1-p1"), *play("ch1-p2", GOODBYE)]
+    assert flow.handle(PlaybackFinished("ch1-p2")) == [off("ch1-p2"), Hangup()]
     assert flow.outcome is Outcome.NO_CALLERID
     assert flow.ending is Ending.HUNG_UP
 
@@ -121,7 +132,7 @@ def test_breakout_on_a_ringing_channel_answers_and_pauses_first() -> None:
 
 def test_breakout_with_another_key_hears_the_menu() -> None:
     flow = CallFlow()
-    assert flow.handle(StasisStart(CH, ("breakout", "5"))) == [Play("ch1-p1", PROMPT, "ru")]
+    assert flow.handle(StasisStart(CH, ("breakout", "5"))) == play("ch1-p1", PROMPT)
 
 
 # --- the menu --------------------------------------------------------------
@@ -132,15 +143,16 @@ def test_key_during_prompt_stops_it_and_requests_the_callback() -> None:
     assert flow.handle(PlaybackStarted("ch1-p1")) == []
     assert flow.handle(ChannelDtmfReceived("1")) == [
         StopPlayback("ch1-p1"),
+        off("ch1-p1"),
         RequestCallback("+79001234567"),
     ]
     # The stopped prompt reports its end later: expected, nothing to do.
     assert flow.handle(PlaybackFinished("ch1-p1")) == []
     assert flow.handle(ChannelDtmfReceived("1")) == []
-    assert flow.handle(CallbackStored()) == [Play("ch1-p2", GOODBYE, "ru")]
+    assert flow.handle(CallbackStored()) == play("ch1-p2", GOODBYE)
     assert flow.handle(PlaybackStarted("ch1-p2")) == []
     assert flow.handle(ChannelDtmfReceived("2")) == []
-    assert flow.handle(PlaybackFinished("ch1-p2")) == [Hangup()]
+    assert flow.handle(PlaybackFinished("ch1-p2")) == [off("ch1-p2"), Hangup()]
     assert flow.outcome is Outcome.CALLBACK
     assert flow.ending is Ending.HUNG_UP
 
@@ -157,10 +169,13 @@ def test_wrong_key_gets_sorry_and_goodbye() -> None:
     flow = waiting()
     assert flow.handle(ChannelDtmfReceived("7")) == [
         CancelTimer("ch1-digit2"),
-        Play("ch1-p3", SORRY, "ru"),
+        *play("ch1-p3", SORRY),
     ]
-    assert flow.handle(PlaybackFinished("ch1-p3", "failed")) == [Play("ch1-p4", GOODBYE, "ru")]
-    assert flow.handle(PlaybackFinished("ch1-p4")) == [Hangup()]
+    assert flow.handle(PlaybackFinished("ch1-p3", "failed")) == [
+        off("ch1-p3"),
+        *play("ch1-p4", GOODBYE),
+    ]
+    assert flow.handle(PlaybackFinished("ch1-p4")) == [off("ch1-p4"), Hangup()]
     assert flow.outcome is Outcome.INVALID
 
 
@@ -168,7 +183,8 @@ def test_wrong_key_during_prompt() -> None:
     flow = started()
     assert flow.handle(ChannelDtmfReceived("#")) == [
         StopPlayback("ch1-p1"),
-        Play("ch1-p2", SORRY, "ru"),
+        off("ch1-p1"),
+        *play("ch1-p2", SORRY),
     ]
     assert flow.handle(PlaybackFinished("ch1-p1")) == []  # the stopped prompt
 
@@ -177,13 +193,13 @@ def test_silence_times_out() -> None:
     flow = waiting()
     assert flow.handle(TimerFired("stale")) == []
     assert flow.handle(PlaybackFinished("ch1-p1")) == []
-    assert flow.handle(TimerFired("ch1-digit2")) == [Play("ch1-p3", SORRY, "ru")]
+    assert flow.handle(TimerFired("ch1-digit2")) == play("ch1-p3", SORRY)
     assert flow.outcome is Outcome.TIMEOUT
 
 
 def test_custom_digit_and_timeout() -> None:
     flow = started(IvrSettings(accept_digit="5", digit_timeout=7))
-    assert flow.handle(PlaybackFinished("ch1-p1")) == [StartTimer("ch1-digit2", 7)]
+    assert flow.handle(PlaybackFinished("ch1-p1")) == [off("ch1-p1"), StartTimer("ch1-digit2", 7)]
     assert flow.handle(ChannelDtmfReceived("5")) == [
         CancelTimer("ch1-digit2"),
         RequestCallback("+79001234567"),
@@ -194,13 +210,16 @@ def test_attempts_repeat_the_menu_after_a_notice() -> None:
     flow = waiting(IvrSettings(attempts=2, invalid_prompt="option-is-invalid"))
     assert flow.handle(ChannelDtmfReceived("9")) == [
         CancelTimer("ch1-digit2"),
-        Play("ch1-p3", "sound:option-is-invalid", "ru"),
+        *play("ch1-p3", "sound:option-is-invalid"),
     ]
     assert flow.state is State.NOTICE
     assert flow.handle(PlaybackFinished("other")) == []
-    assert flow.handle(PlaybackFinished("ch1-p3", "failed")) == [Play("ch1-p4", PROMPT, "ru")]
-    assert flow.handle(PlaybackFinished("ch1-p4")) == [StartTimer("ch1-digit5", 3.0)]
-    assert flow.handle(TimerFired("ch1-digit5")) == [Play("ch1-p6", SORRY, "ru")]
+    assert flow.handle(PlaybackFinished("ch1-p3", "failed")) == [
+        off("ch1-p3"),
+        *play("ch1-p4", PROMPT),
+    ]
+    assert flow.handle(PlaybackFinished("ch1-p4")) == [off("ch1-p4"), StartTimer("ch1-digit5", 3.0)]
+    assert flow.handle(TimerFired("ch1-digit5")) == play("ch1-p6", SORRY)
     assert flow.outcome is Outcome.TIMEOUT
 
 
@@ -209,13 +228,14 @@ def test_key_during_the_notice_counts_as_the_answer() -> None:
     flow.handle(TimerFired("ch1-digit2"))
     assert flow.handle(ChannelDtmfReceived("1")) == [
         StopPlayback("ch1-p3"),
+        off("ch1-p3"),
         RequestCallback("+79001234567"),
     ]
 
 
 def test_attempts_without_notice_repeat_the_menu_at_once() -> None:
     flow = waiting(IvrSettings(attempts=2))
-    assert flow.handle(TimerFired("ch1-digit2")) == [Play("ch1-p3", PROMPT, "ru")]
+    assert flow.handle(TimerFired("ch1-digit2")) == play("ch1-p3", PROMPT)
     assert flow.state is State.MENU
 
 
@@ -225,29 +245,29 @@ def test_attempts_without_notice_repeat_the_menu_at_once() -> None:
 def test_confirmation_is_played_after_the_request_is_stored() -> None:
     flow = waiting(IvrSettings(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
     flow.handle(ChannelDtmfReceived("1"))
-    assert flow.handle(CallbackStored()) == [
-        Play("ch1-p3", "sound:custom/IVR_DND_CALLBACK_CONFIRMED", "ru")
-    ]
+    assert flow.handle(CallbackStored()) == play(
+        "ch1-p3", "sound:custom/IVR_DND_CALLBACK_CONFIRMED"
+    )
     assert flow.state is State.CONFIRMING
     assert flow.handle(PlaybackFinished("other")) == []
-    assert flow.handle(PlaybackFinished("ch1-p3")) == [Play("ch1-p4", GOODBYE, "ru")]
+    assert flow.handle(PlaybackFinished("ch1-p3")) == [off("ch1-p3"), *play("ch1-p4", GOODBYE)]
 
 
 def test_request_that_cannot_be_stored_gets_sorry_not_a_promise() -> None:
     flow = waiting()
     flow.handle(ChannelDtmfReceived("1"))
-    assert flow.handle(CallbackNotStored("disk full")) == [Play("ch1-p3", SORRY, "ru")]
+    assert flow.handle(CallbackNotStored("disk full")) == play("ch1-p3", SORRY)
     assert flow.outcome is Outcome.CALLBACK_FAILED
 
 
 def test_media_uris_pass_through() -> None:
     flow = CallFlow(IvrSettings(prompt="recording:dnd-menu"))
-    assert flow.handle(StasisStart(CH, ())) == [Play("ch1-p1", "recording:dnd-menu", "ru")]
+    assert flow.handle(StasisStart(CH, ())) == play("ch1-p1", "recording:dnd-menu")
 
 
 def test_id_prefix_keeps_ids_of_a_restarted_flow_apart() -> None:
     flow = CallFlow(id_prefix="r2-")
-    assert flow.handle(StasisStart(CH, ())) == [Play("r2-ch1-p1", PROMPT, "ru")]
+    assert flow.handle(StasisStart(CH, ())) == play("r2-ch1-p1", PROMPT)
 
 
 # --- prompt failure --------------------------------------------------------
@@ -255,7 +275,10 @@ def test_id_prefix_keeps_ids_of_a_restarted_flow_apart() -> None:
 
 def test_failed_prompt_continues_in_dialplan_by_default() -> None:
     flow = started()
-    assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [ContinueInDialplan()]
+    assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [
+        off("ch1-p1"),
+        ContinueInDialplan(),
+    ]
     assert flow.outcome is Outcome.PROMPT_FAILED
     assert flow.ending is Ending.CONTINUED
     assert flow.handle(StasisEnd()) == []
@@ -263,13 +286,19 @@ def test_failed_prompt_continues_in_dialplan_by_default() -> None:
 
 def test_failed_prompt_can_say_sorry() -> None:
     flow = started(IvrSettings(on_prompt_failure="sorry"))
-    assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [Play("ch1-p2", SORRY, "ru")]
+    assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [
+        off("ch1-p1"),
+        *play("ch1-p2", SORRY),
+    ]
     assert flow.outcome is Outcome.PROMPT_FAILED
 
 
 def test_failed_prompt_can_wait_for_a_key_anyway() -> None:
     flow = started(IvrSettings(on_prompt_failure="wait"))
-    assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [StartTimer("ch1-digit2", 3.0)]
+    assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [
+        off("ch1-p1"),
+        StartTimer("ch1-digit2", 3.0),
+    ]
     assert flow.state is State.WAITING
     assert flow.outcome is None
 
@@ -308,7 +337,7 @@ def test_after_our_hangup_everything_is_late_news() -> None:
     flow = waiting()
     flow.handle(TimerFired("ch1-digit2"))
     flow.handle(PlaybackFinished("ch1-p3"))
-    assert flow.handle(PlaybackFinished("ch1-p4")) == [Hangup()]
+    assert flow.handle(PlaybackFinished("ch1-p4")) == [off("ch1-p4"), Hangup()]
     for late in (ChannelHangupRequest(), StasisEnd(), TimerFired("x"), CallbackStored()):
         assert flow.handle(late) == []
         assert flow.anomaly is None
@@ -329,20 +358,22 @@ def test_stale_playbacks_in_sorry_and_goodbye_are_ignored() -> None:
 
 def test_recovered_call_with_stored_callback_hears_goodbye() -> None:
     flow = CallFlow(id_prefix="r1-")
-    assert flow.handle(CallRecovered(CH, callback_stored=True)) == [
-        Play("r1-ch1-p1", GOODBYE, "ru")
-    ]
+    assert flow.handle(CallRecovered(CH, callback_stored=True)) == play("r1-ch1-p1", GOODBYE)
     assert flow.outcome is Outcome.CALLBACK
 
 
 def test_recovered_call_without_callback_starts_again() -> None:
     flow = CallFlow()
-    assert flow.handle(CallRecovered(CH)) == [Play("ch1-p1", PROMPT, "ru")]
+    assert flow.handle(CallRecovered(CH)) == play("ch1-p1", PROMPT)
 
 
 def test_drain_stops_the_prompt_and_continues() -> None:
     flow = started()
-    assert flow.handle(DrainEnded()) == [StopPlayback("ch1-p1"), ContinueInDialplan()]
+    assert flow.handle(DrainEnded()) == [
+        StopPlayback("ch1-p1"),
+        off("ch1-p1"),
+        ContinueInDialplan(),
+    ]
     assert flow.outcome is Outcome.SHUTDOWN
     assert flow.ending is Ending.CONTINUED
 

@@ -12,6 +12,7 @@ from stasis_dnd.core import (
     CallbackStored,
     CallFlow,
     CallRecovered,
+    CancelTimer,
     Channel,
     ChannelDtmfReceived,
     ChannelGone,
@@ -25,15 +26,24 @@ from stasis_dnd.core import (
     StartTimer,
     StasisEnd,
     StasisStart,
+    State,
+    StopPlayback,
     TimerFired,
     normalize_number,
 )
 from stasis_dnd.core.callerid import phone_of
 from stasis_dnd.settings import IvrSettings
 
+# Stand-ins for "the playback the flow waits on" and "the timer it runs now",
+# so random sequences often hit the live ids, not only stale ones.
+PLAYING = "<playing>"
+RUNNING = "<running timer>"
 DIGITS = st.sampled_from([*list("0123456789*#ABCD"), "", "11", "x"])
-IDS = st.sampled_from(["ch1-p1", "ch1-p2", "ch1-p3", "ch1-p4", "ch1-p5", "other"])
-TIMERS = st.sampled_from(["ch1-pause1", "ch1-digit2", "ch1-digit3", "ch1-digit4", "nope"])
+IDS = st.sampled_from(["ch1-p1", "ch1-p2", "ch1-p3", "ch1-p4", "ch1-p5", "other", PLAYING])
+TIMERS = st.sampled_from(
+    ["ch1-pause1", "ch1-digit2", "ch1-digit3", "ch1-p1-watchdog", "ch1-p2-watchdog", "nope"]
+    + [RUNNING] * 3
+)
 CHANNELS = st.builds(
     Channel,
     id=st.just("ch1"),
@@ -43,20 +53,24 @@ CHANNELS = st.builds(
     language=st.sampled_from(["en", "ru", ""]),
 )
 ARGS = st.lists(st.sampled_from(["TIMEOUT", "breakout", "1", "2", "", "x,y"]), max_size=3)
-EVENTS: st.SearchStrategy[Event] = st.one_of(
+STARTS: st.SearchStrategy[Event] = st.one_of(
     st.builds(StasisStart, CHANNELS, ARGS.map(tuple)),
     st.builds(CallRecovered, CHANNELS, st.booleans()),
+)
+IN_CALL: st.SearchStrategy[Event] = st.one_of(
     st.builds(ChannelDtmfReceived, DIGITS),
     st.builds(PlaybackStarted, IDS),
     st.builds(PlaybackFinished, IDS, st.sampled_from(["done", "failed"])),
-    st.just(ChannelHangupRequest()),
-    st.just(StasisEnd()),
-    st.just(ChannelGone()),
     st.builds(TimerFired, TIMERS),
     st.just(CallbackStored()),
     st.builds(CallbackNotStored, st.just("x")),
-    st.just(DrainEnded()),
 )
+ENDS: st.SearchStrategy[Event] = st.sampled_from(
+    [ChannelHangupRequest(), StasisEnd(), ChannelGone(), DrainEnded()]
+)
+# Mostly events of a call in progress, so sequences get deep into the flow
+# before a hang-up or a second start ends or upsets it.
+EVENTS: st.SearchStrategy[Event] = st.one_of(IN_CALL, IN_CALL, IN_CALL, IN_CALL, STARTS, ENDS)
 IVR_SETTINGS = st.builds(
     IvrSettings,
     attempts=st.integers(1, 3),
@@ -67,17 +81,37 @@ IVR_SETTINGS = st.builds(
     on_prompt_failure=st.sampled_from(["continue", "sorry", "wait"]),
 )
 GONE = (ChannelHangupRequest, StasisEnd, ChannelGone)
+# Waiting for the shell to store a request is bounded by the shell itself.
+UNTIMED = (State.NEW, State.STORING)
+
+
+def resolve(event: Event, flow: CallFlow, running: set[str]) -> Event:
+    """The event with its stand-in replaced by the live playback or timer id."""
+    if isinstance(event, PlaybackFinished) and event.playback_id == PLAYING:
+        return PlaybackFinished(flow.playing or "none", event.state)
+    if isinstance(event, TimerFired) and event.timer_id == RUNNING:
+        return TimerFired(min(running, default="none"))
+    return event
 
 
 @settings(max_examples=1500)
-@given(IVR_SETTINGS, st.lists(EVENTS, max_size=40))
-def test_random_sequences_keep_the_promises(ivr: IvrSettings, events: list[Event]) -> None:
+@given(IVR_SETTINGS, st.lists(EVENTS, max_size=4), STARTS, st.lists(EVENTS, max_size=40))
+def test_random_sequences_keep_the_promises(
+    ivr: IvrSettings, before: list[Event], start: Event, after: list[Event]
+) -> None:
+    """Whatever happens: no callback without the key, nothing after a hang-up,
+    one ending, and every wait but the shell's bounded by exactly one timer."""
     flow = CallFlow(ivr)
+    events = [*before, start, *after]
     accept_seen = False
     gone = False
     requests: list[RequestCallback] = []
     endings = []
-    for event in events:
+    running: set[str] = set()  # timers started, neither cancelled nor fired
+    for drawn in events:
+        event = resolve(drawn, flow, running)
+        if isinstance(event, TimerFired):
+            running.discard(event.timer_id)
         if isinstance(event, ChannelDtmfReceived) and event.digit == ivr.accept_digit:
             accept_seen = True
         if isinstance(event, StasisStart) and event.args[:2] == ("breakout", ivr.accept_digit):
@@ -94,6 +128,15 @@ def test_random_sequences_keep_the_promises(ivr: IvrSettings, events: list[Event
                 requests.append(command)
             if isinstance(command, StartTimer):
                 assert command.seconds >= 0
+                running.add(command.timer_id)
+            if isinstance(command, CancelTimer):
+                running.remove(command.timer_id)  # only a timer that runs
+        if flow.warning is not None:
+            # Only a stuck playback's watchdog warns, and the playback is stopped.
+            assert isinstance(event, TimerFired)
+            assert isinstance(commands[0], StopPlayback)
+        if flow.ending is None and flow.state not in UNTIMED:
+            assert len(running) == 1, f"{len(running)} timers run in state {flow.state.value}"
         if isinstance(event, GONE):
             gone = True
             assert flow.ending is not None

@@ -192,3 +192,33 @@ def test_an_app_asterisk_forgot_reconnects_and_takes_its_caller_back(
     assert caplog.text.count("event=app_not_registered") == 1
     assert metric(app, "stasis_dnd_ari_app_lost_total") == 1
     assert errors(caplog) == []
+
+
+@pytest.mark.sounds(prompt=3600.0)  # accepted, started, and never ends: as after a freeze
+def test_a_prompt_that_never_ends_is_stopped_and_the_caller_continued(
+    fake: FakeAsterisk, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="stasis_dnd")
+    settings = Settings(
+        ari=AriSettings(url=fake.url, username=ARI_USER, password=ARI_PASSWORD, app=APP),
+        ivr=IvrSettings(digit_timeout=0.5, playback_timeout=1.0),
+    )
+    app = App(settings, Store(), workers=4)
+    app.start()
+    try:
+        logged(caplog, "event=ari_connected")
+        fake.wait_connected(20)
+        call = fake.place_call("+79001230009", script=[])
+        # The watchdog gives up on the prompt: the dialplan's fallback serves the caller.
+        assert call.wait_done(20) == CONTINUED
+        assert [(h.media, h.outcome) for h in call.heard] == [(PROMPT, "stopped")]
+        ended = call.heard[0].ended
+        assert ended is not None and ended - call.heard[0].started >= 1.0
+        logged(caplog, f"event=flow_warning channel={call.id} ")
+        assert caplog.text.count("event=flow_warning") == 1
+        assert "neither finished nor failed within 1 s" in caplog.text
+        assert fake.channels_in_app() == []
+        assert errors(caplog) == []
+    finally:
+        app.stop()
+        app.shutdown()
