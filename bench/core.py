@@ -70,7 +70,9 @@ def _ids(channel: Channel, *kinds: str) -> list[str]:
 
 
 def scenarios() -> list[Scenario]:
-    menu, goodbye = _ids(CHANNEL, "p", "p")
+    menu, _store, goodbye = _ids(CHANNEL, "p", "store", "p")
+    # Every playback is watched for its start, then (once it started) for its end.
+    watched = (Play, StartTimer, CancelTimer, StartTimer)
     press1 = Scenario(
         "press 1 during the prompt",
         CHANNEL,
@@ -85,10 +87,9 @@ def scenarios() -> list[Scenario]:
             ChannelHangupRequest(),
             StasisEnd(),
         ),
-        # Every playback comes with its watchdog timer, called off when it ends.
         (
-            *(Play, StartTimer, StopPlayback, CancelTimer, RequestCallback),
-            *(Play, StartTimer, CancelTimer, Hangup),
+            *(*watched, StopPlayback, CancelTimer, RequestCallback, StartTimer),
+            *(CancelTimer, *watched, CancelTimer, Hangup),
         ),
     )
     menu, digit, sorry, goodbye = _ids(CHANNEL, "p", "digit", "p", "p")
@@ -108,11 +109,11 @@ def scenarios() -> list[Scenario]:
             StasisEnd(),
         ),
         (
-            *(Play, StartTimer, CancelTimer, StartTimer),
-            *(Play, StartTimer, CancelTimer, Play, StartTimer, CancelTimer, Hangup),
+            *(*watched, CancelTimer, StartTimer),
+            *(*watched, CancelTimer, *watched, CancelTimer, Hangup),
         ),
     )
-    pause, menu, _digit, goodbye = _ids(UNANSWERED, "pause", "p", "digit", "p")
+    pause, menu, _digit, _store, goodbye = _ids(UNANSWERED, "pause", "p", "digit", "store", "p")
     unanswered = Scenario(
         "unanswered, press 1 after the prompt",
         UNANSWERED,
@@ -128,11 +129,11 @@ def scenarios() -> list[Scenario]:
             ChannelHangupRequest(),
             StasisEnd(),
         ),
-        # Answer, pause timer, menu (and its watchdog), digit timer, cancel it,
-        # request, goodbye (and its watchdog), hang up.
+        # Answer, pause timer, menu (and its watchdogs), digit timer, cancel it,
+        # request (and its timer), goodbye (and its watchdogs), hang up.
         (
-            *(object, StartTimer, Play, StartTimer, CancelTimer, StartTimer, object),
-            *(RequestCallback, Play, StartTimer, CancelTimer, Hangup),
+            *(object, StartTimer, *watched, CancelTimer, StartTimer, object),
+            *(RequestCallback, StartTimer, CancelTimer, *watched, CancelTimer, Hangup),
         ),
     )
     return [press1, silent, unanswered]

@@ -21,8 +21,10 @@ from urllib.parse import parse_qsl, urlsplit
 from stasis_dnd.settings import (
     CRM_METHODS,
     CRM_STYLES,
+    DIRECT_CRM_TIMEOUT,
     AriSettings,
     CrmSettings,
+    DialplanTarget,
     IvrSettings,
     MetricsSettings,
     OutboxSettings,
@@ -155,6 +157,10 @@ _SCHEMA: dict[str, tuple[type, dict[str, _Key]]] = {
             "callerid_source": _Key("callerid_source", _text),
             "on_prompt_failure": _Key("on_prompt_failure", _text),
             "playback_timeout": _Key("playback_timeout", parse_duration),
+            "playback_start_timeout": _Key("playback_start_timeout", parse_duration),
+            "store_timeout": _Key("store_timeout", parse_duration),
+            "continue_to": _Key("continue_to", DialplanTarget.parse),
+            "continue_stored_to": _Key("continue_stored_to", DialplanTarget.parse),
         },
     ),
     "crm": (
@@ -182,6 +188,7 @@ _SCHEMA: dict[str, tuple[type, dict[str, _Key]]] = {
             "max_age": _Key("max_age", parse_duration),
             "dedupe_window": _Key("dedupe_window", parse_duration),
             "keep": _Key("keep", parse_duration),
+            "write_timeout": _Key("write_timeout", parse_duration),
         },
     ),
     "metrics": (MetricsSettings, {"listen": _Key("listen", _listen)}),
@@ -232,9 +239,20 @@ def load_settings(
         except ValueError as error:
             raise ConfigError(f"{where}: [{section}] {error}") from None
     settings = Settings(**sections)
+    _check_store_timeout(settings, where)
     if require_secrets:
         _check_secrets(settings, where)
     return settings
+
+
+def _check_store_timeout(settings: Settings, where: str) -> None:
+    # The caller waits for the outbox write, then for the direct CRM try.
+    needed = settings.outbox.write_timeout + min(DIRECT_CRM_TIMEOUT, settings.crm.timeout)
+    if settings.ivr.store_timeout <= needed:
+        raise ConfigError(
+            f"{where}: [ivr] store_timeout ({settings.ivr.store_timeout:g} s) must be longer "
+            f"than [outbox] write_timeout plus the direct CRM try ({needed:g} s)"
+        )
 
 
 def _read_ini(path: Path) -> list[tuple[str, str, str]]:

@@ -18,6 +18,42 @@ CALLERID_SOURCES = ("number", "name", "number_then_name")
 PROMPT_FAILURE_ACTIONS = ("continue", "sorry", "wait")
 CRM_STYLES = ("dynamic", "run")
 CRM_METHODS = ("post", "get")
+# When the outbox cannot store a request, the CRM is tried at once for at most
+# this long, while the caller waits in silence.
+DIRECT_CRM_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class DialplanTarget:
+    """Where a call continues in the dialplan: context, extension, priority
+    (a number, or a label when `priority` is not all digits)."""
+
+    context: str
+    extension: str
+    priority: str = "1"
+
+    @classmethod
+    def parse(cls, text: str) -> DialplanTarget | None:
+        """ "context,extension,priority" (priority defaults to 1); "" means
+        the priority after Stasis() (None). Raises ValueError."""
+        if not text.strip():
+            return None
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) == 2:
+            parts.append("1")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError("expected context,extension,priority (e.g. dnd-fallback,s,1)")
+        return cls(*parts)
+
+    def __str__(self) -> str:
+        return f"{self.context},{self.extension},{self.priority}"
+
+
+# Callers without a stored request go to the dialplan's own menu; callers
+# whose request is stored hear only goodbye (both contexts are in
+# extensions.conf.sample and the FreePBX sample).
+DEFAULT_CONTINUE = DialplanTarget("dnd-fallback", "s", "1")
+DEFAULT_CONTINUE_STORED = DialplanTarget("dnd-fallback", "hang", "1")
 
 
 @dataclass(frozen=True)
@@ -44,14 +80,29 @@ class IvrSettings:
     # stopped and treated as failed (seen stuck on Asterisk 22 after a
     # freeze); far longer than any prompt, so only a stuck one reaches it.
     playback_timeout: float = 120.0
+    # Asterisk reports a playback started within milliseconds; a prompt that
+    # has not started after this long never will (seen on Asterisk 22 after a
+    # freeze), so the caller is not left in silence until playback_timeout.
+    playback_start_timeout: float = 5.0
+    # The longest a caller waits in silence while the request is stored (the
+    # outbox write, then the direct CRM try if the disk hangs); past it the
+    # caller hears sorry.
+    store_timeout: float = 10.0
+    # Where the call continues when the app hands it back (shutdown, a prompt
+    # that failed): None is the priority after Stasis().
+    continue_to: DialplanTarget | None = DEFAULT_CONTINUE
+    # The same for a caller whose request is already stored: must not offer
+    # the menu again (a second "1" would file a second request).
+    continue_stored_to: DialplanTarget | None = DEFAULT_CONTINUE_STORED
 
     def __post_init__(self) -> None:
         if len(self.accept_digit) != 1 or self.accept_digit not in "0123456789*#":
             raise ValueError("accept_digit must be one DTMF key: 0-9, * or #")
         if self.digit_timeout <= 0:
             raise ValueError("digit_timeout must be greater than 0")
-        if self.playback_timeout <= 0:
-            raise ValueError("playback_timeout must be greater than 0")
+        for name in ("playback_timeout", "playback_start_timeout", "store_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be greater than 0")
         if self.answer_pause < 0:
             raise ValueError("answer_pause must not be negative")
         if self.attempts < 1:
@@ -120,6 +171,14 @@ class OutboxSettings:
     # they finished, so the file stops growing; 0 keeps them forever. Pending
     # and dead requests are never deleted by the app.
     keep: float = 30 * 86400.0
+    # A write to the outbox that has not finished after this long (a failing
+    # disk, NFS, a lock held elsewhere) counts as failed: the CRM is tried
+    # directly instead, while the caller waits.
+    write_timeout: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.write_timeout <= 0:
+            raise ValueError("write_timeout must be greater than 0")
 
 
 @dataclass(frozen=True)

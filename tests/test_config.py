@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stasis_dnd.config import ConfigError, load_settings, parse_duration, permission_warnings
+from stasis_dnd.settings import DialplanTarget
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "stasis-dnd.ini.sample"
@@ -100,6 +101,13 @@ def test_params_are_parsed() -> None:
         ("[ivr]\non_prompt_failure = panic\n", "on_prompt_failure must be one of"),
         ("[ivr]\nplayback_timeout = 0\n", "[ivr] playback_timeout must be greater than 0"),
         ("[ivr]\nplayback_timeout = never\n", "[ivr] playback_timeout: expected a duration"),
+        ("[ivr]\nplayback_start_timeout = 0\n", "playback_start_timeout must be greater than 0"),
+        ("[ivr]\ncontinue_to = dnd-fallback\n", "[ivr] continue_to: expected context,extension"),
+        ("[ivr]\ncontinue_stored_to = a,,1\n", "[ivr] continue_stored_to: expected context"),
+        ("[ivr]\ncontinue_to = a,b,c,d\n", "[ivr] continue_to: expected context,extension"),
+        # 5 s is not longer than a 2 s write plus the 3 s direct CRM try.
+        ("[ivr]\nstore_timeout = 5\n", "[ivr] store_timeout (5 s) must be longer than"),
+        ("[outbox]\nwrite_timeout = 0\n", "[outbox] write_timeout must be greater than 0"),
         ("[crm]\nstyle = soap\n", "[crm] style: expected one of dynamic, run"),
         ("[crm]\nurl = 127.0.0.1:9088\n", "[crm] url: expected a http or https URL"),
         ("[crm]\nparams = callback=x\n", "a parameter named callback"),
@@ -217,3 +225,21 @@ def test_check_config_mistake_is_one_line_and_exit_1(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "[ivr] digit_timeout" in result.stderr
+
+
+def test_continue_targets_parse_and_empty_means_after_stasis() -> None:
+    settings = load_settings(
+        None,
+        env={
+            "STASIS_DND_IVR_CONTINUE_TO": "",
+            "STASIS_DND_IVR_CONTINUE_STORED_TO": " bye , s ",
+            "STASIS_DND_IVR_STORE_TIMEOUT": "5.1",
+        },
+        require_secrets=False,
+    )
+    assert settings.ivr.continue_to is None
+    assert settings.ivr.continue_stored_to == DialplanTarget("bye", "s", "1")
+    assert settings.ivr.store_timeout == 5.1  # just over 2 s + 3 s
+    defaults = load_settings(None, env={}, require_secrets=False).ivr
+    assert str(defaults.continue_to) == "dnd-fallback,s,1"
+    assert str(defaults.continue_stored_to) == "dnd-fallback,hang,1"

@@ -55,7 +55,8 @@ def test_confirmation_after_the_request_is_stored(ivr: IvrKit) -> None:
     call.expect_prompt()
     call.press("1")
     call.expect_callback("+79001234567")
-    call.expect_nothing_more()  # nothing is promised until the outbox answers
+    call.wait(9.9)  # nothing is promised until the outbox answers (within store_timeout)
+    assert call.heard == ["sound:custom/IVR_DND_OPERATORS"]
     call.callback_stored()
     call.expect_confirmation()
     call.expect_goodbye()
@@ -168,13 +169,48 @@ def test_manual_outbox_failure(ivr: IvrKit) -> None:
     assert "could not store the request: disk full" in "\n".join(call.transcript)
 
 
-def test_a_prompt_that_never_ends_sends_the_caller_back_to_the_dialplan(ivr: IvrKit) -> None:
+def test_a_prompt_that_never_starts_sends_the_caller_back_to_the_dialplan(ivr: IvrKit) -> None:
     # Asterisk 22 after a freeze: the play request is accepted, then nothing.
     call = ivr.call(stuck_sounds=["custom/IVR_DND_OPERATORS"])
     call.expect_prompt()
+    call.wait(4.9)
+    assert call.flow.ending is None  # still waiting for the prompt to start
+    call.expect_stop()  # after 5 s (playback_start_timeout) the flow gives up on it
+    # As for a prompt that failed: the dialplan's own menu serves the caller.
+    call.expect_continue("dnd-fallback,s,1")
+    assert call.now == 5.0
+    assert "did not start within 5 s" in "\n".join(call.transcript)
+
+
+def test_a_prompt_that_starts_and_never_ends_is_bounded_by_playback_timeout(ivr: IvrKit) -> None:
+    call = ivr.call(endless_sounds=["custom/IVR_DND_OPERATORS"])
+    call.expect_prompt()
     call.wait(119)
-    assert call.flow.ending is None  # still waiting for the prompt to end
-    call.expect_stop()  # after 120 s (playback_timeout) the flow gives up on it
-    call.expect_continue()  # as for a prompt that failed: the dialplan serves the caller
+    assert call.flow.ending is None
+    call.expect_stop()  # after 120 s (playback_timeout)
+    call.expect_continue("dnd-fallback,s,1")
     assert call.now == 120.0
     assert "neither finished nor failed within 120 s" in "\n".join(call.transcript)
+
+
+def test_a_store_that_hangs_gets_sorry_after_store_timeout(ivr: IvrKit) -> None:
+    call = ivr.call(callbacks="manual")  # the outbox never answers
+    call.expect_prompt()
+    call.press("1")
+    call.expect_callback("+79001234567")
+    call.expect_sorry()  # no promise that cannot be kept
+    assert call.now == 10.0  # store_timeout
+    call.callback_stored()  # the late answer: the request will be delivered all the same
+    call.expect_goodbye()
+    call.expect_hangup()
+
+
+def test_shutdown_after_the_key_sends_the_caller_to_goodbye_not_the_menu(ivr: IvrKit) -> None:
+    call = ivr.call()
+    call.expect_prompt()
+    call.press("1")
+    call.expect_callback("+79001234567")
+    call.expect_goodbye()
+    call.drain_ends()
+    call.expect_stop()
+    call.expect_continue("dnd-fallback,hang,1")  # the dialplan plays only goodbye

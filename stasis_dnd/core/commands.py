@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stasis_dnd.settings import DialplanTarget
+
 
 @dataclass(frozen=True, slots=True)
 class Answer:
@@ -61,7 +63,10 @@ class Hangup:
 
 @dataclass(frozen=True, slots=True)
 class ContinueInDialplan:
-    """Send the channel back to the dialplan, to the priority after `Stasis()`."""
+    """Send the channel back to the dialplan: to `target`, or to the priority
+    after `Stasis()` when it is None."""
+
+    target: DialplanTarget | None = None
 
 
 Command = (

@@ -17,7 +17,8 @@ Background(prompt), WaitExten with a 3 s digit timeout):
 3. After the prompt the flow waits `digit_timeout` for a key.
 4. The accepted key files a callback request (`RequestCallback`); only when
    the shell says it is stored does the caller hear the confirmation (if any)
-   and goodbye, then the flow hangs up. If it could not be stored, the caller
+   and goodbye, then the flow hangs up. If it could not be stored, or the
+   shell has not answered within `store_timeout` (a hung disk), the caller
    hears sorry and goodbye: no promise that cannot be kept.
 5. Any other key, or silence: the menu is repeated while attempts remain
    (after the optional "invalid" notice), then sorry, goodbye, hang up.
@@ -26,9 +27,13 @@ Background(prompt), WaitExten with a 3 s digit timeout):
 7. A menu prompt that fails to play is not silence: by default the call is
    continued in the dialplan, whose fallback serves the caller. So is a call
    still here when the app shuts down (`DrainEnded`), or one that arrives
-   after it (the shell sends `DrainEnded` before `StasisStart`). A playback
-   that neither finishes nor fails within `playback_timeout` (seen on Asterisk
-   22 after a freeze) is stopped and treated as failed: no wait is unbounded.
+   after it (the shell sends `DrainEnded` before `StasisStart`). The flow says
+   where: a caller whose request is stored to `continue_stored_to` (goodbye
+   only), anyone else to `continue_to` (the dialplan's menu); a drain that
+   finds the request being stored waits for the answer first. A playback
+   that has not started within `playback_start_timeout`, or neither finishes
+   nor fails within `playback_timeout` (both seen on Asterisk 22 after a
+   freeze), is stopped and treated as failed: no wait is unbounded.
 8. A caller who pressed the key while still in the queue (`Stasis()` args
    `breakout,<key>`) goes straight to rule 4.
 9. A caller without a usable number is never offered a callback: sorry,
@@ -41,9 +46,9 @@ described in `CallFlow.anomaly` for the shell to log; the flow never raises.
 Trouble the operator must hear of, such as a stuck playback, is described in
 `CallFlow.warning` instead.
 
-Every live state but STORING (which the shell always answers) has exactly one
-timer running, in `_timer`: the pause, the digit timeout, or the watchdog of
-the playback under way (no playing state needs another timer).
+Every live state has exactly one timer running, in `_timer`: the pause, the
+digit timeout, the bound on storing, or the watchdog of the playback under
+way (until it starts, then until it ends).
 """
 
 from __future__ import annotations
@@ -134,6 +139,7 @@ _KEY_STOPS_PROMPT = (State.MENU, State.NOTICE)
 _PLAYING = (State.MENU, State.NOTICE, State.CONFIRMING, State.SORRY, State.GOODBYE)
 _PAUSE_TIMER = "pause"
 _DIGIT_TIMER = "digit"
+_STORE_TIMER = "store"
 
 _Handler = Callable[["CallFlow", Any], list[Command]]
 
@@ -156,6 +162,8 @@ class CallFlow:
         self.phone = ""
         self.outcome: Outcome | None = None
         self.callback_requested = False
+        # True once the shell said the request is stored (or found it stored).
+        self.callback_stored = False
         # Set by `handle()` when the event did not fit the state; else None.
         self.anomaly: str | None = None
         # Set by `handle()` when something went wrong that the operator
@@ -166,6 +174,8 @@ class CallFlow:
         self._failures = 0
         self._seq = 0
         self._playing: str | None = None
+        # Whether Asterisk reported the playback in `_playing` started.
+        self._started = False
         self._timer: str | None = None
 
     @property
@@ -208,18 +218,17 @@ class CallFlow:
 
     def _start(self, channel: Channel, *, breakout: bool, stored: bool) -> list[Command]:
         self.channel = channel
+        if stored:
+            self.callback_requested = self.callback_stored = True
+            self.outcome = Outcome.CALLBACK
         if self._closing:
             # The app is shutting down: the dialplan's fallback serves this caller.
-            self.outcome = Outcome.SHUTDOWN
-            self.state = State.CONTINUED
-            return [ContinueInDialplan()]
+            self.outcome = self.outcome or Outcome.SHUTDOWN
+            return self._continue()
         self.phone = phone_of(
             channel.caller_number, channel.caller_name, self.settings.callerid_source
         )
         self._breakout = breakout
-        if stored:
-            self.callback_requested = True
-            self.outcome = Outcome.CALLBACK
         if channel.state == "Up":
             return self._after_pause()
         commands: list[Command] = [Answer()]
@@ -267,8 +276,7 @@ class CallFlow:
         self.outcome = Outcome.PROMPT_FAILED
         if action == "sorry":
             return self._sorry()
-        self.state = State.CONTINUED
-        return [ContinueInDialplan()]
+        return self._continue()
 
     def _on_notice_finished(self, event: PlaybackFinished) -> list[Command]:
         if event.playback_id != self._playing:
@@ -287,13 +295,25 @@ class CallFlow:
         self._timer = None
         stuck = self._playing
         assert stuck is not None  # the watchdog runs only while a playback does
+        if self._started:
+            what = f"neither finished nor failed within {self.settings.playback_timeout:g} s"
+        else:
+            what = f"did not start within {self.settings.playback_start_timeout:g} s"
         self.warning = (
-            f"the {self.state.value} playback {stuck} neither finished nor failed within "
-            f"{self.settings.playback_timeout:g} s; stopped it and carried on as if it had failed"
+            f"the {self.state.value} playback {stuck} {what};"
+            " stopped it and carried on as if it had failed"
         )
         # Exactly the path this playback's own failure would take.
         failed = _TABLE[(self.state, PlaybackFinished)](self, PlaybackFinished(stuck, "failed"))
         return [StopPlayback(stuck), *failed]
+
+    def _on_playback_started(self, event: PlaybackStarted) -> list[Command]:
+        if event.playback_id != self._playing or self._started:
+            return []  # a playback we stopped earlier, or a repeated report
+        self._started = True
+        # From now on the watchdog waits for the end, however long the sound.
+        assert self._playing is not None
+        return [*self._cancel_timer(), *self._watch(self._playing + "-watchdog")]
 
     def _on_key_while_waiting(self, event: ChannelDtmfReceived) -> list[Command]:
         return self._cancel_timer() + self._choose(event.digit)
@@ -325,17 +345,52 @@ class CallFlow:
         self.state = State.STORING
         self.callback_requested = True
         self.outcome = Outcome.CALLBACK
-        return [RequestCallback(self.phone)]
+        timer = self._start_timer(_STORE_TIMER, self.settings.store_timeout)
+        return [RequestCallback(self.phone), *timer]
 
     def _on_stored(self, event: CallbackStored) -> list[Command]:
+        self.callback_stored = True
+        done = self._cancel_timer()
+        if self._closing:
+            return done + self._continue()
         if self.settings.confirmation:
             self.state = State.CONFIRMING
-            return self._play(self.settings.confirmation)
-        return self._goodbye()
+            return done + self._play(self.settings.confirmation)
+        return done + self._goodbye()
 
     def _on_not_stored(self, event: CallbackNotStored) -> list[Command]:
+        return self._cancel_timer() + self._not_stored()
+
+    def _on_store_timeout(self, event: TimerFired) -> list[Command]:
+        if event.timer_id != self._timer:
+            return []
+        self._timer = None
+        self.warning = (
+            f"the callback request was not stored within {self.settings.store_timeout:g} s;"
+            " the caller hears sorry (a late answer is delivered all the same)"
+        )
+        return self._not_stored()
+
+    def _not_stored(self) -> list[Command]:
         self.outcome = Outcome.CALLBACK_FAILED
+        if self._closing:
+            return self._continue()
         return self._sorry()
+
+    def _on_late_stored(self, event: CallbackStored) -> list[Command]:
+        # After store_timeout the caller heard sorry; the request is stored
+        # all the same, so a hand-back to the dialplan must not offer the menu.
+        if self.callback_requested:
+            self.callback_stored = True
+        else:
+            self.anomaly = "can't handle CallbackStored without a request"
+        return []
+
+    def _on_drain_while_storing(self, event: DrainEnded) -> list[Command]:
+        # Where the call goes depends on the answer, which is at most
+        # store_timeout away: continue once it is in.
+        self._closing = True
+        return []
 
     # --- the end ------------------------------------------------------------
 
@@ -378,11 +433,16 @@ class CallFlow:
         commands += self._cancel_timer()
         if self.outcome is None:
             self.outcome = Outcome.SHUTDOWN
-        self.state = State.CONTINUED
-        return [*commands, ContinueInDialplan()]
+        return [*commands, *self._continue()]
 
     def _ignore(self, event: Event) -> list[Command]:
         return []
+
+    def _continue(self) -> list[Command]:
+        self.state = State.CONTINUED
+        if self.callback_stored:
+            return [ContinueInDialplan(self.settings.continue_stored_to)]
+        return [ContinueInDialplan(self.settings.continue_to)]
 
     # --- helpers ------------------------------------------------------------
 
@@ -394,12 +454,17 @@ class CallFlow:
     def _play(self, sound: str) -> list[Command]:
         assert self.channel is not None
         self._playing = self._next_id("p")
-        # The watchdog is named after its playback: ids stay unique per call.
-        self._timer = self._playing + "-watchdog"
+        self._started = False
+        # The watchdogs are named after their playback: ids stay unique per call.
+        self._timer = self._playing + "-start"
         return [
             Play(self._playing, media_uri(sound), self.channel.language),
-            StartTimer(self._timer, self.settings.playback_timeout),
+            StartTimer(self._timer, self.settings.playback_start_timeout),
         ]
+
+    def _watch(self, timer_id: str) -> list[Command]:
+        self._timer = timer_id
+        return [StartTimer(timer_id, self.settings.playback_timeout)]
 
     def _playback_over(self) -> list[Command]:
         # The playback we waited on ended (or was stopped): call off its watchdog.
@@ -449,12 +514,15 @@ def _build_table() -> dict[tuple[State, type], _Handler]:
         (State.WAITING, TimerFired): CallFlow._on_digit_timeout,
         (State.STORING, CallbackStored): CallFlow._on_stored,
         (State.STORING, CallbackNotStored): CallFlow._on_not_stored,
+        (State.STORING, TimerFired): CallFlow._on_store_timeout,
+        (State.STORING, DrainEnded): CallFlow._on_drain_while_storing,
         (State.CONFIRMING, PlaybackFinished): CallFlow._on_confirmation_finished,
         (State.SORRY, PlaybackFinished): CallFlow._on_sorry_finished,
         (State.GOODBYE, PlaybackFinished): CallFlow._on_goodbye_finished,
     }
     for state in _PLAYING:
         table[(state, TimerFired)] = CallFlow._on_playback_stuck
+        table[(state, PlaybackStarted)] = CallFlow._on_playback_started
     for state in _KEY_STOPS_PROMPT:
         table[(state, ChannelDtmfReceived)] = CallFlow._on_key_during_prompt
     # The caller can leave at any moment, even before the flow has started.
@@ -462,12 +530,17 @@ def _build_table() -> dict[tuple[State, type], _Handler]:
         for gone in (ChannelHangupRequest, StasisEnd, ChannelGone):
             table[(state, gone)] = CallFlow._on_caller_gone
     for state in _LIVE:
-        table[(state, DrainEnded)] = CallFlow._on_drain_ended
+        table.setdefault((state, DrainEnded), CallFlow._on_drain_ended)
         # Expected, nothing to do: playbacks report starting; keys outside
         # the menu (during the pause, as Wait() does, or after the choice) and
         # timers or playbacks that were replaced are dropped.
         for expected in _EXPECTED_ANYTIME:
             table.setdefault((state, expected), CallFlow._ignore)
+
+    # An answer from the outbox after store_timeout, while sorry or goodbye plays.
+    for state in (State.SORRY, State.GOODBYE):
+        table[(state, CallbackStored)] = CallFlow._on_late_stored
+        table[(state, CallbackNotStored)] = CallFlow._ignore
     # After the end only late news arrives: the flow has nothing more to say.
     for state in _FINAL:
         for late in _LATE_NEWS:

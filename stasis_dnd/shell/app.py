@@ -90,6 +90,7 @@ class App:
             submit=self._dispatcher.submit,
             metrics=self.metrics,
             id_prefix=boot,
+            store_workers=workers,
         )
         try:
             self._stream = EventStream(
@@ -139,6 +140,7 @@ class App:
         self.check_asterisk()
         self._timers.start()
         self._dispatcher.start()
+        self.calls.start()
         self._stream.start()
         threading.Thread(target=self._sweep_loop, name="sweep", daemon=True).start()
 
@@ -168,6 +170,7 @@ class App:
         self._stream.stop()
         self._timers.stop()
         self._dispatcher.stop()
+        self.calls.stop()
         self._rest.close()
         log.info("event=stopped")
 
@@ -182,6 +185,11 @@ class App:
         for channel_id in self.calls.channel_ids():
             self._dispatcher.submit(channel_id, (now, self._generation, DrainEnded()))
         self._dispatcher.wait_idle(timeout=5)
+        # A call storing its request is continued once the answer is in
+        # (within store_timeout): where it goes depends on that answer.
+        deadline = time.monotonic() + self.settings.ivr.store_timeout + 1.0
+        while len(self.calls) and time.monotonic() < deadline:
+            time.sleep(0.05)
         # A continue that failed just now gets a few retries before the exit.
         deadline = time.monotonic() + FINAL_GRACE
         while self.calls.finals.retrying() and time.monotonic() < deadline:

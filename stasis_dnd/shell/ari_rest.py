@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
-from stasis_dnd.settings import AriSettings
+from stasis_dnd.settings import AriSettings, DialplanTarget
 from stasis_dnd.shell.http_pool import ConnectFailed, HttpPool, Reply
 from stasis_dnd.shell.tls import ari_tls_context, certificate_problem, handshake_problem
 
@@ -132,9 +132,33 @@ class AriRest:
         path = f"/channels/{_segment(channel_id)}/play/{_segment(playback_id)}"
         self._call("POST", path, params, channel_id=channel_id)
 
-    def continue_in_dialplan(self, channel_id: str) -> None:
-        """Send the channel back to the dialplan, to the priority after Stasis()."""
-        self._call("POST", f"/channels/{_segment(channel_id)}/continue", channel_id=channel_id)
+    def continue_in_dialplan(self, channel_id: str, target: DialplanTarget | None = None) -> None:
+        """Send the channel back to the dialplan: to `target`, or to the
+        priority after Stasis() when it is None."""
+        params: dict[str, str] | None = None
+        if target is not None:
+            params = {"context": target.context, "extension": target.extension}
+            # ARI takes a numeric priority or a label, not both.
+            key = "priority" if target.priority.isdigit() else "label"
+            params[key] = target.priority
+        path = f"/channels/{_segment(channel_id)}/continue"
+        self._call("POST", path, params, channel_id=channel_id)
+
+    def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        """Set a channel variable (the dialplan and a later recovery can read it)."""
+        path = f"/channels/{_segment(channel_id)}/variable"
+        self._call("POST", path, {"variable": name, "value": value}, channel_id=channel_id)
+
+    def get_variable(self, channel_id: str, name: str) -> str:
+        """A channel variable's value; "" when it is not set."""
+        path = f"/channels/{_segment(channel_id)}/variable"
+        # Asterisk answers 404 both for an unset variable and a missing channel;
+        # either way there is no value to read.
+        resp = self._call("GET", path, {"variable": name}, missing_ok=True)
+        if resp is None:
+            return ""
+        value = self._json_object(resp, "GET /channels/{id}/variable").get("value")
+        return value if isinstance(value, str) else ""
 
     def hangup(self, channel_id: str) -> None:
         """Hang the channel up with cause "normal"."""

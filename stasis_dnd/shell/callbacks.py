@@ -9,8 +9,12 @@ to the CRM in the background until the CRM has it or it is too old.
 
 `request()` returns once the request is committed to the outbox; only then
 may the caller hear the confirmation. If the outbox cannot be written (disk
-full, read-only, locked) the CRM is tried at once with a short timeout; if
-that fails too the result is `failed` and the caller must not be promised.
+full, read-only, locked), or the write has not finished within `[outbox]
+write_timeout` (a hung disk), the CRM is tried at once with a short timeout;
+if that fails too the result is `failed` and the caller must not be promised.
+A write that finishes after its timeout is kept and delivered as usual,
+unless the direct try delivered it already (then it is marked delivered, with
+the same request id: at worst the CRM sees one repeat it can recognise).
 
 One delivery thread sends pending requests oldest first. When the CRM as a
 whole fails (down, 5xx, timeouts, answers it cannot have meant) the queue
@@ -24,7 +28,9 @@ hourly); dead ones stay until the operator retries or purges them.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import logging
+import queue
 import random
 import threading
 import time
@@ -33,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from stasis_dnd.settings import CrmSettings, OutboxSettings
+from stasis_dnd.settings import DIRECT_CRM_TIMEOUT, CrmSettings, OutboxSettings
 from stasis_dnd.shell.crm import CrmClient, CrmResult, Outcome
 from stasis_dnd.shell.logs import mask_phone
 from stasis_dnd.shell.outbox import DUPLICATE, PENDING, Entry, Outbox, OutboxError
@@ -56,7 +62,7 @@ REFUSED_CAP = 3600.0
 # With a wrong login nothing can be delivered; one try (and one log line) a minute.
 AUTH_PAUSE = 60.0
 # The caller waits in silence during the direct try when the outbox is broken.
-DIRECT_TIMEOUT = 3.0
+DIRECT_TIMEOUT = DIRECT_CRM_TIMEOUT
 # Real seconds between looks at the outbox when idle: notices `outbox retry`
 # run by the operator in another process.
 POLL_INTERVAL = 5.0
@@ -110,6 +116,14 @@ _COUNTERS = (
 )
 
 
+@dataclass
+class _LateWrite:
+    """A write that missed `write_timeout`: what the direct try made of it."""
+
+    direct_delivered: bool | None = None  # None while the direct try runs
+    entry: Entry | None = None  # the row, once the write finished after all
+
+
 class CallbackService:
     """Stores callback requests and delivers them to the CRM; see the module doc."""
 
@@ -142,6 +156,11 @@ class CallbackService:
         self._direct_channels: collections.OrderedDict[str, None] = collections.OrderedDict()
         # Rows the CRM took but the outbox could not mark delivered (disk trouble).
         self._unrecorded: set[int] = set()
+        # One thread writes new requests, so a hung write holds one thread, and
+        # every caller's wait for it is bounded by write_timeout.
+        self._writer: _Writer | None = None
+        self._late: dict[str, _LateWrite] = {}
+        self._late_lock = threading.Lock()
         # Consecutive CRM-wide failures, and until when the queue waits.
         self._failures = 0
         self._paused_until = 0.0
@@ -155,6 +174,7 @@ class CallbackService:
         """Open the outbox (raises OutboxError with a one-sentence reason) and
         start delivering, pending requests first. `deliver=False` only opens it."""
         self._outbox = Outbox.open(self._settings.path)
+        self._writer = _Writer("outbox-writer")
         pending = self._outbox.counts()[PENDING]
         log.info("event=outbox_opened path=%s pending=%d", self._settings.path, pending)
         if deliver:
@@ -171,6 +191,9 @@ class CallbackService:
             if self._thread.is_alive():
                 log.warning("event=outbox_stop_timeout (a CRM request is still in flight)")
             self._thread = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown()
         outbox, self._outbox = self._outbox, None
         if outbox is not None:
             outbox.close()
@@ -190,14 +213,24 @@ class CallbackService:
     def request(self, phone: str, channel_id: str) -> RequestResult:
         """Store a callback request for `phone` (blocking: call from a worker thread)."""
         request_id = str(uuid.uuid4())
+        outbox, writer = self._outbox, self._writer
         try:
-            if self._outbox is None:
+            if outbox is None or writer is None:
                 raise OutboxError("the outbox is not open")
-            entry = self._outbox.add(
-                phone, channel_id, request_id, self._clock(), self._settings.dedupe_window
-            )
+            now, window = self._clock(), self._settings.dedupe_window
+            write = writer.submit(lambda: outbox.add(phone, channel_id, request_id, now, window))
+            entry = write.result(timeout=self._settings.write_timeout)
         except OutboxError as exc:
             return self._send_directly(phone, channel_id, request_id, str(exc))
+        except concurrent.futures.TimeoutError:
+            late = _LateWrite()
+            with self._late_lock:
+                self._late[request_id] = late
+            write.add_done_callback(lambda done: self._late_write_done(request_id, done))
+            why = f"the outbox did not finish writing within {self._settings.write_timeout:g} s"
+            result = self._send_directly(phone, channel_id, request_id, why)
+            self._direct_try_done(request_id, late, result.ok)
+            return result
         if entry.state == DUPLICATE:
             self._count("duplicates")
             log.info(
@@ -278,6 +311,51 @@ class CallbackService:
             str(result),
         )
         return RequestResult(False, FAILED, f"{reason}; CRM: {result}")
+
+    def _direct_try_done(self, request_id: str, late: _LateWrite, delivered: bool) -> None:
+        with self._late_lock:
+            late.direct_delivered = delivered
+            entry = late.entry
+            if entry is not None:
+                del self._late[request_id]
+        if entry is not None:
+            self._settle_late(entry, delivered)
+
+    def _late_write_done(self, request_id: str, write: concurrent.futures.Future[Entry]) -> None:
+        """On the writer thread: a write that missed its timeout has finished."""
+        try:
+            entry = write.result()
+        except Exception as exc:  # OutboxError, or the writer shut down before it ran
+            with self._late_lock:
+                self._late.pop(request_id, None)
+            log.debug("event=late_write_failed request_id=%s error=%r", request_id, str(exc))
+            return
+        with self._late_lock:
+            late = self._late.get(request_id)
+            if late is None:
+                return
+            late.entry = entry
+            delivered = late.direct_delivered
+            if delivered is not None:
+                del self._late[request_id]
+        if delivered is not None:
+            self._settle_late(entry, delivered)
+
+    def _settle_late(self, entry: Entry, delivered: bool) -> None:
+        outbox = self._outbox
+        if delivered and entry.state == PENDING and outbox is not None:
+            try:
+                outbox.mark_delivered(entry.id, self._clock())
+            except OutboxError as exc:
+                log.warning("event=outbox_write_failed id=%d error=%r", entry.id, str(exc))
+        log.warning(
+            "event=callback_stored_late id=%d request_id=%s caller=%s %s",
+            entry.id,
+            entry.request_id,
+            mask_phone(entry.phone),
+            "(already sent directly)" if delivered else "(will be delivered)",
+        )
+        self._wake.set()
 
     def _count(self, name: str, n: int = 1) -> None:
         with self._counts_lock:
@@ -428,3 +506,35 @@ class CallbackService:
             self._auth_pause,
         )
         return self._auth_pause
+
+
+class _Writer:
+    """One daemon thread that runs outbox writes in order. Not a
+    ThreadPoolExecutor: that joins its threads at exit, and a write hung on
+    a dead disk must not keep the process from exiting."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, write: Callable[[], Entry]) -> concurrent.futures.Future[Entry]:
+        future: concurrent.futures.Future[Entry] = concurrent.futures.Future()
+        self._jobs.put((future, write))
+        return future
+
+    def shutdown(self) -> None:
+        """Stop after the writes already submitted (later ones never run)."""
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, write = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(write())
+            except BaseException as exc:  # handed to whoever waits for the write
+                future.set_exception(exc)
+
+
+_Job = tuple["concurrent.futures.Future[Entry]", Callable[[], Entry]]

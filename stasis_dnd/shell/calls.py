@@ -7,6 +7,14 @@ Every outcome of that I/O goes back into the same call's flow as an event
 A call's last command (hang up, continue) outlives the call: `shell.finals`
 carries it through ARI failures, and `sweep` (every minute) takes over
 channels parked in the app that no call owns.
+
+Callback requests are stored on a pool of their own, off the call's worker:
+a disk that hangs delays only the callers who pressed the key, and their
+flow's `store_timeout` still runs (an answer that comes later is kept: a
+request stored late is delivered, the caller having heard sorry). A request
+that went to the CRM directly (the outbox could not store it) is marked on
+the channel (`STASIS_DND_CALLBACK`), so a recovery after a crash, and the
+dialplan's fallback, know the caller is served.
 """
 
 from __future__ import annotations
@@ -44,9 +52,11 @@ from stasis_dnd.core import (
     StopPlayback,
     TimerFired,
 )
+from stasis_dnd.core.flow import State
 from stasis_dnd.settings import IvrSettings
 from stasis_dnd.shell.ari_rest import AriError, AriRest
 from stasis_dnd.shell.ari_rest import ChannelGone as ChannelGoneError
+from stasis_dnd.shell.dispatch import Dispatcher
 from stasis_dnd.shell.finals import Finals, RetryFinal
 from stasis_dnd.shell.logs import mask_phone
 from stasis_dnd.shell.metrics import Metrics
@@ -54,6 +64,12 @@ from stasis_dnd.shell.timers import TimerHandle, TimerWheel
 from stasis_dnd.shell.translate import channel_of
 
 log = logging.getLogger("stasis_dnd")
+
+# Set on a channel whose request went to the CRM directly: recovery and the
+# dialplan's fallback read it (the outbox, which would say so, was broken).
+SENT_VARIABLE = "STASIS_DND_CALLBACK"
+# The callback service's result label for a request sent directly.
+_SENT_DIRECTLY = "sent"
 
 
 class CallbackStore(Protocol):
@@ -104,6 +120,7 @@ class Calls:
         submit: Callable[[str, Item], None],
         metrics: Metrics,
         id_prefix: str,
+        store_workers: int = 4,
     ) -> None:
         self._ivr = ivr
         self._rest = rest
@@ -125,6 +142,16 @@ class Calls:
         self._restarts = itertools.count(1)
         # Channels the last sweep found in the app with no call (the sweep's own thread).
         self._orphans: set[str] = set()
+        self._storing: Dispatcher[str] = Dispatcher(
+            self._store_request, workers=store_workers, name="store"
+        )
+
+    def start(self) -> None:
+        self._storing.start()
+
+    def stop(self) -> None:
+        # Daemon threads: a store hung on a dead disk must not keep the process alive.
+        self._storing.stop(timeout=0.5)
 
     def channel_ids(self) -> list[str]:
         with self._lock:
@@ -142,6 +169,8 @@ class Calls:
         if isinstance(what, Recover):
             self._recover(channel_id, call, what)
             return
+        if isinstance(what, CallbackStored | CallbackNotStored):
+            self._late_answer(channel_id, call, what)
         if call is None:
             if isinstance(what, StasisStart | StasisEnd | ChannelHangupRequest):
                 # Left (or back in) the app: a final command still pending is moot.
@@ -214,7 +243,7 @@ class Calls:
                 if handle is not None:
                     handle.cancel()
             elif isinstance(command, RequestCallback):
-                return self._request_callback(call, command.phone)
+                self._request_callback(call, command.phone)
             elif isinstance(command, Answer):
                 self._observe(call)
                 self._rest.answer(channel_id)
@@ -233,13 +262,41 @@ class Calls:
             )
         return None
 
-    def _request_callback(self, call: Call, phone: str) -> Event:
-        ok, result, reason = self._store.request(phone, call.channel_id)
+    def _request_callback(self, call: Call, phone: str) -> None:
+        # The answer comes back through the dispatcher, as CallbackStored/NotStored.
+        self._storing.submit(call.channel_id, phone)
+
+    def _store_request(self, channel_id: str, phone: str) -> None:
+        """On a storing thread: store the request, tell the call how it went."""
+        try:
+            ok, result, reason = self._store.request(phone, channel_id)
+        except Exception as error:  # a bug must not leave the caller waiting in silence
+            log.exception("event=store_error channel=%s", channel_id)
+            ok, result, reason = False, "failed", f"internal error: {error!r}"
         self._metrics.callback_requests.labels(result).inc()
-        if ok:
-            return CallbackStored()
-        # The callback service has already logged why, at critical level.
-        return CallbackNotStored(reason)
+        if result == _SENT_DIRECTLY:
+            try:
+                self._rest.set_variable(channel_id, SENT_VARIABLE, "sent")
+            except AriError as error:
+                # Only a crash before the call ends would need it: not worth failing for.
+                log.warning("event=mark_sent_failed channel=%s error=%r", channel_id, str(error))
+        # A failure was logged by the callback service already, at critical level.
+        event: Event = CallbackStored() if ok else CallbackNotStored(reason)
+        self._submit(channel_id, (time.monotonic(), 0, event))
+
+    def _late_answer(
+        self, channel_id: str, call: Call | None, answer: CallbackStored | CallbackNotStored
+    ) -> None:
+        if call is not None and call.flow.state is State.STORING:
+            return  # in time
+        stored = isinstance(answer, CallbackStored)
+        log.log(
+            logging.WARNING if call is not None else logging.DEBUG,
+            "event=callback_answer_late channel=%s stored=%s%s",
+            channel_id,
+            stored,
+            " (the caller heard sorry; the request will be delivered)" if stored else "",
+        )
 
     def _timer_callback(self, channel_id: str, timer_id: str) -> Callable[[], None]:
         def fire() -> None:
@@ -303,12 +360,20 @@ class Calls:
             if call.flow.playing is not None:
                 self._stop_quietly(call.flow.playing)
             self._finish(call, quiet=True)
-        stored = self._store.stored_for_channel(channel_id)
+        stored = self._store.stored_for_channel(channel_id) or self._marked_sent(channel_id)
         fresh = self._new_call(channel_id, restarted=True)
         fresh.connection = recover.generation  # a second Recover of this connection finds it
         self._metrics.recovered.inc()
         log.info("event=recovered channel=%s callback_stored=%s", channel_id, stored)
         self._feed(fresh, CallRecovered(channel, callback_stored=stored))
+
+    def _marked_sent(self, channel_id: str) -> bool:
+        try:
+            return bool(self._rest.get_variable(channel_id, SENT_VARIABLE))
+        except AriError as error:
+            # Answering no offers the menu again; a repeat is deduplicated.
+            log.warning("event=recover_read_failed channel=%s error=%r", channel_id, str(error))
+            return False
 
     def _stop_quietly(self, playback_id: str) -> None:
         with contextlib.suppress(AriError):  # it may have ended on its own meanwhile

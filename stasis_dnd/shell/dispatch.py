@@ -38,13 +38,15 @@ class Dispatcher(Generic[Item]):
     """Runs `handle(key, item)` for every submitted item: in order per key,
     concurrently across keys, on `workers` threads."""
 
-    def __init__(self, handle: Callable[[str, Item], None], workers: int = 16) -> None:
+    def __init__(
+        self, handle: Callable[[str, Item], None], workers: int = 16, *, name: str = "call-worker"
+    ) -> None:
         self._handle = handle
         self._lock = threading.Lock()
         self._boxes: dict[str, _Mailbox[Item]] = {}
         self._ready: queue.SimpleQueue[_Mailbox[Item] | None] = queue.SimpleQueue()
         self._threads = [
-            threading.Thread(target=self._work, name=f"call-worker-{n}", daemon=True)
+            threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True)
             for n in range(workers)
         ]
         self._idle = threading.Condition(self._lock)

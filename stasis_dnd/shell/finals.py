@@ -142,7 +142,7 @@ class Finals:
             if isinstance(command, Hangup):
                 self._rest.hangup(channel_id)
             else:
-                self._rest.continue_in_dialplan(channel_id)
+                self._rest.continue_in_dialplan(channel_id, command.target)
         except ChannelGoneError:
             pass  # gone already, or out of the app: what we wanted
         except AriError as error:

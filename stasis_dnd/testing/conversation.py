@@ -78,8 +78,9 @@ class Conversation:
     (default), "not_stored", or "manual" (the test calls `callback_stored()`
     or `callback_not_stored()` itself). `missing_sounds` fail to play, as a
     sound file absent on the Asterisk would. `stuck_sounds` are accepted but
-    never start nor end, as on an Asterisk 22 just after a freeze: only the
-    flow's watchdog (`playback_timeout`) gets the call going again.
+    never start nor end, as on an Asterisk 22 just after a freeze: the flow's
+    start watchdog (`playback_start_timeout`) gets the call going again.
+    `endless_sounds` start and never end: only `playback_timeout` helps.
     `sound_seconds` gives lengths of particular sounds (by name, e.g.
     "vm-goodbye").
     """
@@ -97,6 +98,7 @@ class Conversation:
         callbacks: CallbackMode = "stored",
         missing_sounds: Iterable[str] = (),
         stuck_sounds: Iterable[str] = (),
+        endless_sounds: Iterable[str] = (),
         sound_seconds: dict[str, float] | None = None,
         recovered: bool = False,
         callback_already_stored: bool = False,
@@ -113,6 +115,7 @@ class Conversation:
         self.commands: list[Command] = []  # every command, in order
         self._missing = {media_uri(s) for s in missing_sounds}
         self._stuck = {media_uri(s) for s in stuck_sounds}
+        self._endless = {media_uri(s) for s in endless_sounds}
         self._seconds = {media_uri(k): v for k, v in (sound_seconds or {}).items()}
         self._unchecked: deque[Command] = deque()
         self._inbox: deque[Event] = deque()
@@ -214,9 +217,13 @@ class Conversation:
     def expect_hangup(self) -> None:
         self._expect(Hangup, "hang up")
 
-    def expect_continue(self) -> None:
-        """The call is sent back to the dialplan (its fallback serves it)."""
-        self._expect(ContinueInDialplan, "continue in the dialplan")
+    def expect_continue(self, target: str | None = None) -> None:
+        """The call is sent back to the dialplan (its fallback serves it);
+        `target` ("context,extension,priority") checks where, if given."""
+        command = self._expect(ContinueInDialplan, "continue in the dialplan")
+        where = str(command.target) if command.target else "after Stasis()"
+        if target is not None and where != target:
+            self._fail(f"continue in the dialplan at {target}", f"continued at {where}")
 
     def expect_nothing_more(self) -> None:
         """Whatever time passes, the flow does nothing the caller would notice."""
@@ -257,6 +264,10 @@ class Conversation:
                 return
             self.heard.append(command.media)
             self._inbox.append(PlaybackStarted(command.playback_id))
+            if command.media in self._endless:
+                self._say("asterisk", f"starts {command.media} and never ends it")
+                self._playing = (command.playback_id, (float("inf"), -1, StasisEnd()))
+                return
             if command.media in self._missing:
                 self._say("asterisk", f"cannot find {command.media}")
                 self._inbox.append(PlaybackFinished(command.playback_id, "failed"))
@@ -348,5 +359,6 @@ def _describe(command: Command) -> str:
     if isinstance(command, Hangup):
         return "hang up"
     if isinstance(command, ContinueInDialplan):
-        return "continue in the dialplan"
+        where = f" at {command.target}" if command.target else ""
+        return f"continue in the dialplan{where}"
     return "answer the channel"

@@ -34,7 +34,7 @@ from stasis_dnd.core import (
     StopPlayback,
     TimerFired,
 )
-from stasis_dnd.settings import IvrSettings
+from stasis_dnd.settings import DialplanTarget, IvrSettings
 
 CH = Channel("ch1", "Up", "Ivan", "+7 900 123-45-67", "ru")
 PROMPT = "sound:custom/IVR_DND_OPERATORS"
@@ -43,13 +43,17 @@ GOODBYE = "sound:vm-goodbye"
 
 
 def play(playback_id: str, media: str) -> list[Command]:
-    """What the flow issues to play `media`: the playback and its watchdog."""
-    return [Play(playback_id, media, "ru"), StartTimer(playback_id + "-watchdog", 120.0)]
+    """What the flow issues to play `media`: the playback and its start watchdog."""
+    return [Play(playback_id, media, "ru"), StartTimer(playback_id + "-start", 5.0)]
 
 
 def off(playback_id: str) -> CancelTimer:
-    """The watchdog of a playback that ended, called off."""
-    return CancelTimer(playback_id + "-watchdog")
+    """The start watchdog of a playback that ended (no PlaybackStarted seen), called off."""
+    return CancelTimer(playback_id + "-start")
+
+
+MENU_TARGET = ContinueInDialplan(DialplanTarget("dnd-fallback", "s", "1"))
+STORED_TARGET = ContinueInDialplan(DialplanTarget("dnd-fallback", "hang", "1"))
 
 
 def started(settings: IvrSettings | None = None, channel: Channel = CH) -> CallFlow:
@@ -119,7 +123,10 @@ def test_callerid_number_then_name() -> None:
 
 def test_breakout_goes_straight_to_the_callback() -> None:
     flow = CallFlow()
-    assert flow.handle(StasisStart(CH, ("breakout", "1"))) == [RequestCallback("+79001234567")]
+    assert flow.handle(StasisStart(CH, ("breakout", "1"))) == [
+        RequestCallback("+79001234567"),
+        StartTimer("ch1-store1", 10.0),
+    ]
     assert flow.state is State.STORING
 
 
@@ -127,7 +134,10 @@ def test_breakout_on_a_ringing_channel_answers_and_pauses_first() -> None:
     flow = CallFlow()
     event = StasisStart(replace(CH, state="Ring"), ("BREAKOUT", "1"))
     assert flow.handle(event) == [Answer(), StartTimer("ch1-pause1", 1.0)]
-    assert flow.handle(TimerFired("ch1-pause1")) == [RequestCallback("+79001234567")]
+    assert flow.handle(TimerFired("ch1-pause1")) == [
+        RequestCallback("+79001234567"),
+        StartTimer("ch1-store2", 10.0),
+    ]
 
 
 def test_breakout_with_another_key_hears_the_menu() -> None:
@@ -140,19 +150,29 @@ def test_breakout_with_another_key_hears_the_menu() -> None:
 
 def test_key_during_prompt_stops_it_and_requests_the_callback() -> None:
     flow = started()
-    assert flow.handle(PlaybackStarted("ch1-p1")) == []
+    # Once it has started, the prompt's watchdog waits for its end instead.
+    assert flow.handle(PlaybackStarted("ch1-p1")) == [
+        off("ch1-p1"),
+        StartTimer("ch1-p1-watchdog", 120.0),
+    ]
+    assert flow.handle(PlaybackStarted("ch1-p1")) == []  # a repeated report
     assert flow.handle(ChannelDtmfReceived("1")) == [
         StopPlayback("ch1-p1"),
-        off("ch1-p1"),
+        CancelTimer("ch1-p1-watchdog"),
         RequestCallback("+79001234567"),
+        StartTimer("ch1-store2", 10.0),
     ]
     # The stopped prompt reports its end later: expected, nothing to do.
     assert flow.handle(PlaybackFinished("ch1-p1")) == []
     assert flow.handle(ChannelDtmfReceived("1")) == []
-    assert flow.handle(CallbackStored()) == play("ch1-p2", GOODBYE)
-    assert flow.handle(PlaybackStarted("ch1-p2")) == []
+    assert flow.handle(PlaybackStarted("ch1-p1")) == []  # late news of the stopped prompt
+    assert flow.handle(CallbackStored()) == [CancelTimer("ch1-store2"), *play("ch1-p3", GOODBYE)]
+    assert flow.handle(PlaybackStarted("ch1-p3")) == [
+        off("ch1-p3"),
+        StartTimer("ch1-p3-watchdog", 120.0),
+    ]
     assert flow.handle(ChannelDtmfReceived("2")) == []
-    assert flow.handle(PlaybackFinished("ch1-p2")) == [off("ch1-p2"), Hangup()]
+    assert flow.handle(PlaybackFinished("ch1-p3")) == [CancelTimer("ch1-p3-watchdog"), Hangup()]
     assert flow.outcome is Outcome.CALLBACK
     assert flow.ending is Ending.HUNG_UP
 
@@ -162,6 +182,7 @@ def test_key_after_prompt_cancels_the_timer() -> None:
     assert flow.handle(ChannelDtmfReceived("1")) == [
         CancelTimer("ch1-digit2"),
         RequestCallback("+79001234567"),
+        StartTimer("ch1-store3", 10.0),
     ]
 
 
@@ -203,6 +224,7 @@ def test_custom_digit_and_timeout() -> None:
     assert flow.handle(ChannelDtmfReceived("5")) == [
         CancelTimer("ch1-digit2"),
         RequestCallback("+79001234567"),
+        StartTimer("ch1-store3", 10.0),
     ]
 
 
@@ -230,6 +252,7 @@ def test_key_during_the_notice_counts_as_the_answer() -> None:
         StopPlayback("ch1-p3"),
         off("ch1-p3"),
         RequestCallback("+79001234567"),
+        StartTimer("ch1-store4", 10.0),
     ]
 
 
@@ -245,19 +268,50 @@ def test_attempts_without_notice_repeat_the_menu_at_once() -> None:
 def test_confirmation_is_played_after_the_request_is_stored() -> None:
     flow = waiting(IvrSettings(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
     flow.handle(ChannelDtmfReceived("1"))
-    assert flow.handle(CallbackStored()) == play(
-        "ch1-p3", "sound:custom/IVR_DND_CALLBACK_CONFIRMED"
-    )
+    assert flow.handle(CallbackStored()) == [
+        CancelTimer("ch1-store3"),
+        *play("ch1-p4", "sound:custom/IVR_DND_CALLBACK_CONFIRMED"),
+    ]
     assert flow.state is State.CONFIRMING
     assert flow.handle(PlaybackFinished("other")) == []
-    assert flow.handle(PlaybackFinished("ch1-p3")) == [off("ch1-p3"), *play("ch1-p4", GOODBYE)]
+    assert flow.handle(PlaybackFinished("ch1-p4")) == [off("ch1-p4"), *play("ch1-p5", GOODBYE)]
 
 
 def test_request_that_cannot_be_stored_gets_sorry_not_a_promise() -> None:
     flow = waiting()
     flow.handle(ChannelDtmfReceived("1"))
-    assert flow.handle(CallbackNotStored("disk full")) == play("ch1-p3", SORRY)
+    assert flow.handle(CallbackNotStored("disk full")) == [
+        CancelTimer("ch1-store3"),
+        *play("ch1-p4", SORRY),
+    ]
     assert flow.outcome is Outcome.CALLBACK_FAILED
+    assert not flow.callback_stored
+
+
+def test_storing_that_hangs_past_store_timeout_gets_sorry() -> None:
+    flow = waiting(IvrSettings(store_timeout=4))
+    assert flow.handle(ChannelDtmfReceived("1"))[-1] == StartTimer("ch1-store3", 4)
+    assert flow.handle(TimerFired("stale")) == []
+    assert flow.state is State.STORING
+    assert flow.handle(TimerFired("ch1-store3")) == play("ch1-p4", SORRY)
+    assert flow.outcome is Outcome.CALLBACK_FAILED
+    assert flow.warning is not None and "not stored within 4 s" in flow.warning
+    # The late answer: no promise now, but a hand-back must not offer the menu again.
+    assert flow.handle(CallbackStored()) == []
+    assert flow.anomaly is None
+    assert flow.callback_stored
+    assert flow.handle(DrainEnded()) == [StopPlayback("ch1-p4"), off("ch1-p4"), STORED_TARGET]
+
+
+def test_late_failure_after_store_timeout_changes_nothing() -> None:
+    flow = waiting()
+    flow.handle(ChannelDtmfReceived("1"))
+    flow.handle(TimerFired("ch1-store3"))
+    assert flow.handle(CallbackNotStored("disk")) == []
+    assert flow.anomaly is None
+    assert flow.handle(PlaybackFinished("ch1-p4")) == [off("ch1-p4"), *play("ch1-p5", GOODBYE)]
+    assert flow.handle(CallbackStored()) == []  # still in time for goodbye
+    assert flow.callback_stored
 
 
 def test_media_uris_pass_through() -> None:
@@ -277,7 +331,7 @@ def test_failed_prompt_continues_in_dialplan_by_default() -> None:
     flow = started()
     assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [
         off("ch1-p1"),
-        ContinueInDialplan(),
+        MENU_TARGET,
     ]
     assert flow.outcome is Outcome.PROMPT_FAILED
     assert flow.ending is Ending.CONTINUED
@@ -372,7 +426,7 @@ def test_drain_stops_the_prompt_and_continues() -> None:
     assert flow.handle(DrainEnded()) == [
         StopPlayback("ch1-p1"),
         off("ch1-p1"),
-        ContinueInDialplan(),
+        MENU_TARGET,
     ]
     assert flow.outcome is Outcome.SHUTDOWN
     assert flow.ending is Ending.CONTINUED
@@ -380,13 +434,57 @@ def test_drain_stops_the_prompt_and_continues() -> None:
 
 def test_drain_cancels_the_digit_timer() -> None:
     flow = waiting()
-    assert flow.handle(DrainEnded()) == [CancelTimer("ch1-digit2"), ContinueInDialplan()]
+    assert flow.handle(DrainEnded()) == [CancelTimer("ch1-digit2"), MENU_TARGET]
 
 
-def test_drain_keeps_a_callback_outcome() -> None:
+def test_drain_while_storing_waits_for_the_answer_then_continues_to_goodbye() -> None:
     flow = waiting()
     flow.handle(ChannelDtmfReceived("1"))
-    assert flow.handle(DrainEnded()) == [ContinueInDialplan()]
+    assert flow.handle(DrainEnded()) == []  # the answer decides where the call goes
+    assert flow.state is State.STORING
+    assert flow.handle(CallbackStored()) == [CancelTimer("ch1-store3"), STORED_TARGET]
+    assert flow.outcome is Outcome.CALLBACK
+    assert flow.ending is Ending.CONTINUED
+
+
+def test_drain_while_storing_a_request_that_failed_continues_to_the_menu() -> None:
+    flow = waiting()
+    flow.handle(ChannelDtmfReceived("1"))
+    flow.handle(DrainEnded())
+    assert flow.handle(CallbackNotStored("disk full")) == [CancelTimer("ch1-store3"), MENU_TARGET]
+    assert flow.outcome is Outcome.CALLBACK_FAILED
+
+
+def test_drain_while_storing_is_bounded_by_the_store_timeout() -> None:
+    flow = waiting()
+    flow.handle(ChannelDtmfReceived("1"))
+    flow.handle(DrainEnded())
+    assert flow.handle(TimerFired("ch1-store3")) == [MENU_TARGET]
+    assert flow.ending is Ending.CONTINUED
+
+
+def test_drain_after_the_request_is_stored_continues_to_goodbye_not_the_menu() -> None:
+    flow = waiting(IvrSettings(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
+    flow.handle(ChannelDtmfReceived("1"))
+    flow.handle(CallbackStored())  # the confirmation (ch1-p4) plays
+    assert flow.handle(DrainEnded()) == [StopPlayback("ch1-p4"), off("ch1-p4"), STORED_TARGET]
+    assert flow.outcome is Outcome.CALLBACK
+
+
+def test_continue_targets_are_configurable_and_none_means_after_stasis() -> None:
+    settings = IvrSettings(continue_to=None, continue_stored_to=DialplanTarget("bye", "s", "done"))
+    flow = waiting(settings)
+    assert flow.handle(DrainEnded()) == [CancelTimer("ch1-digit2"), ContinueInDialplan()]
+    flow = waiting(settings)
+    flow.handle(ChannelDtmfReceived("1"))
+    flow.handle(CallbackStored())
+    assert flow.handle(DrainEnded())[-1] == ContinueInDialplan(DialplanTarget("bye", "s", "done"))
+
+
+def test_recovered_stored_caller_during_shutdown_continues_to_goodbye() -> None:
+    flow = CallFlow()
+    flow.handle(DrainEnded())
+    assert flow.handle(CallRecovered(CH, callback_stored=True)) == [STORED_TARGET]
     assert flow.outcome is Outcome.CALLBACK
 
 
@@ -407,6 +505,6 @@ def test_caller_arriving_during_shutdown_goes_back_to_the_dialplan() -> None:
     flow = CallFlow()
     assert flow.handle(DrainEnded()) == []
     assert flow.anomaly is None
-    assert flow.handle(StasisStart(replace(CH, state="Ring"), ())) == [ContinueInDialplan()]
+    assert flow.handle(StasisStart(replace(CH, state="Ring"), ())) == [MENU_TARGET]
     assert flow.outcome is Outcome.SHUTDOWN
     assert flow.ending is Ending.CONTINUED

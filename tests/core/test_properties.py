@@ -18,8 +18,11 @@ from stasis_dnd.core import (
     ChannelGone,
     ChannelHangupRequest,
     Command,
+    ContinueInDialplan,
     DrainEnded,
     Event,
+    Outcome,
+    Play,
     PlaybackFinished,
     PlaybackStarted,
     RequestCallback,
@@ -32,7 +35,7 @@ from stasis_dnd.core import (
     normalize_number,
 )
 from stasis_dnd.core.callerid import phone_of
-from stasis_dnd.settings import IvrSettings
+from stasis_dnd.settings import DEFAULT_CONTINUE, DEFAULT_CONTINUE_STORED, IvrSettings
 
 # Stand-ins for "the playback the flow waits on" and "the timer it runs now",
 # so random sequences often hit the live ids, not only stale ones.
@@ -41,8 +44,9 @@ RUNNING = "<running timer>"
 DIGITS = st.sampled_from([*list("0123456789*#ABCD"), "", "11", "x"])
 IDS = st.sampled_from(["ch1-p1", "ch1-p2", "ch1-p3", "ch1-p4", "ch1-p5", "other", PLAYING])
 TIMERS = st.sampled_from(
-    ["ch1-pause1", "ch1-digit2", "ch1-digit3", "ch1-p1-watchdog", "ch1-p2-watchdog", "nope"]
-    + [RUNNING] * 3
+    ["ch1-pause1", "ch1-digit2", "ch1-digit3", "ch1-store2", "ch1-store3"]
+    + ["ch1-p1-start", "ch1-p1-watchdog", "ch1-p2-start", "ch1-p2-watchdog", "nope"]
+    + [RUNNING] * 5
 )
 CHANNELS = st.builds(
     Channel,
@@ -79,19 +83,34 @@ IVR_SETTINGS = st.builds(
     answer_pause=st.sampled_from([0.0, 1.0]),
     callerid_source=st.sampled_from(["number", "name", "number_then_name"]),
     on_prompt_failure=st.sampled_from(["continue", "sorry", "wait"]),
+    continue_to=st.sampled_from([None, DEFAULT_CONTINUE]),
+    continue_stored_to=st.sampled_from([None, DEFAULT_CONTINUE_STORED, DEFAULT_CONTINUE]),
 )
 GONE = (ChannelHangupRequest, StasisEnd, ChannelGone)
-# Waiting for the shell to store a request is bounded by the shell itself.
-UNTIMED = (State.NEW, State.STORING)
 
 
 def resolve(event: Event, flow: CallFlow, running: set[str]) -> Event:
     """The event with its stand-in replaced by the live playback or timer id."""
     if isinstance(event, PlaybackFinished) and event.playback_id == PLAYING:
         return PlaybackFinished(flow.playing or "none", event.state)
+    if isinstance(event, PlaybackStarted) and event.playback_id == PLAYING:
+        return PlaybackStarted(flow.playing or "none")
     if isinstance(event, TimerFired) and event.timer_id == RUNNING:
         return TimerFired(min(running, default="none"))
     return event
+
+
+def check_command(command: Command, ivr: IvrSettings, running: set[str], *, stored: bool) -> None:
+    """One command's own promises; keeps `running` (the live timers) up to date."""
+    if isinstance(command, RequestCallback):
+        assert re.fullmatch(r"\+?[0-9]+", command.phone)
+    if isinstance(command, StartTimer):
+        assert command.seconds >= 0
+        running.add(command.timer_id)
+    if isinstance(command, CancelTimer):
+        running.remove(command.timer_id)  # only a timer that runs
+    if isinstance(command, ContinueInDialplan):
+        assert command.target == (ivr.continue_stored_to if stored else ivr.continue_to)
 
 
 @settings(max_examples=1500)
@@ -100,7 +119,8 @@ def test_random_sequences_keep_the_promises(
     ivr: IvrSettings, before: list[Event], start: Event, after: list[Event]
 ) -> None:
     """Whatever happens: no callback without the key, nothing after a hang-up,
-    one ending, and every wait but the shell's bounded by exactly one timer."""
+    one ending, every wait bounded by exactly one timer, and a hand-back to
+    the dialplan never offers the menu again to a caller whose request is stored."""
     flow = CallFlow(ivr)
     events = [*before, start, *after]
     accept_seen = False
@@ -108,6 +128,7 @@ def test_random_sequences_keep_the_promises(
     requests: list[RequestCallback] = []
     endings = []
     running: set[str] = set()  # timers started, neither cancelled nor fired
+    stored_told = False  # the flow accepted a CallbackStored, or recovered a stored caller
     for drawn in events:
         event = resolve(drawn, flow, running)
         if isinstance(event, TimerFired):
@@ -118,24 +139,29 @@ def test_random_sequences_keep_the_promises(
             accept_seen = True
         if isinstance(event, CallRecovered) and event.callback_stored:
             accept_seen = True  # the digit was pressed before the restart
+        state_before = flow.state
         commands: list[Command] = flow.handle(event)  # never raises
+        if flow.callback_stored and not stored_told:
+            assert isinstance(event, CallbackStored | CallRecovered), "stored without being told"
+            assert flow.callback_requested
+            stored_told = True
         if gone:
             assert commands == [], "a command after the caller hung up"
         for command in commands:
             if isinstance(command, RequestCallback):
                 assert accept_seen, "a callback request without the accepted key"
-                assert re.fullmatch(r"\+?[0-9]+", command.phone)
                 requests.append(command)
-            if isinstance(command, StartTimer):
-                assert command.seconds >= 0
-                running.add(command.timer_id)
-            if isinstance(command, CancelTimer):
-                running.remove(command.timer_id)  # only a timer that runs
+            check_command(command, ivr, running, stored=stored_told)
         if flow.warning is not None:
-            # Only a stuck playback's watchdog warns, and the playback is stopped.
+            # Only a watchdog warns: a stuck playback is stopped; a store that
+            # hangs gets sorry (or, at shutdown, the dialplan).
             assert isinstance(event, TimerFired)
-            assert isinstance(commands[0], StopPlayback)
-        if flow.ending is None and flow.state not in UNTIMED:
+            if state_before is State.STORING:
+                assert isinstance(commands[0], Play | ContinueInDialplan)
+                assert flow.outcome is Outcome.CALLBACK_FAILED
+            else:
+                assert isinstance(commands[0], StopPlayback)
+        if flow.ending is None and flow.state is not State.NEW:
             assert len(running) == 1, f"{len(running)} timers run in state {flow.state.value}"
         if isinstance(event, GONE):
             gone = True

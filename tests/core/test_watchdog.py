@@ -1,10 +1,15 @@
-"""The playback watchdog: a playback that never ends is treated as failed.
+"""The playback watchdogs: a playback that never starts, or starts and never
+ends, is treated as failed.
 
-Seen on Asterisk 22 after a long freeze: a play request answered 201, then
-neither PlaybackStarted nor PlaybackFinished, ever.
+Both seen on Asterisk 22 after a long freeze: a play request answered 201,
+then neither PlaybackStarted nor PlaybackFinished, ever (the start watchdog,
+`playback_start_timeout`, catches it in seconds); `playback_timeout` bounds
+a playback that started and never ends.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
@@ -23,6 +28,7 @@ from stasis_dnd.core import (
     Outcome,
     Play,
     PlaybackFinished,
+    PlaybackStarted,
     RequestCallback,
     StartTimer,
     StasisStart,
@@ -30,7 +36,7 @@ from stasis_dnd.core import (
     StopPlayback,
     TimerFired,
 )
-from stasis_dnd.settings import IvrSettings
+from stasis_dnd.settings import DEFAULT_CONTINUE, IvrSettings
 
 CH = Channel("ch1", "Up", "", "+79001234567", "en")
 PROMPT = "sound:custom/IVR_DND_OPERATORS"
@@ -38,42 +44,97 @@ NOTICE = "sound:option-is-invalid"
 CONFIRMATION = "sound:custom/IVR_DND_CALLBACK_CONFIRMED"
 SORRY = "sound:sorry-youre-having-problems"
 GOODBYE = "sound:vm-goodbye"
+TO_MENU = ContinueInDialplan(DEFAULT_CONTINUE)
 
 
-def play(playback_id: str, media: str, timeout: float = 120.0) -> list[Command]:
-    return [Play(playback_id, media, "en"), StartTimer(playback_id + "-watchdog", timeout)]
+def play(playback_id: str, media: str, start_timeout: float = 5.0) -> list[Command]:
+    return [Play(playback_id, media, "en"), StartTimer(playback_id + "-start", start_timeout)]
+
+
+def begins(flow: CallFlow, playback_id: str, timeout: float = 120.0) -> None:
+    """Asterisk reports the playback started: the start watchdog gives way to the end one."""
+    assert flow.handle(PlaybackStarted(playback_id)) == [
+        CancelTimer(playback_id + "-start"),
+        StartTimer(playback_id + "-watchdog", timeout),
+    ]
 
 
 def stuck(playback_id: str) -> TimerFired:
-    """The watchdog of `playback_id` fires: it neither finished nor failed."""
+    """The end watchdog of `playback_id` fires: it started, never finished nor failed."""
     return TimerFired(playback_id + "-watchdog")
 
 
+def never_started(playback_id: str) -> TimerFired:
+    """The start watchdog of `playback_id` fires: Asterisk never reported it started."""
+    return TimerFired(playback_id + "-start")
+
+
 def started(settings: IvrSettings | None = None) -> CallFlow:
+    """A flow whose menu prompt ch1-p1 is playing (Asterisk reported its start)."""
     flow = CallFlow(settings)
-    timeout = flow.settings.playback_timeout
-    assert flow.handle(StasisStart(CH, ())) == play("ch1-p1", PROMPT, timeout)
+    start = flow.settings.playback_start_timeout
+    assert flow.handle(StasisStart(CH, ())) == play("ch1-p1", PROMPT, start)
+    begins(flow, "ch1-p1", flow.settings.playback_timeout)
     return flow
 
 
-def test_every_playback_is_watched_for_playback_timeout() -> None:
-    flow = started(IvrSettings(playback_timeout=7))
+def test_every_playback_is_watched_for_its_start_then_for_playback_timeout() -> None:
+    flow = started(IvrSettings(playback_timeout=7, playback_start_timeout=2))
     assert flow.handle(ChannelDtmfReceived("1")) == [
         StopPlayback("ch1-p1"),
         CancelTimer("ch1-p1-watchdog"),
         RequestCallback("+79001234567"),
+        StartTimer("ch1-store2", 10.0),
     ]
-    assert flow.handle(CallbackStored()) == play("ch1-p2", GOODBYE, 7)
+    assert flow.handle(CallbackStored()) == [
+        CancelTimer("ch1-store2"),
+        *play("ch1-p3", GOODBYE, 2),
+    ]
+    begins(flow, "ch1-p3", 7)
+    assert flow.handle(PlaybackFinished("ch1-p3")) == [CancelTimer("ch1-p3-watchdog"), Hangup()]
 
 
-def test_playback_timeout_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="playback_timeout must be greater than 0"):
-        IvrSettings(playback_timeout=0)
+@pytest.mark.parametrize("name", ["playback_timeout", "playback_start_timeout", "store_timeout"])
+def test_timeouts_must_be_positive(name: str) -> None:
+    zero: dict[str, Any] = {name: 0.0}
+    with pytest.raises(ValueError, match=f"{name} must be greater than 0"):
+        IvrSettings(**zero)
+
+
+def test_menu_prompt_that_never_starts_counts_as_failed_after_the_start_timeout() -> None:
+    flow = CallFlow()
+    flow.handle(StasisStart(CH, ()))
+    assert flow.handle(never_started("ch1-p1")) == [StopPlayback("ch1-p1"), TO_MENU]
+    assert flow.outcome is Outcome.PROMPT_FAILED
+    assert flow.warning == (
+        "the menu playback ch1-p1 did not start within 5 s; "
+        "stopped it and carried on as if it had failed"
+    )
+    # A start reported after the watchdog gave up is late news.
+    assert flow.handle(PlaybackStarted("ch1-p1")) == []
+
+
+def test_goodbye_that_never_starts_still_hangs_up() -> None:
+    flow = CallFlow()
+    flow.handle(StasisStart(CH, ("breakout", "1")))
+    flow.handle(CallbackStored())  # goodbye, ch1-p2
+    assert flow.handle(never_started("ch1-p2")) == [StopPlayback("ch1-p2"), Hangup()]
+    assert flow.outcome is Outcome.CALLBACK
+
+
+def test_a_start_watchdog_of_a_replaced_playback_is_ignored() -> None:
+    flow = CallFlow(IvrSettings(attempts=2))
+    flow.handle(StasisStart(CH, ()))
+    flow.handle(PlaybackFinished("ch1-p1"))  # ended without a start report (failed early)
+    flow.handle(TimerFired("ch1-digit2"))  # the menu again, as ch1-p3
+    assert flow.handle(never_started("ch1-p1")) == []
+    assert flow.handle(PlaybackStarted("ch1-p1")) == []
+    assert flow.playing == "ch1-p3"
 
 
 def test_stuck_menu_prompt_stops_it_and_continues_in_the_dialplan() -> None:
     flow = started()
-    assert flow.handle(stuck("ch1-p1")) == [StopPlayback("ch1-p1"), ContinueInDialplan()]
+    assert flow.handle(stuck("ch1-p1")) == [StopPlayback("ch1-p1"), TO_MENU]
     assert flow.outcome is Outcome.PROMPT_FAILED
     assert flow.ending is Ending.CONTINUED
     assert flow.anomaly is None
@@ -105,6 +166,7 @@ def test_stuck_notice_still_repeats_the_menu() -> None:
     flow = started(IvrSettings(attempts=2, invalid_prompt="option-is-invalid"))
     flow.handle(ChannelDtmfReceived("7"))
     assert flow.state is State.NOTICE
+    begins(flow, "ch1-p2")
     assert flow.handle(stuck("ch1-p2")) == [StopPlayback("ch1-p2"), *play("ch1-p3", PROMPT)]
     # The first prompt's watchdog was called off when the key stopped it.
     assert flow.handle(stuck("ch1-p1")) == []
@@ -114,8 +176,12 @@ def test_stuck_notice_still_repeats_the_menu() -> None:
 def test_stuck_confirmation_goes_on_to_goodbye() -> None:
     flow = started(IvrSettings(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
     flow.handle(ChannelDtmfReceived("1"))
-    assert flow.handle(CallbackStored()) == play("ch1-p2", CONFIRMATION)
-    assert flow.handle(stuck("ch1-p2")) == [StopPlayback("ch1-p2"), *play("ch1-p3", GOODBYE)]
+    assert flow.handle(CallbackStored()) == [
+        CancelTimer("ch1-store2"),
+        *play("ch1-p3", CONFIRMATION),
+    ]
+    begins(flow, "ch1-p3")
+    assert flow.handle(stuck("ch1-p3")) == [StopPlayback("ch1-p3"), *play("ch1-p4", GOODBYE)]
     assert flow.outcome is Outcome.CALLBACK
 
 
@@ -123,7 +189,9 @@ def test_stuck_sorry_goes_on_to_goodbye_and_stuck_goodbye_hangs_up() -> None:
     flow = started()
     flow.handle(ChannelDtmfReceived("7"))
     assert flow.state is State.SORRY
+    begins(flow, "ch1-p2")
     assert flow.handle(stuck("ch1-p2")) == [StopPlayback("ch1-p2"), *play("ch1-p3", GOODBYE)]
+    begins(flow, "ch1-p3")
     assert flow.handle(stuck("ch1-p3")) == [StopPlayback("ch1-p3"), Hangup()]
     assert flow.warning is not None and flow.warning.startswith("the goodbye playback ch1-p3")
     assert flow.outcome is Outcome.INVALID
@@ -148,5 +216,12 @@ def test_hang_up_or_shutdown_during_a_playback_leaves_no_watchdog() -> None:
     assert flow.handle(DrainEnded()) == [
         StopPlayback("ch1-p1"),
         CancelTimer("ch1-p1-watchdog"),
-        ContinueInDialplan(),
+        TO_MENU,
+    ]
+    flow = CallFlow()
+    flow.handle(StasisStart(CH, ()))
+    assert flow.handle(DrainEnded()) == [
+        StopPlayback("ch1-p1"),
+        CancelTimer("ch1-p1-start"),
+        TO_MENU,
     ]

@@ -36,8 +36,8 @@ class Rest:
     def hangup(self, channel_id: str) -> None:
         self._answer(f"hangup {channel_id}")
 
-    def continue_in_dialplan(self, channel_id: str) -> None:
-        self._answer(f"continue {channel_id}")
+    def continue_in_dialplan(self, channel_id: str, target: object = None) -> None:
+        self._answer(f"continue {channel_id}" + (f" to {target}" if target else ""))
 
     def _answer(self, what: str) -> None:
         with self.lock:

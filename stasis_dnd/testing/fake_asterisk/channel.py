@@ -49,6 +49,7 @@ class Channel:
     pending_event: tuple[str, float] | None = None
     script: asyncio.Task[None] | None = None
     happened: Counter[str] = field(default_factory=Counter)
+    variables: dict[str, str] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property

@@ -118,6 +118,8 @@ class AriHttp:
         r.add_delete("/ari/channels/{channel_id}", self.channel_request)
         r.add_post("/ari/channels/{channel_id}/answer", self.channel_request)
         r.add_post("/ari/channels/{channel_id}/continue", self.channel_request)
+        r.add_get("/ari/channels/{channel_id}/variable", self.channel_request)
+        r.add_post("/ari/channels/{channel_id}/variable", self.channel_request)
         r.add_post("/ari/channels/{channel_id}/play", self.channel_request)
         r.add_post("/ari/channels/{channel_id}/play/{playback_id}", self.channel_request)
         r.add_get("/ari/playbacks/{playback_id}", self.playback_request)
@@ -208,6 +210,9 @@ class AriHttp:
             status, body = await self.pbx.answer(channel_id)
         elif action == "continue":
             status, body = self.pbx.continue_in_dialplan(channel_id)
+        elif request.path.endswith("/variable"):
+            value = query.get("value", "") if request.method == "POST" else None
+            status, body = self.pbx.channel_variable(channel_id, query.get("variable", ""), value)
         elif request.method == "DELETE":
             status, body = self.pbx.hangup(channel_id, query.get("reason", ""))
         else:

@@ -226,6 +226,20 @@ class Pbx:
             return 404, ari_json.error("Channel not found")
         return 200, channel.json()
 
+    def channel_variable(self, channel_id: str, name: str, value: str | None) -> Reply:
+        """Set (`value` given) or read a channel variable, as Asterisk answers."""
+        channel = self.channels.get(channel_id)
+        if channel is None:
+            return 404, ari_json.error("Channel not found")
+        if not name:
+            return 400, ari_json.error("Variable name is required")
+        if value is not None:
+            channel.variables[name] = value
+            return 204, None
+        if name not in channel.variables:
+            return 404, ari_json.error("Provided variable was not found")
+        return 200, {"value": channel.variables[name]}
+
     def _control(self, channel_id: str, command: str) -> Channel | Reply:
         """The channel if the app may act on it, else the error reply."""
         channel = self.channels.get(channel_id)
