@@ -33,7 +33,10 @@ Background(prompt), WaitExten with a 3 s digit timeout):
    finds the request being stored waits for the answer first. A playback
    that has not started within `playback_start_timeout`, or neither finishes
    nor fails within `playback_timeout` (both seen on Asterisk 22 after a
-   freeze), is stopped and treated as failed: no wait is unbounded.
+   freeze), is stopped and treated as failed: no wait is unbounded. The first
+   prompt after a recovery waits `playback_timeout` to start: a prompt of the
+   previous app instance may still be playing ahead of it (Asterisk queues
+   plays per channel, and ARI cannot list or stop another process's plays).
 8. A caller who pressed the key while still in the queue (`Stasis()` args
    `breakout,<key>`) goes straight to rule 4.
 9. A caller without a usable number is never offered a callback: sorry,
@@ -176,6 +179,8 @@ class CallFlow:
         self._playing: str | None = None
         # Whether Asterisk reported the playback in `_playing` started.
         self._started = False
+        # Recovered: the next playback may be queued behind an old one.
+        self._behind_old_play = False
         self._timer: str | None = None
 
     @property
@@ -210,6 +215,7 @@ class CallFlow:
         return self._start(event.channel, breakout=breakout, stored=False)
 
     def _on_recovered(self, event: CallRecovered) -> list[Command]:
+        self._behind_old_play = True
         return self._start(event.channel, breakout=False, stored=event.callback_stored)
 
     def _on_drain_before_start(self, event: DrainEnded) -> list[Command]:
@@ -298,7 +304,7 @@ class CallFlow:
         if self._started:
             what = f"neither finished nor failed within {self.settings.playback_timeout:g} s"
         else:
-            what = f"did not start within {self.settings.playback_start_timeout:g} s"
+            what = "did not start in time"
         self.warning = (
             f"the {self.state.value} playback {stuck} {what};"
             " stopped it and carried on as if it had failed"
@@ -457,9 +463,12 @@ class CallFlow:
         self._started = False
         # The watchdogs are named after their playback: ids stay unique per call.
         self._timer = self._playing + "-start"
+        start = self.settings.playback_start_timeout
+        if self._behind_old_play:
+            start, self._behind_old_play = self.settings.playback_timeout, False
         return [
             Play(self._playing, media_uri(sound), self.channel.language),
-            StartTimer(self._timer, self.settings.playback_start_timeout),
+            StartTimer(self._timer, start),
         ]
 
     def _watch(self, timer_id: str) -> list[Command]:
