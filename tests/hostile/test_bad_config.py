@@ -1,6 +1,7 @@
 """Configuration mistakes through the real command line: each one is a single
-clear line on stderr and exit status 1, never a traceback. (What
-tests/test_config.py checks of `load_settings` is not repeated here.)"""
+clear line on stderr and exit status 1 (2 for a wrong command line), never a
+traceback. (What tests/test_config.py checks of `load_settings` is not
+repeated here.)"""
 
 from __future__ import annotations
 
