@@ -123,7 +123,8 @@ class Settings:
         ari_port = _int_env("STASIS_DND_SANDBOX_ARI_PORT", 18088)
         return Settings(
             cache=Path(env.get("STASIS_DND_SANDBOX_CACHE", "/var/cache/stasis-dnd")),
-            mirror=env.get("STASIS_DND_SANDBOX_MIRROR", "http://deb.debian.org/debian"),
+            # "": the Debian mirror of this machine's apt sources (sandbox_mirror).
+            mirror=env.get("STASIS_DND_SANDBOX_MIRROR", ""),
             suite=env.get("STASIS_DND_SANDBOX_SUITE", "sid"),
             ari_port=ari_port,
             # Next to the plain port: sandboxes given their own ARI port get

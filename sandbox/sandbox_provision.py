@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sandbox_config import SandboxError, Settings
+from sandbox_mirror import apt_mirror
 
 PROG = "sandbox/asterisk"
 STAMP = ".stasis-dnd-sandbox"
@@ -132,7 +133,8 @@ def provision(s: Settings, stop_started: Callable[[Settings], None]) -> Path:
         stop_started(s)
         log(f"removing incomplete or outdated {s.root}")
         remove_tree(s.root)
-    check_mirror(s.mirror)
+    mirror = s.mirror or apt_mirror()
+    check_mirror(mirror)
     ensure_debootstrap()
     s.cache.mkdir(parents=True, exist_ok=True)
     debs = s.cache / "debs"
@@ -157,7 +159,7 @@ def provision(s: Settings, stop_started: Callable[[Settings], None]) -> Path:
                     "--include=" + ",".join(s.packages),
                     s.suite,
                     str(build),
-                    s.mirror,
+                    mirror,
                 ],
                 check=False,
                 stdout=out,
@@ -176,7 +178,7 @@ def provision(s: Settings, stop_started: Callable[[Settings], None]) -> Path:
                     + " or STASIS_DND_SANDBOX_EXTRA_PACKAGES)"
                 )
             if "Failed getting release file" in text:
-                raise SandboxError(f"no network to the Debian mirror {s.mirror} (no Release file)")
+                raise SandboxError(f"no network to the Debian mirror {mirror} (no Release file)")
             raise SandboxError(
                 f"debootstrap failed (exit {result.returncode}); end of {build_log}:\n"
                 + tail(build_log)

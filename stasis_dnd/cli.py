@@ -1,5 +1,6 @@
 """The `stasis-dnd` command: parses arguments and turns every mistake a user
-can make into one clear line on stderr and exit status 1."""
+can make into one clear line on stderr and exit status 1 (2 for a wrong
+command line, as argparse does)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,20 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 
 class UserError(Exception):
     """A problem the user can fix; its message says how. No traceback."""
+
+
+def _workers(text: str) -> int:
+    """--workers: a whole number of at least 1 (with none, every call would wait forever)."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of at least 1 (the threads that carry out calls' "
+            f"ARI requests; the default is 16), got {text!r}"
+        )
+    return count
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="how much to log (default: info; $STASIS_DND_LOG_LEVEL)",
     )
     run.add_argument(
-        "--workers", type=int, default=16, help="threads carrying out calls' ARI requests"
+        "--workers",
+        type=_workers,
+        default=16,
+        help="threads carrying out calls' ARI requests (default: 16)",
     )
 
     from stasis_dnd.shell.outbox_cli import add_outbox_commands

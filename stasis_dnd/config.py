@@ -368,8 +368,27 @@ def describe(settings: Settings) -> list[str]:
             shown = getattr(value, item.name)
             if item.name == "password":
                 shown = "(set)" if shown else "(not set)"
+            elif item.name == "params":
+                shown = _names_only(shown)
+            elif item.name == "url":
+                shown = _url_without_query_values(shown)
             lines.append(f"{section}.{item.name} = {shown}")
     return lines
+
+
+# Names only: a name does not tell whether its value is a token (a CRM may call it "s").
+def _names_only(pairs: tuple[tuple[str, str], ...]) -> str:
+    if not pairs:
+        return "(none)"
+    return ", ".join(name for name, _ in pairs) + " (values not shown)"
+
+
+def _url_without_query_values(url: str) -> str:
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    names = "&".join(f"{name}=" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return parts._replace(query=names).geturl() + " (values not shown)"
 
 
 def with_overrides(settings: Settings, section: str, **changes: Any) -> Settings:

@@ -63,6 +63,7 @@ class AriWsServer:
     def __init__(self) -> None:
         self.requests: list[Request] = []
         self.reject: HTTPStatus | None = None
+        self.redirect: tuple[HTTPStatus, str] | None = None  # status, Location
         # Sent the moment a connection opens, racing the client's on_connected.
         self.greeting: str | None = None
         self.connections: queue.Queue[ServerConnection] = queue.Queue()
@@ -77,6 +78,11 @@ class AriWsServer:
         self.requests.append(request)
         if self.reject is not None:
             return connection.respond(self.reject, "no\n")
+        if self.redirect is not None:
+            status, location = self.redirect
+            response = connection.respond(status, "")
+            response.headers["Location"] = location
+            return response
         return None
 
     def _handle(self, connection: ServerConnection) -> None:
@@ -344,6 +350,31 @@ def test_401_on_upgrade_is_logged_once_without_traceback(
     assert all(PASSWORD not in r.getMessage() for r in ours)
     assert not stream.connected
     assert harness.rec.log == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_not_followed_and_the_password_goes_nowhere_else(
+    status: int, harness: Harness, server: AriWsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    elsewhere = AriWsServer()
+    try:
+        location = f"ws://127.0.0.1:{elsewhere.port}/ari/events?app=stasis-dnd"
+        server.redirect = (HTTPStatus(status), location)
+        caplog.set_level(logging.WARNING, logger="stasis_dnd.shell.ari_events")
+        stream = harness.stream(server.port)
+        stream.start()
+        # Each attempt ends before the next: by the second, a followed one would have arrived.
+        harness.rec.wait_for(lambda: stream.backoff.failures >= 2 or bool(elsewhere.requests))
+        assert elsewhere.requests == []
+        assert not stream.connected and harness.rec.log == []
+        [record] = [r for r in caplog.records if r.name == "stasis_dnd.shell.ari_events"]
+        assert record.levelno == logging.ERROR and record.exc_info is None
+        message = record.getMessage()
+        assert f"ARI answered with a redirect (HTTP {status} to {location})" in message
+        assert "set [ari] url to" in message
+        assert PASSWORD not in message
+    finally:
+        elsewhere.close()
 
 
 def test_refused_connection_is_reported_differently(

@@ -233,6 +233,30 @@ def test_other_4xx_is_a_plain_error(httpserver: HTTPServer, rest: AriRest) -> No
     assert caught.value.status == 400
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_an_error_and_not_followed(
+    httpserver: HTTPServer, rest: AriRest, status: int
+) -> None:
+    elsewhere = HTTPServer(host="127.0.0.1", port=0)
+    elsewhere.start()
+    try:
+        location = elsewhere.url_for("/ari/asterisk/info")
+        httpserver.expect_request("/ari/asterisk/info").respond_with_data(
+            "", status=status, headers={"Location": location}
+        )
+        with pytest.raises(AriError) as caught:
+            rest.asterisk_info()
+        assert elsewhere.log == []
+    finally:
+        elsewhere.stop()
+    assert type(caught.value) is AriError and caught.value.status == status
+    assert str(caught.value) == (
+        f"ARI at {rest.base_url} answered GET /asterisk/info with a redirect "
+        f"({status} to {location}), which is not followed so that the password goes "
+        "nowhere else: set [ari] url to the address ARI itself is served at."
+    )
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

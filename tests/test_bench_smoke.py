@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -93,11 +94,39 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 50) != percentile([], 50)  # NaN
 
 
-def test_cpu_and_memory_of_this_process() -> None:
-    before = cpu_times(os.getpid())
-    sum(i * i for i in range(300_000))
-    assert (cpu_times(os.getpid()) - before).own >= 0
-    assert rss_kib(os.getpid()) > 1000
+BURN = 0.3  # seconds of CPU each measured piece of work uses
+# /proc counts CPU in clock ticks (10 ms), the kernel's own clock in nanoseconds.
+AGREE = 0.1
+
+
+# Computes until its process has used BURN more seconds of CPU (not wall time).
+BURN_CHILD = f"""
+import time
+start = time.process_time()
+while time.process_time() - start < {BURN}:
+    sum(i * i for i in range(10_000))
+"""
+
+
+def test_cpu_times_agree_with_the_kernels_own_clocks() -> None:
+    pid = os.getpid()
+    before, clock, children = cpu_times(pid), time.process_time(), os.times()
+    exec(BURN_CHILD, {})  # this process's own CPU
+    subprocess.run(  # a reaped child: its CPU counts as children, not own
+        [sys.executable, "-c", BURN_CHILD], check=True, timeout=60
+    )
+    used, clock_used, after = cpu_times(pid) - before, time.process_time() - clock, os.times()
+    children_used = (after.children_user + after.children_system) - (
+        children.children_user + children.children_system
+    )
+    assert used.own >= BURN - AGREE
+    assert used.own == pytest.approx(clock_used, abs=AGREE)
+    assert used.children >= BURN - AGREE
+    assert used.children == pytest.approx(children_used, abs=AGREE)
+
+
+def test_memory_of_this_process() -> None:
+    assert 1000 < rss_kib(os.getpid()) < 10_000_000
 
 
 def test_table_is_markdown() -> None:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from stasis_dnd.config import ConfigError, load_settings, parse_duration, permission_warnings
+from stasis_dnd.config import (
+    ConfigError,
+    describe,
+    load_settings,
+    parse_duration,
+    permission_warnings,
+)
 from stasis_dnd.settings import DialplanTarget
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -243,3 +249,24 @@ def test_continue_targets_parse_and_empty_means_after_stasis() -> None:
     defaults = load_settings(None, env={}, require_secrets=False).ivr
     assert str(defaults.continue_to) == "dnd-fallback,s,1"
     assert str(defaults.continue_stored_to) == "dnd-fallback,hang,1"
+
+
+def test_describe_shows_crm_params_and_url_query_by_name_only(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        "[crm]\n",
+        "[crm]\nurl = https://crm.example/dynamic.do?key=k-123&lang=ru\n"
+        "params = token=t-456&source=v-789\n",
+    )
+    lines = describe(load_settings(write(tmp_path, text), env={}))
+    assert "crm.params = token, source (values not shown)" in lines
+    assert "crm.url = https://crm.example/dynamic.do?key=&lang= (values not shown)" in lines
+    assert "crm.password = (set)" in lines and "ari.password = (set)" in lines
+    shown = "\n".join(lines)
+    for value in ("k-123", "t-456", "v-789", "crm-secret", "ari-secret"):
+        assert value not in shown
+
+
+def test_describe_without_params_or_query() -> None:
+    lines = describe(load_settings(SAMPLE, env={}))
+    assert "crm.params = (none)" in lines
+    assert "crm.url = http://127.0.0.1:9088" in lines

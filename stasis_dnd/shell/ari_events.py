@@ -20,7 +20,9 @@ password or certificate at ERROR, since it needs an admin; never with a
 traceback).
 
 wss is verified like ARI's REST calls, with the same kind of context
-(`shell.tls.ari_tls_context`: `[ari] ca_bundle` or the system's CAs).
+(`shell.tls.ari_tls_context`: `[ari] ca_bundle` or the system's CAs). A
+redirect in answer to the upgrade is a failed attempt, never followed: the
+request carries the ARI password.
 """
 
 from __future__ import annotations
@@ -256,6 +258,8 @@ class EventStream:
                 suppress_origin=True,
                 # ARI is reached directly, never through an environment proxy.
                 http_no_proxy=["*"],
+                # A redirect would carry the Authorization header to wherever it points.
+                redirect_limit=0,
             )
         except websocket.WebSocketBadStatusException as exc:
             status = exc.status_code
@@ -281,6 +285,9 @@ class EventStream:
         except ssl.SSLError as exc:
             raise _ConnectFailed(f"Asterisk {handshake_problem(exc)}") from exc
         except (OSError, websocket.WebSocketException) as exc:
+            redirect = _redirect_problem(ws)
+            if redirect:
+                raise _ConnectFailed(redirect, needs_admin=True) from exc
             raise _ConnectFailed(f"{type(exc).__name__}: {exc}"[:_EXCERPT_LIMIT]) from exc
         # From now on the timeout bounds a frame that stops mid-way, and a send.
         ws.settimeout(self._io_timeout)
@@ -386,6 +393,20 @@ class EventStream:
         log.log(
             level, "event=ari_connect_failed url=%s reason=%r (retrying)", self.url, failure.reason
         )
+
+
+def _redirect_problem(ws: websocket.WebSocket) -> str:
+    """What to fix when the upgrade was answered with a redirect (not followed); else ""."""
+    response = ws.handshake_response
+    if response is None or not 300 <= response.status < 400:
+        return ""
+    location = response.headers.get("location")
+    where = strip_userinfo(location)[:_EXCERPT_LIMIT] if location else "no Location"
+    return (
+        f"ARI answered with a redirect (HTTP {response.status} to {where}), which is not "
+        "followed so that the password goes nowhere else: set [ari] url to the address "
+        "ARI itself is served at"
+    )
 
 
 def _shutdown(ws: websocket.WebSocket) -> None:

@@ -229,6 +229,14 @@ class AriRest:
             return resp
         if status == 404 and missing_ok:
             return None
+        if 300 <= status < 400:
+            where = strip_userinfo(resp.location)[:_DETAIL_LIMIT] or "no Location"
+            raise AriError(
+                f"ARI at {self._base} answered {method} {path} with a redirect ({status} to "
+                f"{where}), which is not followed so that the password goes nowhere else: "
+                "set [ari] url to the address ARI itself is served at.",
+                status,
+            )
         detail = _error_detail(resp)
         if channel_id is not None and status in _CHANNEL_GONE_STATUSES:
             raise ChannelGone(

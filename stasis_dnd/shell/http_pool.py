@@ -36,6 +36,8 @@ class Reply:
     status: int
     reason: str
     body: bytes
+    # Where a 3xx points: reported, never followed (the request carries credentials).
+    location: str = ""
 
 
 class HttpPool:
@@ -111,7 +113,7 @@ class HttpPool:
             conn.close()
         else:
             self._give_back(conn)
-        return Reply(response.status, response.reason, body)
+        return Reply(response.status, response.reason, body, response.getheader("Location", ""))
 
     def close(self) -> None:
         """Close the idle connections; those in use close when they come back."""

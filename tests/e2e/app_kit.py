@@ -22,6 +22,8 @@ from typing import Any
 import websocket
 from e2e_kit import Ari
 
+from stasis_dnd.config import load_settings
+from stasis_dnd.shell.outbox import DELIVERED, Outbox
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
 # Queue + prompt + digit timeout + confirmation + goodbye, with room to spare.
@@ -83,6 +85,7 @@ class RunningApp:
     name: str
     process: subprocess.Popen[bytes]
     log: Path
+    config: Path
 
     def log_text(self) -> str:
         return self.log.read_text()
@@ -135,7 +138,7 @@ def start_app(config: Path, app: str, log: Path) -> RunningApp:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    running = RunningApp(app, process, log)
+    running = RunningApp(app, process, log, config)
     try:
         running.wait_log("event=ari_connected", timeout=20)
     except AssertionError:
@@ -148,3 +151,19 @@ def start_app(config: Path, app: str, log: Path) -> RunningApp:
 def new_app_name() -> str:
     """A fresh app name: a stasis-dnd running elsewhere cannot take these calls."""
     return f"stasis-dnd-e2e-{uuid.uuid4().hex[:8]}"
+
+
+def assert_filed_once(config: Path, crm: CrmEmulator, phone: str) -> None:
+    """After the app of ``config`` has stopped: the CRM got one request, for
+    ``phone``, and the outbox holds it once, delivered at the first attempt.
+
+    Stopped, the app can send nothing more; an outbox with nothing pending has
+    nothing left to send at its next start, however long a retry back-off.
+    """
+    assert [r.param("aon") for r in crm.requests] == [phone], crm.requests
+    outbox = Outbox.open(load_settings(config).outbox.path)
+    try:
+        rows = [(e.phone, e.state, e.attempts) for e in outbox.entries(limit=1000)]
+    finally:
+        outbox.close()
+    assert rows == [(phone, DELIVERED, 1)], rows

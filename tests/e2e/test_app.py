@@ -14,7 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from app_kit import CALL_TIMEOUT, Observer, RunningApp, new_app_name, start_app, write_config
+from app_kit import (
+    CALL_TIMEOUT,
+    Observer,
+    RunningApp,
+    assert_filed_once,
+    new_app_name,
+    start_app,
+    write_config,
+)
 from conftest import SANDBOX
 from e2e_kit import Ari, FakeCrm
 
@@ -47,23 +55,38 @@ def call(
 
 
 def test_caller_who_presses_1_gets_exactly_one_crm_request(
-    asterisk: Ari, app: RunningApp, crm: CrmEmulator, observer: Observer, call: Callable[..., str]
+    asterisk: Ari,
+    crm: CrmEmulator,
+    observer: Observer,
+    tmp_path: Path,
+    cleanup_channels: Callable[[str], str],
 ) -> None:
-    caller = call("press1after4")
-    assert asterisk.wait_gone(caller, CALL_TIMEOUT)
-    assert crm.wait_for(lambda c: len(c.requests) >= 1)
-    time.sleep(0.5)  # a second request would arrive about now
-    received = crm.requests
-    assert len(received) == 1
-    assert received[0].answer == "ok"
-    assert received[0].param("aon") == "+79001234567"
-    assert received[0].param("sub") == "dndoperator"
-    assert received[0].method == "POST"
+    # An app of its own, so that it can be stopped before the requests are counted.
+    name = new_app_name()
+    config = write_config(tmp_path, asterisk, crm, name)
+    app = start_app(config, name, tmp_path / "app.log")
+    try:
+        caller = cleanup_channels(
+            asterisk.originate_caller(
+                "press1after4",
+                number="+7 900 123-45-67",
+                variables={"DND_APP": name, "DND_QUEUE_TIMEOUT": "1"},
+            )
+        )
+        assert asterisk.wait_gone(caller, CALL_TIMEOUT)
+        assert crm.wait_for(lambda c: len(c.requests) >= 1)
+        app.wait_log(f"event=call channel={caller}")
+    finally:
+        assert app.stop() == 0, app.log_text()
+    assert_filed_once(config, crm, "+79001234567")
+    received = crm.requests[0]
+    assert received.answer == "ok"
+    assert received.param("sub") == "dndoperator"
+    assert received.method == "POST"
     heard = observer.heard(caller)
     assert heard[0] == "sound:custom/IVR_DND_OPERATORS"
     assert heard[-1] == "sound:vm-goodbye"
-    app.wait_log(f"event=call channel={caller}")
-    assert "outcome=callback ending=hung_up" in app.log_text()
+    assert "outcome=callback ending=hung_up" in app.call_line(caller)
 
 
 def test_silence_times_out_without_a_request(
@@ -180,3 +203,4 @@ def test_app_killed_mid_call_recovers_the_parked_caller(
         assert emulator.wait_for(lambda c: c.delivered_phones() == ["+79001234567"])
     finally:
         assert second.stop() == 0
+    assert_filed_once(config, emulator, "+79001234567")

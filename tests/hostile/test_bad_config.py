@@ -1,6 +1,7 @@
 """Configuration mistakes through the real command line: each one is a single
-clear line on stderr and exit status 1, never a traceback. (What
-tests/test_config.py checks of `load_settings` is not repeated here.)"""
+clear line on stderr and exit status 1 (2 for a wrong command line), never a
+traceback. (What tests/test_config.py checks of `load_settings` is not
+repeated here.)"""
 
 from __future__ import annotations
 
@@ -161,3 +162,15 @@ def test_a_password_that_is_not_utf8_in_the_environment(config: Path) -> None:
         "check-config", "--config", str(config), env={"STASIS_DND_ARI_PASSWORD": not_utf8}
     )
     assert_one_clear_line(result, "STASIS_DND_ARI_PASSWORD", "UTF-8")
+
+
+@pytest.mark.parametrize("workers", ["0", "-3", "many"])
+def test_run_refuses_a_worker_count_below_one(workers: str, tmp_path: Path) -> None:
+    # The config does not exist: the command line is judged before any file is read.
+    result = run_cli("run", "--config", str(tmp_path / "missing.ini"), "--workers", workers)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("stasis-dnd run: error: argument --workers: ")
+    assert "at least 1" in last
+    assert last.endswith(f"got {workers!r}")

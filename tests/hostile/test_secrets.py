@@ -218,3 +218,17 @@ def test_ari_over_https_and_wss(
         system = run_cli("check", "--config", str(config), env={"SSL_CERT_FILE": str(ca_file)})
         assert "(certificate verified against the system's CAs)" in system.stdout, system.stderr
         fake.check()
+
+
+def test_check_config_show_prints_no_crm_token(tmp_path: Path) -> None:
+    token = "t0k3n-only-the-crm-knows"
+    url = f"http://127.0.0.1:9/dynamic.do?apikey={token}-in-url"
+    config = write_config(
+        tmp_path, None, None, {"crm": {"url": url, "params": f"token={token}&source=ivr"}}
+    )
+    result = run_cli("check-config", "--config", str(config), "--show")
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout + result.stderr
+    assert "crm.params = token, source (values not shown)" in shown
+    assert token not in shown
+    assert_no_secret("check-config --show", shown)

@@ -18,15 +18,17 @@ from stasis_dnd.shell.http_pool import HttpPool
 # What the peer does with a request: answer and keep the connection, answer and
 # close it (FIN), or close it without answering.
 ANSWER, ANSWER_AND_CLOSE, CLOSE = "answer", "answer+close", "close"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 class Peer:
     """One listening socket on loopback; `plan(n)` says what to do with the
     n-th request (counting from 0). `seen` holds (connection number, request
-    line) for every request that arrived."""
+    line) for every request that arrived; `answer` is what it answers."""
 
-    def __init__(self, plan: Callable[[int], str]) -> None:
+    def __init__(self, plan: Callable[[int], str], answer: bytes = OK) -> None:
         self._plan = plan
+        self._answer = answer
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self.seen: list[tuple[int, str]] = []
@@ -81,7 +83,7 @@ class Peer:
                 action = self._plan(index)
                 if action == CLOSE:
                     return
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                sock.sendall(self._answer)
                 if action == ANSWER_AND_CLOSE:
                     return  # as a server whose keep-alive timeout ran out
 
@@ -92,11 +94,11 @@ def _reset(sock: socket.socket) -> None:
 
 
 @pytest.fixture
-def make_peer() -> Iterator[Callable[[Callable[[int], str]], Peer]]:
+def make_peer() -> Iterator[Callable[..., Peer]]:
     peers: list[Peer] = []
 
-    def make(plan: Callable[[int], str]) -> Peer:
-        peers.append(Peer(plan))
+    def make(plan: Callable[[int], str], answer: bytes = OK) -> Peer:
+        peers.append(Peer(plan, answer))
         return peers[-1]
 
     yield make
@@ -211,3 +213,17 @@ def test_a_new_connection_closed_without_an_answer_is_an_error_not_a_loop(
         pool.request("GET", "/ari/asterisk/info")
     pool.close()
     assert peer.connections == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_the_answer_and_is_not_followed(
+    status: int, make_peer: Callable[..., Peer]
+) -> None:
+    elsewhere = make_peer(plan_of())
+    location = f"http://127.0.0.1:{elsewhere.port}/ari/asterisk/info"
+    redirect = f"HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+    pool = pool_for(make_peer(plan_of(), redirect.encode()))
+    reply = pool.request("GET", "/ari/asterisk/info")
+    pool.close()
+    assert (reply.status, reply.location) == (status, location)
+    assert elsewhere.connections == 0
