@@ -263,12 +263,18 @@ def test_wheel_ships_the_prompts_and_finds_them_when_installed(tmp_path: Path) -
         relative = src.relative_to(REPO / "sounds").as_posix()
         assert f"stasis_dnd-0.1.0.data/data/share/stasis-dnd/sounds/{relative}" in names
 
-    prefix = tmp_path / "prefix"
-    subprocess.run([*pip, "install", "--no-deps", "--prefix", str(prefix), str(wheel)], check=True)
-    (site,) = prefix.glob("lib/python3*/site-packages")
+    # A throwaway venv of its own: pip run by this interpreter would uninstall
+    # the developer's editable stasis-dnd from .venv while installing the wheel.
+    prefix = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(prefix)], check=True)
+    python = prefix / "bin" / "python"
+    subprocess.run(
+        [python, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-deps", wheel],
+        check=True,
+    )
     found = subprocess.run(
-        [sys.executable, "-c", "from stasis_dnd.sounds import *; print(shipped_sounds_dir())"],
-        env={**os.environ, "PYTHONPATH": str(site)},
+        [python, "-c", "from stasis_dnd.sounds import *; print(shipped_sounds_dir())"],
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
         cwd=tmp_path,
         capture_output=True,
         text=True,
