@@ -187,6 +187,31 @@ def test_retry_refuses_unknown_and_delivered_requests(box: Outbox) -> None:
         box.retry(999, T0)
 
 
+def test_retry_does_not_resend_a_request_delivered_while_it_ran(box: Outbox, path: str) -> None:
+    entry = box.add("1", "c1", "r1", T0)
+    delivery = Outbox.open(path)  # the service's delivery thread, on its own connection
+    fired: list[str] = []
+
+    def deliver_first(statement: str) -> None:
+        # Just before retry's write (after any read it made), the CRM's "ok" is recorded.
+        if statement.startswith("BEGIN") and not fired:
+            fired.append(statement)
+            delivery.mark_delivered(entry.id, T0 + 1)
+
+    box._db.set_trace_callback(deliver_first)
+    try:
+        with pytest.raises(OutboxError, match=f"^request {entry.id} is delivered; only dead"):
+            box.retry(entry.id, T0 + 2)
+    finally:
+        box._db.set_trace_callback(None)
+        delivery.close()
+    assert fired
+    done = box.get(entry.id)
+    assert done is not None
+    assert (done.state, done.attempts, done.finished_at) == (DELIVERED, 1, T0 + 1)
+    assert box.due(T0 + 3) == []  # not sent a second time
+
+
 def test_purge_never_deletes_pending_requests(box: Outbox) -> None:
     waiting = box.add("1", "c1", "r1", T0)
     done = box.add("2", "c2", "r2", T0)

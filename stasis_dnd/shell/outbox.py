@@ -244,17 +244,20 @@ class Outbox:
     def retry(self, row_id: int, now: float) -> Entry:
         """Send a dead (or pending) request again at once, with a fresh max_age.
         Raises OutboxError if there is no such request or it is not retryable."""
-        entry = self.get(row_id)
-        if entry is None:
-            raise OutboxError(f"there is no request {row_id} in the outbox")
-        if entry.state not in (DEAD, PENDING):
-            raise OutboxError(f"request {row_id} is {entry.state}; only dead or pending ones retry")
         with self._lock, self._write("retry the request"):
-            self._db.execute(
+            # Conditional, in one transaction: a row the delivery thread has just
+            # marked delivered (another process, maybe) must not become pending again.
+            changed = self._db.execute(
                 "UPDATE requests SET state = ?, attempts = 0, next_attempt_at = ?, age_from = ?,"
-                " finished_at = NULL WHERE id = ?",
-                (PENDING, now, now, row_id),
-            )
+                " finished_at = NULL WHERE id = ? AND state IN (?, ?)",
+                (PENDING, now, now, row_id, DEAD, PENDING),
+            ).rowcount
+            found = self._db.execute("SELECT state FROM requests WHERE id = ?", (row_id,))
+            state = found.fetchone()
+        if state is None:
+            raise OutboxError(f"there is no request {row_id} in the outbox")
+        if not changed:
+            raise OutboxError(f"request {row_id} is {state[0]}; only dead or pending ones retry")
         updated = self.get(row_id)
         assert updated is not None
         return updated
