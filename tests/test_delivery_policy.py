@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from callbacks_kit import PASSWORD, A, B, C, CeilingJitter, FakeClock, Services, wait_until
+from prometheus_client import generate_latest
 
 from stasis_dnd.shell.callbacks import (
     AUTH_PAUSE,
@@ -24,6 +25,7 @@ from stasis_dnd.shell.callbacks import (
     full_jitter,
 )
 from stasis_dnd.shell.crm import CrmResult
+from stasis_dnd.shell.metrics import Metrics
 from stasis_dnd.shell.outbox import DEAD, DELIVERED, PENDING, Entry
 from stasis_dnd.testing.crm_emulator import (
     CUT,
@@ -119,6 +121,15 @@ def test_a_number_the_crm_always_fails_on_delays_no_one_and_dies_after_max_age(
     assert "error='failed: HTTP 500'" in line and A not in line
     stats = service.stats()
     assert (stats.dead, stats.dead_kept, stats.pending) == (1, 1, 0)
+    metrics = Metrics()
+    metrics.watch_callbacks(service.stats)
+    exported = generate_latest(metrics.registry).decode()
+    assert "stasis_dnd_callbacks_dead_total 1.0" in exported
+    assert 'stasis_dnd_outbox_requests{state="dead"} 1.0' in exported
+    assert 'stasis_dnd_outbox_requests{state="pending"} 0.0' in exported
+    assert "stasis_dnd_callbacks_delivered_total 27.0" in exported
+    assert f"stasis_dnd_crm_attempts_failed_total {poisoned.attempts}.0" in exported
+    assert "stasis_dnd_crm_bad_credentials 0.0" in exported
 
 
 @dataclass(frozen=True)
