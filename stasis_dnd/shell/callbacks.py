@@ -54,12 +54,13 @@ FAILED = "failed"
 # more than 5 minutes apart, so callers are not kept waiting long after it is back.
 RETRY_BASE = 2.0
 RETRY_CAP = 300.0
-# A request the CRM failed on waits alone, and longer: it may well fail again.
-REQUEST_BASE = 30.0
+# A request the CRM failed on waits alone: soon again (most such failures pass),
+# then ever longer, up to an hour apart (it may fail on this request for good).
+REQUEST_BASE = 5.0
 REQUEST_CAP = 3600.0
 # Past max_age a request dies only after this many attempts of its own: with the
-# back-off above, 1.5 hours of trying on average (3 at most), so none dies untried.
-MIN_ATTEMPTS = 10
+# back-off above, 1.2 hours of trying on average (2.4 at most), so none dies untried.
+MIN_ATTEMPTS = 12
 # With a wrong login nothing can be delivered; one try (and one log line) a minute.
 AUTH_PAUSE = 60.0
 # The caller waits in silence during the direct try when the outbox is broken.

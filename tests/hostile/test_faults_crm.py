@@ -47,8 +47,8 @@ class CrmFault:
     logged: str
     # Bad credentials pause delivery for a minute: the admin fixes them and restarts.
     needs_restart: bool = False
-    # The CRM failed on this request alone: it backs off on its own (up to 30 s
-    # at first) while the others go on; the operator may send it again now.
+    # The CRM failed on this request alone: it backs off on its own (up to 5 s
+    # at first, then 10, 20, ...) while the others go on; the operator may send it now.
     alone: bool = False
 
 
