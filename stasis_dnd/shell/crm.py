@@ -7,7 +7,9 @@ runDynamicClass`, BGCRM and BGERP before build 1392) and `run`
 form-encoded (a `+` in the number arrives as `+`), `responseType=json` and
 `authToSession=0` are always sent, a parameter named `callback` never is.
 POST is the default so the credentials stay out of the CRM's access log.
-The password never appears in a log line, an exception or a repr.
+The password never appears in a log line, an exception or a repr. Each
+answer says whether no request could have got through (`crm_wide`: pause
+them all) or the CRM failed on this one (back off this one only).
 """
 
 from __future__ import annotations
@@ -283,8 +285,7 @@ class CrmClient:
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             return CrmResult(Outcome.UNAVAILABLE, f"no connection within {self.timeout:g}s")
         if isinstance(exc, requests.exceptions.Timeout):
-            # Sent, but answered too slowly: this request may be what the CRM chokes on,
-            # so it backs off alone (a CRM slow for all still gets each at most once per back-off).
+            # Sent but not answered in time: this request may be what the CRM chokes on.
             return CrmResult(Outcome.FAILED, "no answer in time")
         if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
             return CrmResult(Outcome.UNAVAILABLE, "invalid [crm] url")
