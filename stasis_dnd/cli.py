@@ -133,6 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from stasis_dnd.shell.app import App, StartupError
     from stasis_dnd.shell.callbacks import CallbackService
     from stasis_dnd.shell.logs import setup_logging
+    from stasis_dnd.shell.metrics import Metrics
     from stasis_dnd.shell.outbox import OutboxError
 
     settings = load_settings(args.config)
@@ -152,8 +153,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.start()
     except OutboxError as error:
         raise UserError(f"{args.config}: [outbox] path: {error}") from None
+    metrics = Metrics()
+    metrics.watch_callbacks(store.stats)
     try:
-        return App(settings, store, workers=args.workers).run()
+        return App(settings, store, workers=args.workers, metrics=metrics).run()
     except StartupError as error:
         raise UserError(str(error)) from None
     finally:

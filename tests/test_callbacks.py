@@ -5,50 +5,23 @@ fake clock; nothing sleeps for a back-off."""
 from __future__ import annotations
 
 import logging
-import random
 import sqlite3
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from callbacks_kit import PASSWORD, A, B, C, FakeClock, Services, wait_until
 
 from stasis_dnd.settings import CrmSettings, OutboxSettings
 from stasis_dnd.shell.callbacks import (
+    MIN_ATTEMPTS,
     PRUNE_INTERVAL,
-    REFUSED_CAP,
-    RETRY_BASE,
+    REQUEST_CAP,
     CallbackService,
-    full_jitter,
 )
 from stasis_dnd.shell.outbox import DEAD, DELIVERED, DUPLICATE, PENDING, OutboxError
-from stasis_dnd.testing.crm_emulator import SERVER_ERROR, CrmEmulator, error
-
-PASSWORD = "Kx9#secret-pw"
-A, B, C = "+79000000001", "+79000000002", "+79000000003"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        with self._lock:
-            return self.now
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+from stasis_dnd.testing.crm_emulator import SERVER_ERROR, CrmEmulator
 
 
 @pytest.fixture(scope="module")
@@ -74,36 +47,10 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def make(
-    crm: CrmEmulator, tmp_path: Path, clock: FakeClock
-) -> Iterator[Callable[..., CallbackService]]:
-    services: list[CallbackService] = []
-
-    def make_service(
-        *,
-        deliver: bool = False,
-        dedupe_window: float = 1800.0,
-        max_age: float = 86400.0,
-        keep: float = 30 * 86400.0,
-    ) -> CallbackService:
-        service = CallbackService(
-            CrmSettings(url=crm.url, username="dnd", password=PASSWORD, timeout=2.0),
-            OutboxSettings(
-                path=str(tmp_path / "var" / "outbox.sqlite3"),
-                max_age=max_age,
-                dedupe_window=dedupe_window,
-                keep=keep,
-            ),
-            clock=clock,
-            rng=random.Random(7),
-        )
-        service.start(deliver=deliver)
-        services.append(service)
-        return service
-
-    yield make_service
-    for service in services:
-        service.stop(timeout=10)
+def make(crm: CrmEmulator, tmp_path: Path, clock: FakeClock) -> Iterator[Services]:
+    services = Services(crm, tmp_path, clock)
+    yield services
+    services.stop_all()
 
 
 def states(service: CallbackService) -> list[tuple[str, str]]:
@@ -147,92 +94,6 @@ def test_killed_between_storing_and_delivering_delivers_once_after_restart(
     again = make(deliver=False)
     again.deliver_due()
     assert len(crm.requests) == 3
-
-
-def test_crm_down_for_a_while_then_delivered_in_order(
-    make: Callable[..., CallbackService], crm: CrmEmulator, clock: FakeClock
-) -> None:
-    crm.outage()
-    service = make(deliver=True)
-    for n, phone in enumerate((A, B, C)):
-        service.request(phone, f"chan-{n}")
-    wait_until(lambda: service.stats().attempts_failed >= 1)
-    assert service.outbox is not None
-    head = service.outbox.entries()[0]
-    assert head.last_error == "unavailable: Connection refused"
-    assert states(service) == [(A, PENDING), (B, PENDING), (C, PENDING)]
-    crm.restore()
-    clock.advance(3600)
-    service.wake()
-    assert crm.wait_for(lambda c: len(c.delivered()) == 3)
-    assert crm.delivered_phones() == [A, B, C]
-
-
-def test_server_errors_hold_the_whole_queue_and_back_off(
-    make: Callable[..., CallbackService], crm: CrmEmulator, clock: FakeClock
-) -> None:
-    service = make()
-    service.request(A, "c1")
-    service.request(B, "c2")
-    crm.script(SERVER_ERROR)
-    wait = service.deliver_due()
-    assert 0 <= wait <= RETRY_BASE
-    assert len(crm.requests) == 1  # B was not tried past a failing CRM
-    assert service.deliver_due() == pytest.approx(wait)  # still waiting; nothing sent
-    assert len(crm.requests) == 1
-    clock.advance(RETRY_BASE)
-    service.deliver_due()
-    assert crm.delivered_phones() == [A, B]
-
-
-def test_a_clock_set_back_does_not_stall_delivery(
-    make: Callable[..., CallbackService], crm: CrmEmulator, clock: FakeClock
-) -> None:
-    service = make()
-    service.request(A, "c1")
-    crm.script(SERVER_ERROR)
-    service.deliver_due()
-    clock.advance(-86400)  # the clock was set back a day (a bad RTC at boot, NTP)
-    service.deliver_due()
-    assert crm.delivered_phones() == [A]
-
-
-def test_caplog_shows_recovery(
-    make: Callable[..., CallbackService],
-    crm: CrmEmulator,
-    clock: FakeClock,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    service = make()
-    service.request(A, "c1")
-    crm.outage()
-    service.deliver_due()
-    crm.restore()
-    clock.advance(RETRY_BASE)
-    service.deliver_due()
-    messages = [r.getMessage() for r in caplog.records]
-    assert any(m.startswith("event=crm_unavailable") for m in messages)
-    assert any(m.startswith("event=crm_recovered") for m in messages)
-    assert any(m.startswith("event=callback_delivered") for m in messages)
-    assert not any(A in m for m in messages)  # numbers are masked in logs
-
-
-def test_refused_request_backs_off_alone(
-    make: Callable[..., CallbackService], crm: CrmEmulator, clock: FakeClock
-) -> None:
-    service = make()
-    for n, phone in enumerate((A, B, C)):
-        service.request(phone, f"chan-{n}")
-    crm.script(error("java.lang.IllegalArgumentException: bad aon"))
-    service.deliver_due()
-    assert crm.delivered_phones() == [B, C]
-    assert service.outbox is not None
-    first = service.outbox.entries()[0]
-    assert (first.state, first.attempts) == (PENDING, 1)
-    assert first.last_error == "refused: java.lang.IllegalArgumentException: bad aon"
-    clock.advance(REFUSED_CAP)
-    service.deliver_due()
-    assert crm.delivered_phones() == [B, C, A]
 
 
 def test_repeat_within_the_window_is_not_sent_twice(
@@ -377,30 +238,6 @@ def test_locked_outbox_sends_directly(
     assert crm.delivered_phones() == [A]
 
 
-def test_too_old_is_dead_lettered_with_the_last_error(
-    make: Callable[..., CallbackService],
-    crm: CrmEmulator,
-    clock: FakeClock,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    service = make(max_age=3600)
-    service.request(A, "c1")
-    crm.outage()
-    service.deliver_due()
-    clock.advance(3601)
-    service.deliver_due()
-    assert service.outbox is not None
-    [entry] = service.outbox.entries()
-    assert (entry.state, entry.last_error) == (DEAD, "unavailable: Connection refused")
-    assert service.stats().dead == 1
-    assert service.stats().pending == 0
-    assert any(r.getMessage().startswith("event=callback_dead") for r in caplog.records)
-    crm.restore()
-    clock.advance(3600)
-    service.deliver_due()
-    assert crm.requests == []  # the dead stay dead until the operator retries
-
-
 def test_delivered_requests_are_pruned_at_start_then_hourly_and_dead_ones_kept(
     make: Callable[..., CallbackService],
     crm: CrmEmulator,
@@ -414,17 +251,18 @@ def test_delivered_requests_are_pruned_at_start_then_hourly_and_dead_ones_kept(
     service.deliver_due()
     assert states(service) == [(A, DELIVERED)]  # past `keep`, but pruning is hourly
     clock.advance(PRUNE_INTERVAL - 1000)
-    crm.outage()
+    crm.for_number(B, SERVER_ERROR)  # the CRM fails on B, every time
     service.request(B, "c2")
     service.deliver_due()
     assert states(service) == [(B, PENDING)]
     assert "event=outbox_pruned deleted=1 older_than=600s" in caplog.text
-    clock.advance(3601)
-    service.deliver_due()  # B is dead: never pruned, it is the operator's evidence
+    for _ in range(MIN_ATTEMPTS):
+        clock.advance(REQUEST_CAP)
+        service.deliver_due()
+    assert states(service) == [(B, DEAD)]  # never pruned: it is the operator's evidence
     clock.advance(100 * PRUNE_INTERVAL)
     service.deliver_due()
     assert states(service) == [(B, DEAD)]
-    crm.restore()
     service.request(C, "c3")
     service.deliver_due()
     service.stop()
@@ -455,35 +293,6 @@ def test_keep_zero_keeps_everything_and_keep_never_undercuts_the_dedupe_window(
     again.deliver_due()
     assert again.request(B, "c3").result == "duplicate"
     assert crm.delivered_phones() == [A, B]
-
-
-def test_bad_credentials_pause_delivery_with_one_line_per_pause(
-    make: Callable[..., CallbackService],
-    crm: CrmEmulator,
-    clock: FakeClock,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    crm.password = "changed-on-the-crm"
-    service = make()
-    for n, phone in enumerate((A, B, C)):
-        service.request(phone, f"chan-{n}")
-
-    def login_lines() -> int:
-        return sum("event=crm_bad_credentials" in r.getMessage() for r in caplog.records)
-
-    assert service.deliver_due() == pytest.approx(60)
-    clock.advance(30)
-    assert service.deliver_due() == pytest.approx(30)
-    assert (len(crm.requests), login_lines()) == (1, 1)
-    assert service.stats().bad_credentials
-    clock.advance(30)
-    service.deliver_due()
-    assert (len(crm.requests), login_lines()) == (2, 2)
-    crm.password = PASSWORD  # the admin fixed it
-    clock.advance(60)
-    service.deliver_due()
-    assert crm.delivered_phones() == [A, B, C]
-    assert not service.stats().bad_credentials
 
 
 def test_stop_keeps_pending_requests_and_later_requests_go_directly(
@@ -521,13 +330,3 @@ def test_unusable_outbox_path_fails_start_with_one_sentence(tmp_path: Path) -> N
         OutboxError, match=r"^cannot create the outbox directory .*/file: a file is in the way$"
     ):
         service.start()
-
-
-def test_full_jitter_stays_within_the_ceiling() -> None:
-    rng = random.Random(3)
-    for failures in range(0, 80):
-        delay = full_jitter(failures, 2.0, 300.0, rng)
-        assert 0 <= delay <= min(300.0, 2.0 * 2**failures)
-    # Full jitter: delays are spread over the whole range, not bunched at the top.
-    delays = [full_jitter(10, 2.0, 300.0, rng) for _ in range(200)]
-    assert min(delays) < 60 and max(delays) > 240

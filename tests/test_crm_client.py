@@ -16,12 +16,15 @@ from hypothesis import strategies as st
 from stasis_dnd.settings import CrmSettings
 from stasis_dnd.shell.crm import MESSAGE_LIMIT, CrmClient, Outcome
 from stasis_dnd.testing.crm_emulator import (
+    CUT,
     HUGE,
     INVALID_JSON,
     LOGIN_PAGE_REPLY,
     SERVER_ERROR,
     CrmEmulator,
+    Reply,
     error,
+    http_status,
     slow,
 )
 
@@ -181,17 +184,53 @@ def test_status_error_is_refused_with_a_trimmed_message(crm: CrmEmulator) -> Non
     assert "\n" not in result.detail
 
 
-def test_server_error_is_unavailable(crm: CrmEmulator) -> None:
-    crm.script(SERVER_ERROR)
+# (reply, outcome, detail): which answers pause delivery for every request
+# (`crm_wide`) and which concern only the request that got them.
+ANSWERS = [
+    (http_status(401), Outcome.BAD_CREDENTIALS, "HTTP 401 (login failed)"),
+    (LOGIN_PAGE_REPLY, Outcome.BAD_CREDENTIALS, "the CRM answered with its login page"),
+    (http_status(429), Outcome.UNAVAILABLE, "HTTP 429 (too many requests)"),
+    (http_status(408), Outcome.FAILED, "HTTP 408"),
+    (SERVER_ERROR, Outcome.FAILED, "HTTP 500"),
+    (http_status(502), Outcome.FAILED, "HTTP 502"),
+    (http_status(503), Outcome.FAILED, "HTTP 503"),
+    (CUT, Outcome.FAILED, "Remote end closed connection without response"),
+    (http_status(302), Outcome.BAD_ANSWER, "HTTP 302 to /login"),
+    (http_status(404), Outcome.BAD_ANSWER, "HTTP 404"),
+    (http_status(400), Outcome.BAD_ANSWER, "HTTP 400"),
+    (INVALID_JSON, Outcome.BAD_ANSWER, "answer is not JSON (application/json)"),
+    (error("java.lang.NullPointerException"), Outcome.REFUSED, "java.lang.NullPointerException"),
+]
+
+
+@pytest.mark.parametrize(
+    ("reply", "outcome", "detail"), ANSWERS, ids=[f"{r.kind}-{r.status}" for r, _, _ in ANSWERS]
+)
+def test_each_answer_is_classified_crm_wide_or_for_this_request_only(
+    crm: CrmEmulator, reply: Reply, outcome: Outcome, detail: str
+) -> None:
+    crm.script(reply)
     result = CrmClient(settings_for(crm)).send("1", "r")
-    assert (result.outcome, result.status, result.detail) == (Outcome.UNAVAILABLE, 500, "HTTP 500")
+    assert (result.outcome, result.detail) == (outcome, detail)
+    assert result.crm_wide is (outcome in (Outcome.BAD_CREDENTIALS, Outcome.UNAVAILABLE))
 
 
-def test_slow_answer_is_unavailable(crm: CrmEmulator) -> None:
+def test_slow_answer_failed_this_request(crm: CrmEmulator) -> None:
+    # Sent, then no answer in time: this request may be what the CRM chokes on.
     crm.script(slow(5))
     result = CrmClient(settings_for(crm, timeout=0.2)).send("1", "r")
-    assert result.outcome is Outcome.UNAVAILABLE
-    assert "in time" in result.detail
+    assert (result.outcome, result.detail, result.crm_wide) == (
+        Outcome.FAILED,
+        "no answer in time",
+        False,
+    )
+
+
+def test_unknown_host_is_crm_wide() -> None:
+    client = CrmClient(CrmSettings(url="http://crm.invalid", username="u", password="p"))
+    result = client.send("1", "r")
+    assert (result.outcome, result.crm_wide) == (Outcome.UNAVAILABLE, True)
+    assert result.detail == "Name or service not known"
 
 
 def test_refused_connection_is_unavailable_and_hides_the_password(crm: CrmEmulator) -> None:
@@ -199,7 +238,7 @@ def test_refused_connection_is_unavailable_and_hides_the_password(crm: CrmEmulat
     for method in ("post", "get"):
         client = CrmClient(settings_for(crm, method=method, password="hunter22"))
         result = client.send("1", "r")
-        assert result.outcome is Outcome.UNAVAILABLE
+        assert (result.outcome, result.crm_wide) == (Outcome.UNAVAILABLE, True)
         assert result.detail == "Connection refused"
         assert "hunter22" not in repr(result) + str(result) + repr(client)
 
@@ -267,6 +306,6 @@ def test_tls_is_verified_against_the_configured_ca_bundle(certificate: tuple[Pat
         trusted = CrmClient(settings_for(crm, ca_bundle=str(cert)))
         assert trusted.send("1", "r").delivered
         untrusted = CrmClient(settings_for(crm)).send("1", "r")
-        assert untrusted.outcome is Outcome.BAD_ANSWER
+        assert (untrusted.outcome, untrusted.crm_wide) == (Outcome.UNAVAILABLE, True)
         assert untrusted.detail.startswith("TLS: ")
         assert len(crm.delivered()) == 1

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from stasis_dnd.testing.crm_emulator import (
+    CUT,
     HUGE,
     HUGE_BYTES,
     INVALID_JSON,
@@ -18,7 +19,9 @@ from stasis_dnd.testing.crm_emulator import (
     SERVER_ERROR,
     CrmEmulator,
     Received,
+    Reply,
     error,
+    http_status,
     slow,
 )
 
@@ -108,6 +111,41 @@ def test_faults_on_demand(crm: CrmEmulator) -> None:
         requests.post(url, data=dynamic(**GOOD), timeout=5).json()
     assert len(requests.post(url, data=dynamic(**GOOD), timeout=5).content) > HUGE_BYTES
     assert requests.post(url, data=dynamic(**GOOD), timeout=5).json()["status"] == "ok"
+
+
+def test_one_number_answered_its_own_way_forever_without_using_the_script(
+    crm: CrmEmulator,
+) -> None:
+    crm.for_number("+79000000001", SERVER_ERROR)
+    crm.script(error("scripted"))
+    url = f"{crm.url}/admin/dynamic.do"
+
+    def status_for(phone: str) -> int:
+        return requests.post(url, data=dynamic(aon=phone, **GOOD), timeout=5).status_code
+
+    assert [status_for("+79000000001") for _ in range(3)] == [500, 500, 500]
+    other = requests.post(url, data=dynamic(aon="+79000000002", **GOOD), timeout=5)
+    assert other.json() == {"status": "error", "message": "scripted"}  # the script was kept
+    assert status_for("+79000000002") == 200
+    assert status_for("+79000000001") == 500
+    assert [r.answer for r in crm.requests_for("+79000000001")] == ["server_error"] * 4
+    crm.clear()  # forgets the rule
+    assert status_for("+79000000001") == 200
+
+
+def test_any_http_status_and_a_cut_connection_on_demand(crm: CrmEmulator) -> None:
+    crm.script(http_status(302), http_status(429), CUT)
+    url = f"{crm.url}/admin/dynamic.do"
+    moved = requests.post(url, data=dynamic(**GOOD), timeout=5, allow_redirects=False)
+    assert (moved.status_code, moved.headers["Location"]) == (302, "/login")
+    assert requests.post(url, data=dynamic(**GOOD), timeout=5).status_code == 429
+    with pytest.raises(requests.exceptions.ConnectionError, match="Connection aborted"):
+        requests.post(url, data=dynamic(**GOOD), timeout=5)
+    assert [r.answer for r in crm.requests] == ["status", "status", "cut"]
+    with pytest.raises(ValueError, match="HTTP status"):
+        Reply("status")
+    with pytest.raises(ValueError, match="HTTP status"):
+        Reply("ok", status=200)
 
 
 def test_login_page_on_demand(crm: CrmEmulator) -> None:

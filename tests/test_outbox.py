@@ -88,11 +88,11 @@ def test_nothing_secret_is_stored(box: Outbox) -> None:
 def test_delivered_and_failed_attempts(box: Outbox) -> None:
     first = box.add("1", "c1", "r1", T0)
     second = box.add("2", "c2", "r2", T0)
-    box.mark_failed(first.id, "unavailable: HTTP 500", T0 + 60)
+    box.mark_failed(first.id, "failed: HTTP 500", T0 + 60)
     box.mark_delivered(second.id, T0 + 1)
     assert box.due(T0 + 59) == []
     [again] = box.due(T0 + 60)
-    assert (again.attempts, again.last_error) == (1, "unavailable: HTTP 500")
+    assert (again.attempts, again.last_error) == (1, "failed: HTTP 500")
     done = box.get(second.id)
     assert done is not None and (done.state, done.finished_at) == (DELIVERED, T0 + 1)
     assert box.next_due() == T0 + 60
@@ -142,6 +142,29 @@ def test_expire_dead_letters_with_the_last_error(box: Outbox) -> None:
     assert box.expire(T0 + 86400 + 2, max_age=86400) == []
 
 
+def test_expire_spares_requests_short_of_the_minimum_attempts(box: Outbox) -> None:
+    tried = box.add("1", "c1", "r1", T0)
+    short = box.add("2", "c2", "r2", T0)
+    for _ in range(3):
+        box.mark_failed(tried.id, "failed: HTTP 500", T0)
+    for _ in range(2):
+        box.mark_failed(short.id, "failed: HTTP 500", T0)
+    # The CRM unreachable: the error is noted, the attempt is not counted.
+    box.mark_failed(short.id, "unavailable: Connection refused", T0 + 5, counted=False)
+    noted = box.get(short.id)
+    assert noted is not None
+    assert (noted.attempts, noted.last_error, noted.next_attempt_at) == (
+        2,
+        "unavailable: Connection refused",
+        T0 + 5,
+    )
+    dead = box.expire(T0 + 86400 + 1, max_age=86400, min_attempts=3)
+    assert [(e.id, e.attempts) for e in dead] == [(tried.id, 3)]
+    assert box.get(short.id).state == PENDING  # type: ignore[union-attr]
+    box.mark_failed(short.id, "failed: HTTP 500", T0)
+    assert [e.id for e in box.expire(T0 + 86400 + 1, max_age=86400, min_attempts=3)] == [short.id]
+
+
 def test_retry_gives_a_dead_request_a_fresh_age(box: Outbox) -> None:
     entry = box.add("1", "c1", "r1", T0)
     box.mark_failed(entry.id, "unavailable: HTTP 503", T0)
@@ -162,6 +185,31 @@ def test_retry_refuses_unknown_and_delivered_requests(box: Outbox) -> None:
         box.retry(entry.id, T0)
     with pytest.raises(OutboxError, match="no request 999"):
         box.retry(999, T0)
+
+
+def test_retry_does_not_resend_a_request_delivered_while_it_ran(box: Outbox, path: str) -> None:
+    entry = box.add("1", "c1", "r1", T0)
+    delivery = Outbox.open(path)  # the service's delivery thread, on its own connection
+    fired: list[str] = []
+
+    def deliver_first(statement: str) -> None:
+        # Just before retry's write (after any read it made), the CRM's "ok" is recorded.
+        if statement.startswith("BEGIN") and not fired:
+            fired.append(statement)
+            delivery.mark_delivered(entry.id, T0 + 1)
+
+    box._db.set_trace_callback(deliver_first)
+    try:
+        with pytest.raises(OutboxError, match=f"^request {entry.id} is delivered; only dead"):
+            box.retry(entry.id, T0 + 2)
+    finally:
+        box._db.set_trace_callback(None)
+        delivery.close()
+    assert fired
+    done = box.get(entry.id)
+    assert done is not None
+    assert (done.state, done.attempts, done.finished_at) == (DELIVERED, 1, T0 + 1)
+    assert box.due(T0 + 3) == []  # not sent a second time
 
 
 def test_purge_never_deletes_pending_requests(box: Outbox) -> None:

@@ -52,7 +52,8 @@ def box(settings: OutboxSettings) -> Outbox:
     dead = outbox.add("+79000000003", "1700000000.3", "r3", now - 9 * DAY)
     outbox.mark_failed(dead.id, "unavailable: Connection refused", now)
     outbox.expire(now, max_age=DAY)
-    outbox.add("+79000000004", "1700000000.4", "r4", now - 8 * DAY)  # pending, old
+    old = outbox.add("+79000000004", "1700000000.4", "r4", now - 8 * DAY)  # pending, old
+    outbox.mark_failed(old.id, "failed: HTTP 500", now + 600)  # waits its own back-off
     outbox.add("+79000000005\x1b[2J", "1700000000.5", "r5", now)  # a hostile caller id
     return outbox
 
@@ -73,6 +74,11 @@ def test_list_shows_a_table_of_every_request(
     ]
     assert "repeats request 1" in lines[2]
     assert "gave up: unavailable: Connection refused" in lines[3]
+    waiting = box.entries(PENDING)[0]
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(waiting.next_attempt_at))
+    tries, note = lines[4].split()[6], " ".join(lines[4].split()[7:])
+    assert (tries, note) == ("1", f"next try {when}: failed: HTTP 500")
+    assert lines[5].split()[6:] == ["0"]  # the new one: not tried yet, no note
     assert "+79000000005?[2J" in out
     assert "\x1b" not in out
     assert lines[-1] == "pending 2, delivered 1, dead 1, duplicate 1"

@@ -16,11 +16,15 @@ A write that finishes after its timeout is kept and delivered as usual,
 unless the direct try delivered it already (then it is marked delivered, with
 the same request id: at worst the CRM sees one repeat it can recognise).
 
-One delivery thread sends pending requests oldest first. When the CRM as a
-whole fails (down, 5xx, timeouts, answers it cannot have meant) the queue
-waits with exponential back-off and full jitter, so requests stay in order;
-when the CRM refuses one request (`status: error`) only that request backs
-off. Bad credentials pause delivery and log one line per pause. Delivered
+One delivery thread sends pending requests oldest first, one at a time.
+When the CRM as a whole cannot take a request (no connection, TLS, 429, bad
+credentials) every request waits, with exponential back-off and full jitter
+(bad credentials: one try and one log line a minute); such tries are not
+counted against a request. When the CRM answers one request badly (5xx, 408,
+no answer in time, 3xx, 404, not JSON, `status: error`) only that request
+backs off, on its own count of attempts, and the thread goes on to the next.
+A request is dead-lettered (one CRITICAL line) once it is older than
+`[outbox] max_age` *and* has had MIN_ATTEMPTS attempts of its own. Delivered
 requests are deleted `[outbox] keep` after delivery (checked at start, then
 hourly); dead ones stay until the operator retries or purges them.
 """
@@ -42,7 +46,7 @@ from typing import NamedTuple
 from stasis_dnd.settings import DIRECT_CRM_TIMEOUT, CrmSettings, OutboxSettings
 from stasis_dnd.shell.crm import CrmClient, CrmResult, Outcome
 from stasis_dnd.shell.logs import mask_phone
-from stasis_dnd.shell.outbox import DUPLICATE, PENDING, Entry, Outbox, OutboxError
+from stasis_dnd.shell.outbox import DEAD, DUPLICATE, PENDING, Entry, Outbox, OutboxError
 
 log = logging.getLogger("stasis_dnd")
 
@@ -52,13 +56,17 @@ DUPLICATE_RESULT = "duplicate"
 SENT = "sent"
 FAILED = "failed"
 
-# A CRM that is down is retried after up to 2 s, then 4, 8, ... but never
+# A CRM that cannot be reached is retried after up to 2 s, then 4, 8, ... but never
 # more than 5 minutes apart, so callers are not kept waiting long after it is back.
 RETRY_BASE = 2.0
 RETRY_CAP = 300.0
-# A request the CRM refused is retried much more slowly: it will likely fail again.
-REFUSED_BASE = 30.0
-REFUSED_CAP = 3600.0
+# A request the CRM failed on waits alone: soon again (most such failures pass),
+# then ever longer, up to an hour apart (it may fail on this request for good).
+REQUEST_BASE = 5.0
+REQUEST_CAP = 3600.0
+# Past max_age a request dies only after this many attempts of its own: with the
+# back-off above, 1.2 hours of trying on average (2.4 at most), so none dies untried.
+MIN_ATTEMPTS = 12
 # With a wrong login nothing can be delivered; one try (and one log line) a minute.
 AUTH_PAUSE = 60.0
 # The caller waits in silence during the direct try when the outbox is broken.
@@ -98,9 +106,11 @@ class CallbackStats:
     sent_directly: int
     failed: int
     delivered: int
-    dead: int
+    dead: int  # dead-lettered since start
     attempts_failed: int
     pending: int
+    # Dead requests in the outbox now, waiting for `outbox retry` or `purge`.
+    dead_kept: int
     # True while delivery is paused because the CRM rejects the login.
     bad_credentials: bool
 
@@ -264,14 +274,20 @@ class CallbackService:
             return False
 
     def stats(self) -> CallbackStats:
-        """Counters since start; `pending` is read from the outbox (-1 if it cannot be)."""
+        """Counters since start; `pending` and `dead_kept` are read from the
+        outbox (-1 if it cannot be)."""
         with self._counts_lock:
             counts = {name: self._counts[name] for name in _COUNTERS}
         try:
-            pending = self._outbox.counts()[PENDING] if self._outbox else 0
+            held = self._outbox.counts() if self._outbox else {PENDING: 0, DEAD: 0}
         except OutboxError:
-            pending = -1
-        return CallbackStats(**counts, pending=pending, bad_credentials=self._auth_failed)
+            held = {PENDING: -1, DEAD: -1}
+        return CallbackStats(
+            **counts,
+            pending=held[PENDING],
+            dead_kept=held[DEAD],
+            bad_credentials=self._auth_failed,
+        )
 
     def _send_directly(
         self, phone: str, channel_id: str, request_id: str, reason: str
@@ -387,33 +403,44 @@ class CallbackService:
                 return self._poll
             now = self._clock()
             self._prune(outbox, now)
-            for entry in outbox.expire(now, self._settings.max_age):
-                self._count("dead")
-                log.error(
-                    "event=callback_dead id=%d request_id=%s caller=%s attempts=%d error=%r"
-                    " (older than max_age; `stasis-dnd outbox retry %d` sends it again)",
-                    entry.id,
-                    entry.request_id,
-                    mask_phone(entry.phone),
-                    entry.attempts,
-                    entry.last_error,
-                    entry.id,
-                )
+            for entry in outbox.expire(now, self._settings.max_age, MIN_ATTEMPTS):
+                self._dead(entry, now)
             if self._paused_until - now > max(RETRY_CAP, self._auth_pause):
                 self._paused_until = now  # the wall clock went back: do not stall
             if now < self._paused_until:
                 return self._paused_until - now
-            due = outbox.due(now, _BATCH, max_wait=REFUSED_CAP)
+            due = outbox.due(now, _BATCH, max_wait=REQUEST_CAP)
             for entry in due:
                 if self._stopping.is_set():
                     return 0.0
-                wait = self._deliver(outbox, entry)
+                try:
+                    wait = self._deliver(outbox, entry)
+                except OutboxError:
+                    raise  # the outbox itself fails: no use going on; the thread waits
+                except Exception as exc:  # one bad row must not stop the others
+                    self._crashed(outbox, entry, exc)
+                    continue
                 if wait is not None:
                     return wait
             if len(due) == _BATCH:
                 return 0.0
+            # Each failed request has its own next_attempt_at: wait for the earliest.
             next_due = outbox.next_due()
             return self._poll if next_due is None else max(0.0, next_due - self._clock())
+
+    def _dead(self, entry: Entry, now: float) -> None:
+        self._count("dead")
+        log.critical(
+            "event=callback_dead id=%d request_id=%s caller=%s attempts=%d age=%.0fs error=%r"
+            " (no callback will be filed; `stasis-dnd outbox retry %d` sends it again)",
+            entry.id,
+            entry.request_id,
+            mask_phone(entry.phone),
+            entry.attempts,
+            now - entry.age_from,
+            entry.last_error,
+            entry.id,
+        )
 
     def _prune(self, outbox: Outbox, now: float) -> None:
         """Delete delivered requests older than `[outbox] keep`, once an hour."""
@@ -445,20 +472,10 @@ class CallbackService:
         if result.delivered:
             self._delivered(outbox, entry, now)
             return None
-        if result.outcome is Outcome.REFUSED:
-            delay = full_jitter(entry.attempts, REFUSED_BASE, REFUSED_CAP, self._rng)
-            log.warning(
-                "event=crm_refused id=%d caller=%s attempts=%d retry_in=%.0fs message=%r",
-                entry.id,
-                mask_phone(entry.phone),
-                entry.attempts + 1,
-                delay,
-                result.detail,
-            )
-            outbox.mark_failed(entry.id, str(result), now + delay)
-            self._count("attempts_failed")
+        if not result.crm_wide:
+            self._request_failed(outbox, entry, str(result), now)
             return None
-        # The CRM as a whole failed: the queue waits, the request stays first in line.
+        # Nothing can get through: the queue waits, the request stays first in line.
         if result.outcome is Outcome.BAD_CREDENTIALS:
             wait = self._pause_for_login(result, now)
         else:
@@ -472,9 +489,32 @@ class CallbackService:
                 self._failures,
                 wait,
             )
-        outbox.mark_failed(entry.id, str(result), entry.next_attempt_at)
+        # Not counted as the request's attempt: it says nothing about this request.
+        outbox.mark_failed(entry.id, str(result), entry.next_attempt_at, counted=False)
         self._count("attempts_failed")
         return wait
+
+    def _request_failed(self, outbox: Outbox, entry: Entry, error: str, now: float) -> None:
+        """This request backs off on its own attempts; the others go on."""
+        delay = full_jitter(entry.attempts, REQUEST_BASE, REQUEST_CAP, self._rng)
+        log.warning(
+            "event=crm_request_failed id=%d request_id=%s caller=%s attempts=%d"
+            " retry_in=%.0fs error=%r",
+            entry.id,
+            entry.request_id,
+            mask_phone(str(entry.phone)),
+            entry.attempts + 1,
+            delay,
+            error,
+        )
+        outbox.mark_failed(entry.id, error, now + delay)
+        self._count("attempts_failed")
+
+    def _crashed(self, outbox: Outbox, entry: Entry, exc: Exception) -> None:
+        """A bug while delivering one request: log it, count it as that
+        request's failed attempt (so it backs off and can die), go on."""
+        log.error("event=delivery_bug id=%d error=%r", entry.id, str(exc), exc_info=True)
+        self._request_failed(outbox, entry, f"internal error: {type(exc).__name__}", self._clock())
 
     def _delivered(self, outbox: Outbox, entry: Entry, now: float) -> None:
         self._count("delivered")

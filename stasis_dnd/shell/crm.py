@@ -7,20 +7,25 @@ runDynamicClass`, BGCRM and BGERP before build 1392) and `run`
 form-encoded (a `+` in the number arrives as `+`), `responseType=json` and
 `authToSession=0` are always sent, a parameter named `callback` never is.
 POST is the default so the credentials stay out of the CRM's access log.
-The password never appears in a log line, an exception or a repr.
+The password never appears in a log line, an exception or a repr. Each
+answer says whether no request could have got through (`crm_wide`: pause
+them all) or the CRM failed on this one (back off this one only).
 """
 
 from __future__ import annotations
 
 import enum
+import http.client
 import json
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote, quote_plus
 
 import requests
+import urllib3
 
 from stasis_dnd import __version__
 from stasis_dnd.settings import CRM_METHODS, CRM_STYLES, CrmSettings
@@ -59,10 +64,17 @@ class Outcome(enum.Enum):
     """How one attempt to file a request went."""
 
     DELIVERED = "delivered"  # HTTP 200 and {"status": "ok"}
+    # The CRM as a whole cannot take any request (`CrmResult.crm_wide`):
     BAD_CREDENTIALS = "bad_credentials"  # HTTP 401, or the HTML login page
+    UNAVAILABLE = "unavailable"  # no connection (refused, DNS, connect timeout, TLS), 429
+    # The CRM got this request and answered it badly (may be this request's doing):
     REFUSED = "refused"  # HTTP 200 and {"status": "error"}: the class failed
-    UNAVAILABLE = "unavailable"  # 5xx, 408, 429, timeouts, refused connections
-    BAD_ANSWER = "bad_answer"  # not JSON, too large, JSONP, other HTTP status, TLS
+    FAILED = "failed"  # 5xx, 408, no answer in time, connection cut after sending
+    BAD_ANSWER = "bad_answer"  # not JSON, too large, JSONP, 3xx, other 4xx
+
+
+# Failures no single request can cause: delivery pauses for all of them.
+CRM_WIDE = frozenset({Outcome.BAD_CREDENTIALS, Outcome.UNAVAILABLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +88,11 @@ class CrmResult:
     @property
     def delivered(self) -> bool:
         return self.outcome is Outcome.DELIVERED
+
+    @property
+    def crm_wide(self) -> bool:
+        """True when no request could have got through (pause them all)."""
+        return self.outcome in CRM_WIDE
 
     def __str__(self) -> str:
         return f"{self.outcome.value}: {self.detail}" if self.detail else self.outcome.value
@@ -202,8 +219,12 @@ class CrmClient:
         status = response.status_code
         if status == 401:
             return CrmResult(Outcome.BAD_CREDENTIALS, "HTTP 401 (login failed)", status)
-        if status >= 500 or status in (408, 429):
-            return CrmResult(Outcome.UNAVAILABLE, f"HTTP {status}", status)
+        if status == 429:
+            # A rate limit is about all our requests, not this one: everyone waits.
+            return CrmResult(Outcome.UNAVAILABLE, "HTTP 429 (too many requests)", status)
+        if status >= 500 or status == 408:
+            # The CRM (or a proxy before it) failed on this request; the next may pass.
+            return CrmResult(Outcome.FAILED, f"HTTP {status}", status)
         if not 200 <= status < 300:
             where = response.headers.get("Location", "")
             extra = f" to {self._trim(where)}" if where else ""
@@ -260,14 +281,18 @@ class CrmClient:
 
     def _failure(self, exc: requests.RequestException) -> CrmResult:
         if isinstance(exc, requests.exceptions.SSLError):
-            return CrmResult(Outcome.BAD_ANSWER, "TLS: " + self._trim(_root_reason(exc)))
+            return CrmResult(Outcome.UNAVAILABLE, "TLS: " + self._trim(_root_reason(exc)))
         if isinstance(exc, requests.exceptions.ConnectTimeout):
             return CrmResult(Outcome.UNAVAILABLE, f"no connection within {self.timeout:g}s")
         if isinstance(exc, requests.exceptions.Timeout):
-            return CrmResult(Outcome.UNAVAILABLE, "no answer in time")
+            # Sent but not answered in time: this request may be what the CRM chokes on.
+            return CrmResult(Outcome.FAILED, "no answer in time")
         if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-            return CrmResult(Outcome.BAD_ANSWER, "invalid [crm] url")
-        return CrmResult(Outcome.UNAVAILABLE, self._trim(_root_reason(exc)))
+            return CrmResult(Outcome.UNAVAILABLE, "invalid [crm] url")
+        if isinstance(exc, requests.exceptions.ProxyError) or _not_connected(exc):
+            return CrmResult(Outcome.UNAVAILABLE, self._trim(_root_reason(exc)))
+        # The connection broke after the request went out (reset, closed mid-answer).
+        return CrmResult(Outcome.FAILED, self._trim(_root_reason(exc)))
 
     def _trim(self, text: str) -> str:
         """One line, at most MESSAGE_LIMIT characters, without the password."""
@@ -282,18 +307,13 @@ def _env_ca_bundle() -> str:
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or ""
 
 
-def _root_reason(exc: BaseException) -> str:
-    """The innermost OS-level reason ("Connection refused"), not urllib3's
-    wrapper text with its URL (which, for GET, holds the password)."""
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and those it wraps (requests wraps urllib3, which wraps OSError)."""
     seen: set[int] = set()
     current: BaseException | None = exc
-    reason = type(exc).__name__
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        if "SSL" in type(current).__name__ and current.args:
-            reason = str(current.args[-1])
+        yield current
         nested = getattr(current, "reason", None)
         if isinstance(nested, BaseException):
             current = nested
@@ -301,4 +321,23 @@ def _root_reason(exc: BaseException) -> str:
             current = current.args[0]
         else:
             current = current.__cause__ or current.__context__
+
+
+def _not_connected(exc: BaseException) -> bool:
+    """Whether the connection failed before the request was sent (refused, DNS, timeout)."""
+    # urllib3's NewConnectionError and NameResolutionError are ConnectTimeoutErrors too.
+    return any(isinstance(e, urllib3.exceptions.ConnectTimeoutError) for e in _chain(exc))
+
+
+def _root_reason(exc: BaseException) -> str:
+    """The innermost OS-level reason ("Connection refused"), not urllib3's
+    wrapper text with its URL (which, for GET, holds the password)."""
+    reason = type(exc).__name__
+    for current in _chain(exc):
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        if "SSL" in type(current).__name__ and current.args:
+            reason = str(current.args[-1])
+        elif isinstance(current, http.client.HTTPException) and current.args:
+            reason = str(current.args[0])  # e.g. "Remote end closed connection without response"
     return reason

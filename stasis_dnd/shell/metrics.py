@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from stasis_dnd.shell.callbacks import CallbackStats
 
 
 class Metrics:
@@ -61,7 +69,49 @@ class Metrics:
             registry=self.registry,
         )
 
+    def watch_callbacks(self, stats: Callable[[], CallbackStats]) -> None:
+        """Export the delivery counters and the outbox's contents, read from
+        `stats()` (`CallbackService.stats`) at each scrape."""
+        self.registry.register(_CallbackCollector(stats))
+
     def serve(self, listen: str) -> None:
         """Expose /metrics on `host:port`."""
         host, _, port = listen.rpartition(":")
         start_http_server(int(port), addr=host.strip("[]") or "127.0.0.1", registry=self.registry)
+
+
+class _CallbackCollector(Collector):
+    def __init__(self, stats: Callable[[], CallbackStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        yield CounterMetricFamily(
+            "stasis_dnd_callbacks_delivered",
+            "Stored callback requests the CRM accepted",
+            value=stats.delivered,
+        )
+        yield CounterMetricFamily(
+            "stasis_dnd_callbacks_dead",
+            "Callback requests given up (past max_age after the minimum attempts);"
+            " each also has a CRITICAL event=callback_dead log line",
+            value=stats.dead,
+        )
+        yield CounterMetricFamily(
+            "stasis_dnd_crm_attempts_failed",
+            "Delivery attempts the CRM did not accept",
+            value=stats.attempts_failed,
+        )
+        held = GaugeMetricFamily(
+            "stasis_dnd_outbox_requests",
+            "Requests in the outbox now, pending or dead (-1: the outbox cannot be read)",
+            labels=["state"],
+        )
+        held.add_metric(["pending"], stats.pending)
+        held.add_metric(["dead"], stats.dead_kept)
+        yield held
+        yield GaugeMetricFamily(
+            "stasis_dnd_crm_bad_credentials",
+            "1 while delivery is paused because the CRM rejects the login",
+            value=int(stats.bad_credentials),
+        )

@@ -5,7 +5,8 @@ callback, so a crash, a power cut or a SIGKILL after that loses nothing: the
 next start delivers what is still pending, in order. Rows keep the caller's
 number, the channel id, a request id (uuid) and times; never a password.
 
-States: pending -> delivered | dead (given up after max_age); a repeat "1"
+States: pending -> delivered | dead (given up after max_age and enough
+attempts); a repeat "1"
 within the dedupe window is stored as a `duplicate` of the first request and
 never sent. Times are Unix seconds passed in by the caller (the clock is
 injectable). Safe to use from several threads and, through SQLite's locking,
@@ -189,19 +190,23 @@ class Outbox:
                 (DELIVERED, now, row_id, PENDING),
             )
 
-    def mark_failed(self, row_id: int, error: str, next_attempt_at: float) -> None:
-        """Count a failed attempt and when to try this request again."""
+    def mark_failed(
+        self, row_id: int, error: str, next_attempt_at: float, *, counted: bool = True
+    ) -> None:
+        """Record a failed attempt and when to try this request again; `counted`:
+        count it in `attempts` (not when the CRM as a whole was unreachable)."""
         with self._lock, self._write("record a failed attempt"):
             self._db.execute(
-                "UPDATE requests SET attempts = attempts + 1, last_error = ?,"
+                "UPDATE requests SET attempts = attempts + ?, last_error = ?,"
                 " next_attempt_at = ? WHERE id = ? AND state = ?",
-                (error, next_attempt_at, row_id, PENDING),
+                (int(counted), error, next_attempt_at, row_id, PENDING),
             )
 
-    def expire(self, now: float, max_age: float) -> list[Entry]:
-        """Dead-letter pending requests older than max_age; return them."""
-        where = "state = ? AND age_from < ?"
-        args = (PENDING, now - max_age)
+    def expire(self, now: float, max_age: float, min_attempts: int = 0) -> list[Entry]:
+        """Dead-letter pending requests older than max_age that have had at
+        least `min_attempts` attempts; return them."""
+        where = "state = ? AND age_from < ? AND attempts >= ?"
+        args = (PENDING, now - max_age, min_attempts)
         # Called on every delivery pass: stay a cheap read when nothing expired.
         if not self._select(f"{where} LIMIT 1", args):
             return []
@@ -214,7 +219,7 @@ class Outbox:
             self._db.execute(
                 "UPDATE requests SET state = ?, finished_at = ?,"
                 " last_error = CASE WHEN last_error = '' THEN 'never attempted'"
-                " ELSE last_error END WHERE state = ? AND age_from < ?",
+                " ELSE last_error END WHERE state = ? AND age_from < ? AND attempts >= ?",
                 (DEAD, now, *args),
             )
         return [
@@ -239,17 +244,20 @@ class Outbox:
     def retry(self, row_id: int, now: float) -> Entry:
         """Send a dead (or pending) request again at once, with a fresh max_age.
         Raises OutboxError if there is no such request or it is not retryable."""
-        entry = self.get(row_id)
-        if entry is None:
-            raise OutboxError(f"there is no request {row_id} in the outbox")
-        if entry.state not in (DEAD, PENDING):
-            raise OutboxError(f"request {row_id} is {entry.state}; only dead or pending ones retry")
         with self._lock, self._write("retry the request"):
-            self._db.execute(
+            # Conditional, in one transaction: a row the delivery thread has just
+            # marked delivered (another process, maybe) must not become pending again.
+            changed = self._db.execute(
                 "UPDATE requests SET state = ?, attempts = 0, next_attempt_at = ?, age_from = ?,"
-                " finished_at = NULL WHERE id = ?",
-                (PENDING, now, now, row_id),
-            )
+                " finished_at = NULL WHERE id = ? AND state IN (?, ?)",
+                (PENDING, now, now, row_id, DEAD, PENDING),
+            ).rowcount
+            found = self._db.execute("SELECT state FROM requests WHERE id = ?", (row_id,))
+            state = found.fetchone()
+        if state is None:
+            raise OutboxError(f"there is no request {row_id} in the outbox")
+        if not changed:
+            raise OutboxError(f"request {row_id} is {state[0]}; only dead or pending ones retry")
         updated = self.get(row_id)
         assert updated is not None
         return updated

@@ -128,7 +128,7 @@ def _list(store: Outbox, state: str | None, limit: int) -> int:
     if not entries:
         print(f"No {state or 'stored'} requests ({summary}).")
         return 0
-    print(format_table(entries))
+    print(format_table(entries, time.time()))
     print(f"\n{summary}")
     return 0
 
@@ -154,8 +154,9 @@ def _purge(store: Outbox, older_than: float) -> int:
     return 0
 
 
-def format_table(entries: list[Entry]) -> str:
-    """The requests as an aligned text table."""
+def format_table(entries: list[Entry], now: float) -> str:
+    """The requests as an aligned text table (`now`: to tell a request that
+    waits its own back-off)."""
     header = ("ID", "STATE", "CREATED", "CALLER", "CHANNEL", "TRIES", "NOTE")
     rows = [header] + [
         (
@@ -165,7 +166,7 @@ def format_table(entries: list[Entry]) -> str:
             _printable(e.phone) or "(none)",
             _printable(e.channel_id),
             str(e.attempts),
-            _note(e),
+            _note(e, now),
         )
         for e in entries
     ]
@@ -179,13 +180,16 @@ def format_table(entries: list[Entry]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def _note(entry: Entry) -> str:
+def _note(entry: Entry, now: float) -> str:
     if entry.state == DUPLICATE:
         text = f"repeats request {entry.duplicate_of}"
     elif entry.state == DELIVERED and entry.finished_at is not None:
         text = f"delivered {_when(entry.finished_at)}"
     elif entry.state == DEAD:
         text = f"gave up: {entry.last_error}"
+    elif entry.next_attempt_at > now:
+        # The CRM failed on this one: it waits on its own while the others go.
+        text = f"next try {_when(entry.next_attempt_at)}: {entry.last_error}"
     else:
         text = entry.last_error
     text = _printable(text)

@@ -8,6 +8,7 @@ misbehaves on demand:
     with CrmEmulator("crm", "secret") as crm:
         crm.script(SERVER_ERROR, SERVER_ERROR)   # the next two answers are 500s
         ...                                      # then {"status":"ok"} again
+        crm.for_number("+79001234567", SERVER_ERROR)  # this number: 500, always
         assert crm.requests_for("+79001234567")[0].param("sub") == "dndoperator"
         crm.outage()                             # connections are refused
         crm.restore()
@@ -34,7 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 DEFAULT_CLASS = "ru.bgcrm.dyn.utils.asterisk.AsteriskIn"
 # Answer kinds; `Reply.kind` is one of these.
-KINDS = ("ok", "error", "server_error", "huge", "invalid_json", "login_page")
+KINDS = ("ok", "error", "server_error", "huge", "invalid_json", "login_page", "status", "cut")
 HUGE_BYTES = 4 * 1024 * 1024
 
 # What BGERP shows a browser (and a client without responseType=json) whose
@@ -55,10 +56,14 @@ class Reply:
     kind: str = "ok"
     message: str = ""
     delay: float = 0.0
+    # For kind "status": the HTTP status answered (with a short text body).
+    status: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"reply kind must be one of {', '.join(KINDS)}")
+        if (self.kind == "status") != (100 <= self.status <= 599):
+            raise ValueError("an HTTP status (100-599) goes with reply kind status, and only there")
 
 
 OK = Reply("ok")
@@ -74,9 +79,18 @@ def error(message: str = "java.lang.NullPointerException") -> Reply:
     return Reply("error", message)
 
 
+# The request is read, then the connection is closed without an answer.
+CUT = Reply("cut")
+
+
+def http_status(status: int) -> Reply:
+    """Answer with this HTTP status and a text body (a 3xx points to /login)."""
+    return Reply("status", status=status)
+
+
 def slow(seconds: float, then: Reply = OK) -> Reply:
     """Answer as `then` does, after `seconds`."""
-    return Reply(then.kind, then.message, seconds)
+    return Reply(then.kind, then.message, seconds, then.status)
 
 
 @dataclass(frozen=True)
@@ -135,6 +149,7 @@ class CrmEmulator:
         self._on_request = on_request
         self._tls = tls
         self._script: deque[Reply] = deque()
+        self._per_number: dict[str, Reply] = {}
         self._requests: list[Received] = []
         self._errors: list[BaseException] = []
         self._changed = threading.Condition()
@@ -210,10 +225,18 @@ class CrmEmulator:
         with self._changed:
             self._script.extend(replies)
 
+    def for_number(self, phone: str, reply: Reply) -> None:
+        """Answer every request for `phone` with `reply` (until `clear()`), taking
+        nothing from the script: a class that fails on one number does this."""
+        with self._changed:
+            self._per_number[phone] = reply
+
     def clear(self) -> None:
-        """Forget recorded requests, scripted replies and errors; answer ok."""
+        """Forget recorded requests, scripted replies, per-number replies and
+        errors; answer ok."""
         with self._changed:
             self._script.clear()
+            self._per_number.clear()
             self._requests.clear()
             self._errors.clear()
             self.default = OK
@@ -262,8 +285,10 @@ class CrmEmulator:
 
     # --- the server side -------------------------------------------------------------
 
-    def _next_reply(self) -> Reply:
+    def _next_reply(self, phone: str | None) -> Reply:
         with self._changed:
+            if phone is not None and phone in self._per_number:
+                return self._per_number[phone]
             return self._script.popleft() if self._script else self.default
 
     def _record(self, received: Received) -> None:
@@ -281,13 +306,18 @@ class CrmEmulator:
     def _answer(
         self, method: str, path: str, params: list[tuple[str, str]]
     ) -> tuple[int, str, bytes, str]:
-        """(status, content type, body, answer label) for one request."""
+        """(status, content type, body, answer label) for one request; status 0:
+        close the connection without an answer."""
         values = dict(params)
-        reply = self._next_reply()
+        reply = self._next_reply(values.get(self.phone_param))
         if reply.delay:
             self._closing.wait(reply.delay)
+        if reply.kind == "cut":
+            return 0, "", b"", reply.kind
         if reply.kind == "server_error":
             return 500, "text/plain", b"Internal Server Error", reply.kind
+        if reply.kind == "status":
+            return reply.status, "text/plain", f"HTTP {reply.status}".encode(), reply.kind
         if reply.kind == "huge":
             return 200, "application/json", b'{"status":"ok","data":"' + b"x" * HUGE_BYTES, "huge"
         if reply.kind == "invalid_json":
@@ -366,7 +396,12 @@ class CrmEmulator:
                         self.client_address[1],
                     )
                     emulator._record(received)
+                    if status == 0:
+                        self.close_connection = True
+                        return
                     self.send_response(status)
+                    if 300 <= status < 400:
+                        self.send_header("Location", "/login")
                     self.send_header("Content-Type", ctype)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()

@@ -196,6 +196,7 @@ def test_metrics_endpoint(tmp_path: Path, fake: FakeAsterisk, crm: CrmEmulator) 
         assert "stasis_dnd_ari_connected 1.0" in text
         assert "stasis_dnd_active_calls 0.0" in text  # a finished call leaves nothing behind
         assert "stasis_dnd_event_to_command_seconds_count" in text
+        assert "stasis_dnd_callbacks_dead_total 0.0" in text  # the outbox's, from its stats
         assert ARI_PASSWORD not in text and CRM_PASSWORD not in text
     finally:
         assert app.stop() == 0
