@@ -54,6 +54,12 @@ class Metrics:
             "Channels whose hang-up or continue still failed after 30 s of retries",
             registry=self.registry,
         )
+        self.thread_errors = Counter(
+            "stasis_dnd_thread_errors",
+            "Exceptions a long-lived thread caught and carried on after, by thread",
+            ["thread"],
+            registry=self.registry,
+        )
         self.latency = Histogram(
             "stasis_dnd_event_to_command_seconds",
             "From an ARI event's arrival to the REST command it caused",
