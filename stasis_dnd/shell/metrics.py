@@ -33,6 +33,17 @@ class Metrics:
             "Times Asterisk no longer knew the app while the socket was open (reconnected)",
             registry=self.registry,
         )
+        self.replaced = Counter(
+            "stasis_dnd_app_replaced",
+            "Times another process took the app name (this one then waited for it)",
+            registry=self.registry,
+        )
+        self.name_checks = Counter(
+            "stasis_dnd_app_name_checks",
+            "Looks at whether the app name is free again, by answer (held, free, failed)",
+            ["result"],
+            registry=self.registry,
+        )
         self.recovered = Counter(
             "stasis_dnd_channels_recovered",
             "Parked channels taken over after a (re)connect",
