@@ -196,7 +196,10 @@ class App:
         self.calls.draining = True
         if self._replaced.is_set():
             # The calls were handed over to the process that holds the app name.
-            log.info("event=stopping calls=0 drain=none (another process holds the app name)")
+            log.info(
+                "event=stopping calls=%d drain=none (another process holds the app name)",
+                len(self.calls),
+            )
         else:
             self._drain()
         with self._stream_lock:
