@@ -165,6 +165,44 @@ def test_a_second_socket_replaces_the_first(fake: FakeAsterisk, app: AppClient) 
         second.close()
 
 
+def test_the_app_is_known_while_a_socket_holds_it_or_channels_are_parked(
+    fake: FakeAsterisk, app: AppClient
+) -> None:
+    second = AppClient(fake)
+    try:
+        app.expect("ApplicationReplaced")
+        # Closing the replaced socket leaves the name with its new holder.
+        app.close()
+        fake.place_call()
+        second.expect("StasisStart")
+        assert app.get(f"/applications/{APP}").status_code == 200
+        second.close()
+        fake.wait_until(lambda: not fake.connected, WAIT, "the second socket gone")
+        parked = app.get(f"/applications/{APP}")
+        assert parked.status_code == 200  # a channel still parked keeps the app
+        assert len(parked.json()["channel_ids"]) == 1
+        [call] = fake.calls()
+        call.hang_up()
+        fake.wait_until(lambda: fake.channels_in_app() == [], WAIT, "the caller gone")
+        # Nobody holds it and nothing is parked: Asterisk has forgotten the app.
+        assert app.get(f"/applications/{APP}").status_code == 404
+        assert app.get("/applications").json() == []
+    finally:
+        second.close()
+
+
+def test_fail_application_fails_the_next_looks_at_the_app(
+    fake: FakeAsterisk, app: AppClient
+) -> None:
+    fake.fail_application(status=503, times=2)
+    path = f"/applications/{APP}"
+    assert [app.get(path).status_code for _ in range(3)] == [503, 503, 200]
+    fake.fail_application(times=None)
+    assert app.get(path).status_code == 500
+    fake.fail_application(times=0)
+    assert app.get(path).status_code == 200
+
+
 def test_junk_from_the_app_gets_a_rest_response(app: AppClient) -> None:
     app.ws.send("this is not json")
     (reply,) = app.expect("RESTResponse")

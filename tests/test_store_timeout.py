@@ -5,6 +5,7 @@ late write is settled so nothing is promised falsely or sent twice."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,25 @@ def test_a_quick_write_is_stored_not_sent_directly(
     assert service.request(A, "chan-1").result == "stored"
     assert crm.requests == []
     assert [(p, s) for p, s, _ in rows(service)] == [(A, PENDING)]
+
+
+def test_two_services_on_one_outbox_file_send_a_request_once(
+    service: CallbackService, crm: CrmEmulator, tmp_path: Path
+) -> None:
+    # A service replaced by a manual run keeps running beside it on the same file.
+    other = CallbackService(
+        CrmSettings(url=crm.url, username="dnd", password=PASSWORD, timeout=2.0),
+        OutboxSettings(path=str(tmp_path / "outbox.sqlite3")),
+    )
+    other.start(deliver=False)
+    try:
+        assert service.request(A, "chan-1").result == "stored"
+        assert service.outbox is not None and other.outbox is not None
+        [seen] = other.outbox.due(time.time() + 1)
+        # The other instance read the row as due, then this one claimed and sent it ...
+        service.deliver_due()
+        assert other.outbox.claim(seen.id, seen.next_attempt_at, time.time() + 60) is False
+        other.deliver_due()  # ... so the other one finds nothing to send
+        assert len(crm.requests) == 1
+    finally:
+        other.stop(timeout=5)

@@ -3,8 +3,12 @@ parked channels on every (re)connect, and shuts down cleanly.
 
 Threads: the WebSocket reader (only reads and hands on), the timer wheel,
 a pool of call workers, the outbox's delivery thread, the sweep (once a
-minute: channels parked in the app that no call owns), and the main thread,
-which waits for a signal and runs the shutdown.
+minute: channels parked in the app that no call owns), recovery after each
+connect, the wait for the app name after another process took it
+(`shell.app_name`), and the main thread, which waits for a signal and runs
+the shutdown. Each catches what its work raises, counts and logs it
+(`shell.guard`) and goes on; a call whose handling raised is sent back to
+the dialplan.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from stasis_dnd.core import DrainEnded
+from stasis_dnd.core import DrainEnded, Event
 from stasis_dnd.settings import Settings
+from stasis_dnd.shell.app_name import NAME_CONFIRM, NAME_WAIT_BASE, NAME_WAIT_CAP, wait_for_name
 from stasis_dnd.shell.ari_events import EventStream
 from stasis_dnd.shell.ari_rest import (
     AriAuthError,
@@ -27,17 +33,18 @@ from stasis_dnd.shell.ari_rest import (
     AriRest,
     strip_userinfo,
 )
-from stasis_dnd.shell.calls import CallbackStore, Calls, Item, Recover
+from stasis_dnd.shell.backoff import Backoff
+from stasis_dnd.shell.calls import CallbackStore, Calls, Recover
 from stasis_dnd.shell.dispatch import Dispatcher
+from stasis_dnd.shell.finals import RetryFinal
+from stasis_dnd.shell.guard import ThreadErrors
 from stasis_dnd.shell.metrics import Metrics
+from stasis_dnd.shell.parked import Parked
 from stasis_dnd.shell.timers import TimerWheel
 from stasis_dnd.shell.translate import BadEvent, translate
 
 log = logging.getLogger("stasis_dnd")
 
-# Exit status when another process took over the app name: a supervisor
-# should not restart us into a tug of war (see the systemd unit).
-EXIT_REPLACED = 3
 # Distinct kinds of skipped messages are logged at warning once each, this
 # many at most (a peer sending endless varieties of junk cannot flood the log).
 _MAX_REMEMBERED_REASONS = 100
@@ -48,16 +55,21 @@ SWEEP_INTERVAL = 60.0
 # socket: after a freeze, Asterisk 22 may serve a stale connection attempt that
 # unregisters the app while our socket stays open (and answers pings).
 REGISTRATION_CHECK = 10.0
-# Right after connecting, how often and how patiently a 404 for the app is
-# asked again before it counts as lost.
-_REGISTRATION_TRIES = 3
-_REGISTRATION_WAIT = 0.5
 # At shutdown, how long continues that ARI failed are still retried.
 FINAL_GRACE = 10.0
 
 
 class StartupError(Exception):
     """The app cannot start; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandOver:
+    """A dispatcher item: another process took the app name; forget this channel."""
+
+
+# (monotonic arrival time, the event socket's connection number, what arrived)
+AppItem = tuple[float, int, Event | Recover | RetryFinal | HandOver]
 
 
 class App:
@@ -78,8 +90,11 @@ class App:
             self._rest = AriRest(settings.ari, pool_size=workers + 2)
         except AriError as error:
             raise StartupError(str(error)) from None
-        self._timers = TimerWheel()
-        self._dispatcher: Dispatcher[Item] = Dispatcher(self._handle, workers=workers)
+        self._errors = ThreadErrors(self.metrics.thread_errors)
+        self._timers = TimerWheel(errors=self._errors)
+        self._dispatcher: Dispatcher[AppItem] = Dispatcher(
+            self._handle, workers=workers, on_error=self._on_handler_error, errors=self._errors
+        )
         # Playback ids must not repeat across restarts of the app.
         boot = format(int(time.time() * 1000) % 36**6, "x")
         self.calls = Calls(
@@ -93,26 +108,46 @@ class App:
             store_workers=workers,
         )
         try:
-            self._stream = EventStream(
-                settings.ari,
-                on_event=self._on_event,
-                on_connected=self._on_connected,
-                on_disconnected=self._on_disconnected,
-                on_bad_message=self._on_bad_message,
-            )
+            self._stream = self._new_stream()
         except ValueError as error:
             self._rest.close()
             raise StartupError(f"[ari] {error}.") from None
+        # Guards replacing `_stream` (after the app name was free again) against shutdown.
+        self._stream_lock = threading.Lock()
         self._stop = threading.Event()
+        # Set from ApplicationReplaced until the app name is ours again.
+        self._replaced = threading.Event()
         self._exit_status = 0
         self._generation = 0
         self._ever_connected = False
         self._connected = threading.Event()
         self.sweep_interval = SWEEP_INTERVAL
         self.registration_check = REGISTRATION_CHECK
+        self.name_wait_base = NAME_WAIT_BASE
+        self.name_wait_cap = NAME_WAIT_CAP
+        self.name_confirm = NAME_CONFIRM
         self._reasons_logged: set[str] = set()
+        self._parked = Parked(
+            app=settings.ari.app,
+            rest=self._rest,
+            calls=self.calls,
+            submit=self._dispatcher.submit,
+            errors=self._errors,
+            stop=self._stop,
+            current=self._current,
+            not_registered=self._not_registered,
+        )
         # The configured URL may carry `user:password@`; logs never do.
         self._safe_url = strip_userinfo(settings.ari.url)
+
+    def _new_stream(self) -> EventStream:
+        return EventStream(
+            self.settings.ari,
+            on_event=self._on_event,
+            on_connected=self._on_connected,
+            on_disconnected=self._on_disconnected,
+            on_bad_message=self._on_bad_message,
+        )
 
     # --- life cycle ---------------------------------------------------------
 
@@ -161,13 +196,17 @@ class App:
 
     def shutdown(self) -> None:
         self.calls.draining = True
-        if self._exit_status == EXIT_REPLACED:
-            # The calls belong to the instance that replaced us now: it takes
-            # over the parked channels when it connects; hands off.
-            log.info("event=stopping calls=%d drain=none (replaced)", len(self.calls))
+        if self._replaced.is_set():
+            # The calls were handed over to the process that holds the app name.
+            log.info(
+                "event=stopping calls=%d drain=none (another process holds the app name)",
+                len(self.calls),
+            )
         else:
             self._drain()
-        self._stream.stop()
+        with self._stream_lock:
+            stream = self._stream
+        stream.stop()
         self._timers.stop()
         self._dispatcher.stop()
         self.calls.stop()
@@ -215,12 +254,7 @@ class App:
     def _on_event(self, message: Mapping[str, Any]) -> None:
         arrived = time.monotonic()
         if message.get("type") == "ApplicationReplaced":
-            log.error(
-                "event=app_replaced app=%s reason=%r",
-                self.settings.ari.app,
-                "another process connected with the same app name; this one stops",
-            )
-            self.stop(EXIT_REPLACED)
+            self._on_replaced()
             return
         try:
             routed = translate(message)
@@ -252,67 +286,82 @@ class App:
         generation = self._generation
         # Asking Asterisk which channels are parked is REST: not on the reader.
         threading.Thread(
-            target=self._recover_parked, args=(generation,), name="recovery", daemon=True
+            target=self._parked.recover, args=(generation,), name="recovery", daemon=True
         ).start()
 
     def _on_disconnected(self, reason: str) -> None:
         self.metrics.ari_connected.set(0)
         self._connected.clear()
-        level = logging.INFO if self._stop.is_set() else logging.WARNING
+        level = logging.INFO if self._stop.is_set() or self._replaced.is_set() else logging.WARNING
         log.log(level, "event=ari_disconnected reason=%r", reason)
+
+    # --- the app name taken by another process ----------------------------
+
+    def _on_replaced(self) -> None:
+        """ApplicationReplaced (reader thread): hand the calls over without a
+        drain, close the socket, wait for the name in a thread of its own."""
+        if self._replaced.is_set():
+            return
+        self._replaced.set()
+        self.metrics.replaced.inc()
+        log.warning(
+            "event=app_replaced app=%s detail=%r",
+            self.settings.ari.app,
+            "another process connected with the same app name; calls handed over to it, "
+            "waiting until the name is free",
+        )
+        now = time.monotonic()
+        for channel_id in {*self.calls.channel_ids(), *self.calls.finals.channel_ids()}:
+            self._dispatcher.submit(channel_id, (now, self._generation, HandOver()))
+        # Asterisk 22 does not close a replaced socket; it would only sit idle.
+        self._stream.stop()
+        threading.Thread(target=self._wait_for_name, name="app-name-wait", daemon=True).start()
+
+    def _wait_for_name(self) -> None:
+        free = wait_for_name(
+            self._rest,
+            self.settings.ari.app,
+            wait=self._stop.wait,
+            backoff=Backoff(self.name_wait_base, self.name_wait_cap),
+            confirm=self.name_confirm,
+            metrics=self.metrics,
+            errors=self._errors,
+        )
+        with self._stream_lock:
+            if not free or self._stop.is_set():
+                return
+            self._replaced.clear()
+            self._stream = self._new_stream()
+            self._stream.start()
 
     # --- recovery -----------------------------------------------------------
 
-    def _recover_parked(self, generation: int) -> None:
-        for attempt in range(_REGISTRATION_TRIES):
-            try:
-                application = self._rest.application(self.settings.ari.app)
-                break
-            except AriError as error:
-                if error.status != 404:
-                    log.warning("event=recovery_failed error=%r", str(error))
-                    return
-            # Asterisk registers the app just after the WebSocket upgrade: a
-            # request quick enough can arrive before it.
-            if self._stop.wait(_REGISTRATION_WAIT * (attempt + 1)):
-                return
-        else:
-            self._not_registered(generation)
-            return
-        listed = application.get("channel_ids", [])
-        in_app = {c for c in listed if isinstance(c, str)}
-        now = time.monotonic()
-        for channel_id in in_app | set(self.calls.channel_ids()):
-            self._dispatcher.submit(
-                channel_id, (now, generation, Recover(channel_id in in_app, generation))
-            )
-        if in_app:
-            log.info("event=recovering channels=%d", len(in_app))
+    def _current(self, generation: int) -> bool:
+        """Still the connection `generation`, holding the app name, not stopping."""
+        return (
+            generation == self._generation
+            and not self._stop.is_set()
+            and not self._replaced.is_set()
+        )
 
     def _sweep_loop(self) -> None:
         last_sweep = time.monotonic()
         while not self._stop.wait(min(self.registration_check, self.sweep_interval)):
-            if not self._connected.is_set():
-                continue  # the next connect recovers every parked channel anyway
-            generation = self._generation
+            # Not connected: the next connect recovers every parked channel anyway.
+            # Replaced: the channels belong to the process holding the app name.
+            if not self._connected.is_set() or self._replaced.is_set():
+                continue
+            due = time.monotonic() - last_sweep >= self.sweep_interval
             try:
-                application = self._rest.application(self.settings.ari.app)
-            except AriError as error:
-                if error.status == 404:
-                    self._not_registered(generation)
-                else:
-                    log.warning("event=sweep_failed error=%r", str(error))
-                continue
-            if time.monotonic() - last_sweep < self.sweep_interval:
-                continue
-            last_sweep = time.monotonic()
-            listed = application.get("channel_ids", [])
-            self.calls.sweep((c for c in listed if isinstance(c, str)), generation)
+                if self._parked.check(self._generation, sweep=due):
+                    last_sweep = time.monotonic()
+            except Exception as error:
+                self._errors.caught("sweep", error)
 
     def _not_registered(self, generation: int) -> None:
         """Asterisk has no such app while our socket is open: no call reaches
         us; a new connection registers the app again (and recovers calls)."""
-        if generation != self._generation or self._stop.is_set():
+        if not self._current(generation):
             return  # that connection is gone already
         log.warning(
             "event=app_not_registered app=%s detail=%r",
@@ -322,5 +371,16 @@ class App:
         self.metrics.reregistrations.inc()
         self._stream.reconnect("Asterisk lost the app's registration")
 
-    def _handle(self, channel_id: str, item: Item) -> None:
-        self.calls.handle(channel_id, item)
+    def _handle(self, channel_id: str, item: AppItem) -> None:
+        arrived, connection, what = item
+        if isinstance(what, HandOver):
+            self.calls.hand_over(channel_id)
+        elif self._replaced.is_set():
+            log.debug("event=skipped channel=%s reason=app_name_taken", channel_id)
+        else:
+            self.calls.handle(channel_id, (arrived, connection, what))
+
+    def _on_handler_error(self, channel_id: str, error: Exception) -> None:
+        # Counted and logged by the dispatcher; here only the caller matters.
+        if not self._replaced.is_set():
+            self.calls.fail_safe(channel_id)

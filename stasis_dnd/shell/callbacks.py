@@ -71,6 +71,8 @@ MIN_ATTEMPTS = 12
 AUTH_PAUSE = 60.0
 # The caller waits in silence during the direct try when the outbox is broken.
 DIRECT_TIMEOUT = DIRECT_CRM_TIMEOUT
+# Longer than any one CRM attempt (connect + read timeouts, a trickling answer).
+CLAIM_LEASE = 120.0
 # Real seconds between looks at the outbox when idle: notices `outbox retry`
 # run by the operator in another process.
 POLL_INTERVAL = 5.0
@@ -467,6 +469,14 @@ class CallbackService:
             outbox.mark_delivered(entry.id, self._clock())
             self._unrecorded.discard(entry.id)
             return None
+        # Two instances may share one outbox file (one replaced by a manual run
+        # waits for the app name): only the one that claims a row sends it. A
+        # claim outlives a process that dies mid-send by CLAIM_LEASE at most.
+        try:
+            if not outbox.claim(entry.id, entry.next_attempt_at, self._clock() + CLAIM_LEASE):
+                return None
+        except OutboxError:
+            pass  # a disk that takes no writes must not keep the CRM from getting it
         result = self._client.send(entry.phone, entry.request_id)
         now = self._clock()
         if result.delivered:

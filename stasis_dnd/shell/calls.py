@@ -400,3 +400,32 @@ class Calls:
             self._submit(channel_id, (now, generation, Recover(True, generation)))
         for channel_id in finals:
             self._submit(channel_id, (now, generation, Recover(channel_id in listed, generation)))
+
+    # --- a call whose handling raised, a call handed over ---------------------
+
+    def fail_safe(self, channel_id: str) -> None:
+        """Handling this channel raised: drop its call (timers, flow) and send
+        the channel back to the dialplan like any final command, rather than
+        leave it with a flow whose commands were never carried out."""
+        call = self._calls.get(channel_id)
+        # As the flow itself would: a caller with a stored request hears goodbye only.
+        stored = call is not None and call.flow.callback_stored
+        if call is not None:
+            if call.flow.playing is not None:
+                # A continue waits for the playing prompt to end: stop it first.
+                self._stop_quietly(call.flow.playing)
+            self._finish(call, quiet=True)
+        log.warning(
+            "event=fail_safe channel=%s (handling it failed; sent back to the dialplan)",
+            channel_id,
+        )
+        target = self._ivr.continue_stored_to if stored else self._ivr.continue_to
+        self.finals.send(channel_id, ContinueInDialplan(target))
+
+    def hand_over(self, channel_id: str) -> None:
+        """Another process holds the app name now: forget the channel without
+        touching it (that process takes it over from Asterisk's list)."""
+        call = self._calls.get(channel_id)
+        if call is not None:
+            self._finish(call, quiet=True)
+        self.finals.drop(channel_id)

@@ -4,21 +4,23 @@ Work for one call (its ARI events, its timers, its recovery) is handled in
 the order it arrived, one item at a time; different calls run on different
 workers, so a slow REST answer or a slow CRM for one caller never holds up
 another caller's prompt. `submit()` never blocks: the WebSocket reader calls
-it, and Asterisk drops a socket whose reader stalls.
+it, and Asterisk drops a socket whose reader stalls. A handler that raises
+is counted and logged (`shell.guard`), then `on_error(key, error)` runs on
+the same worker (the app sends that channel back to the dialplan), and the
+worker goes on with the next item.
 """
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-Item = TypeVar("Item")
+from stasis_dnd.shell.guard import ThreadErrors
 
-log = logging.getLogger(__name__)
+Item = TypeVar("Item")
 
 # A busy call hands its worker back after this many items, so one chatty
 # channel cannot starve the others.
@@ -39,9 +41,17 @@ class Dispatcher(Generic[Item]):
     concurrently across keys, on `workers` threads."""
 
     def __init__(
-        self, handle: Callable[[str, Item], None], workers: int = 16, *, name: str = "call-worker"
+        self,
+        handle: Callable[[str, Item], None],
+        workers: int = 16,
+        *,
+        on_error: Callable[[str, Exception], None] | None = None,
+        errors: ThreadErrors | None = None,
+        name: str = "call-worker",
     ) -> None:
         self._handle = handle
+        self._on_error = on_error
+        self._errors = errors or ThreadErrors()
         self._lock = threading.Lock()
         self._boxes: dict[str, _Mailbox[Item]] = {}
         self._ready: queue.SimpleQueue[_Mailbox[Item] | None] = queue.SimpleQueue()
@@ -92,10 +102,19 @@ class Dispatcher(Generic[Item]):
                             self._idle.notify_all()
                         break
                     item = box.items.popleft()
-                try:
-                    self._handle(box.key, item)
-                except Exception:
-                    # A bug in one call's handling must not kill the worker.
-                    log.exception("event=handler_error channel=%s", box.key)
+                self._run(box.key, item)
             else:
                 self._ready.put(box)
+
+    def _run(self, key: str, item: Item) -> None:
+        try:
+            self._handle(key, item)
+        except Exception as error:
+            # A bug in one call's handling must not kill the worker.
+            self._errors.caught("call-worker", error, f"key={key}")
+            if self._on_error is None:
+                return
+            try:
+                self._on_error(key, error)
+            except Exception as second:
+                self._errors.caught("call-worker", second, f"key={key} in=on_error")

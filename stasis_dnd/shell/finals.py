@@ -133,6 +133,10 @@ class Finals:
             self._attempt(channel_id, _Final(final.command, time.monotonic() + self.retry_for))
         return True
 
+    def drop(self, channel_id: str) -> None:
+        """Stop retrying without a word (another process took the app name)."""
+        self._forget(channel_id)
+
     # --- plumbing -------------------------------------------------------------
 
     def _attempt(self, channel_id: str, final: _Final) -> None:

@@ -41,6 +41,17 @@ class Metrics:
             "Times Asterisk no longer knew the app while the socket was open (reconnected)",
             registry=self.registry,
         )
+        self.replaced = Counter(
+            "stasis_dnd_app_replaced",
+            "Times another process took the app name (this one then waited for it)",
+            registry=self.registry,
+        )
+        self.name_checks = Counter(
+            "stasis_dnd_app_name_checks",
+            "Looks at whether the app name is free again, by answer (held, free, failed)",
+            ["result"],
+            registry=self.registry,
+        )
         self.recovered = Counter(
             "stasis_dnd_channels_recovered",
             "Parked channels taken over after a (re)connect",
@@ -60,6 +71,12 @@ class Metrics:
         self.stuck_channels = Counter(
             "stasis_dnd_channels_stuck",
             "Channels whose hang-up or continue still failed after 30 s of retries",
+            registry=self.registry,
+        )
+        self.thread_errors = Counter(
+            "stasis_dnd_thread_errors",
+            "Exceptions a long-lived thread caught and carried on after, by thread",
+            ["thread"],
             registry=self.registry,
         )
         self.latency = Histogram(

@@ -174,6 +174,18 @@ class Outbox:
             (PENDING, now, now + max_wait, limit),
         )
 
+    def claim(self, row_id: int, seen_next: float, until: float) -> bool:
+        """Take a due request for one attempt: move its next attempt to `until`
+        if it is still pending and still due at `seen_next` (as `due()` read
+        it). False: another process (an instance sharing this file) took it."""
+        with self._lock, self._write("claim a request"):
+            cursor = self._db.execute(
+                "UPDATE requests SET next_attempt_at = ?"
+                " WHERE id = ? AND state = ? AND next_attempt_at = ?",
+                (until, row_id, PENDING, seen_next),
+            )
+        return cursor.rowcount == 1
+
     def next_due(self) -> float | None:
         """When the earliest pending request is due, or None if none is pending."""
         with self._lock, self._read():

@@ -2,7 +2,9 @@
 
 Thousands of concurrent calls each hold a timer or two; a thread per timer
 would cost a stack each. Callbacks run on the timer thread and must return at
-once (they only hand an event to the dispatcher).
+once (they only hand an event to the dispatcher). A callback that raises is
+counted and logged (`shell.guard`) and the thread goes on: one bug must not
+end every digit timeout and watchdog in the process.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+
+from stasis_dnd.shell.guard import ThreadErrors
 
 
 class TimerHandle:
@@ -29,10 +33,17 @@ class TimerHandle:
 
 
 class TimerWheel:
-    """Runs callbacks after a delay, in due order, on one daemon thread."""
+    """Runs callbacks after a delay, in due order, on one daemon thread.
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    `clock` gives the time; a test with a clock of its own calls `run_due()`
+    instead of `start()`, or `clock_changed()` after moving a started wheel's clock.
+    """
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, *, errors: ThreadErrors | None = None
+    ) -> None:
         self._clock = clock
+        self._errors = errors or ThreadErrors()
         self._heap: list[tuple[float, int, TimerHandle]] = []
         self._order = itertools.count()
         self._wakeup = threading.Condition()
@@ -63,21 +74,50 @@ class TimerWheel:
         with self._wakeup:
             return sum(1 for _, _, h in self._heap if not h.cancelled)
 
+    def clock_changed(self) -> None:
+        """Make the timer thread look at the clock again now."""
+        with self._wakeup:
+            self._wakeup.notify()
+
+    def run_due(self) -> int:
+        """Run, on the calling thread, every callback due by now; how many ran."""
+        ran = 0
+        while True:
+            with self._wakeup:
+                handle = self._pop_due()
+            if handle is None:
+                return ran
+            self._fire(handle)
+            ran += 1
+
+    def _pop_due(self) -> TimerHandle | None:
+        """The next timer due by now, taken off the heap (call with the lock held)."""
+        while self._heap and self._heap[0][2].cancelled:
+            heapq.heappop(self._heap)
+        if self._heap and self._heap[0][0] <= self._clock():
+            return heapq.heappop(self._heap)[2]
+        return None
+
+    def _fire(self, handle: TimerHandle) -> None:
+        if handle.cancelled:
+            return
+        try:
+            handle.callback()
+        except Exception as error:
+            self._errors.caught("timers", error)
+
     def _run(self) -> None:
         while True:
             with self._wakeup:
+                handle = None
                 while not self._stopped:
-                    while self._heap and self._heap[0][2].cancelled:
-                        heapq.heappop(self._heap)
+                    handle = self._pop_due()
+                    if handle is not None:
+                        break
                     if not self._heap:
                         self._wakeup.wait()
-                        continue
-                    delay = self._heap[0][0] - self._clock()
-                    if delay <= 0:
-                        break
-                    self._wakeup.wait(delay)
-                if self._stopped:
+                    else:
+                        self._wakeup.wait(self._heap[0][0] - self._clock())
+                if self._stopped or handle is None:
                     return
-                handle = heapq.heappop(self._heap)[2]
-            if not handle.cancelled:
-                handle.callback()
+            self._fire(handle)

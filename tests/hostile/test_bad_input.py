@@ -185,7 +185,7 @@ PLAYBACK = st.fixed_dictionaries(
     },
 )
 EVENT = st.fixed_dictionaries(
-    # ApplicationReplaced is left out: it rightly stops the app.
+    # ApplicationReplaced is left out: it rightly hands the calls over and waits for the name.
     {"type": st.sampled_from(EVENT_TYPES) | st.text(max_size=20) | JSON},
     optional={
         "channel": CHANNEL | JSON,

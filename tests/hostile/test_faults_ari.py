@@ -2,7 +2,9 @@
 with 5xx or a closed connection is retried until the channel is gone, one
 that never goes through is reported once, and channels parked in the app with
 no call are taken over by the periodic sweep, and an app Asterisk forgot
-while its socket stayed open reconnects. No caller is left parked.
+while its socket stayed open reconnects. No caller is left parked. A thread
+that meets a bug carries on; a call whose handling raised goes back to the
+dialplan.
 
 The app runs in this process (as `stasis-dnd run` builds it), so that the
 retry period and the sweep interval can be shortened."""
@@ -15,8 +17,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from hostile_kit import APP, ARI_PASSWORD, ARI_USER, GOODBYE, PROMPT, SORRY, wait
 
+from stasis_dnd.core import CallFlow, ChannelDtmfReceived, Event
+from stasis_dnd.core.commands import Command
 from stasis_dnd.settings import AriSettings, IvrSettings, Settings
-from stasis_dnd.shell.app import EXIT_REPLACED, App
+from stasis_dnd.shell.app import App
 from stasis_dnd.testing.fake_asterisk import CONTINUED, HUNGUP_BY_APP, FakeAsterisk, FakeCall, press
 
 StartApp = Callable[..., App]
@@ -39,7 +43,13 @@ def start_app(fake: FakeAsterisk, caplog: pytest.LogCaptureFixture) -> Iterator[
     apps: list[App] = []
 
     def start(
-        *, drain: float = 3.0, retry_for: float = 30.0, sweep: float = 60.0, check: float = 10.0
+        *,
+        drain: float = 3.0,
+        retry_for: float = 30.0,
+        sweep: float = 60.0,
+        check: float = 10.0,
+        name_wait: float = 60.0,
+        name_confirm: float = 6.0,
     ) -> App:
         settings = Settings(
             ari=AriSettings(
@@ -56,6 +66,9 @@ def start_app(fake: FakeAsterisk, caplog: pytest.LogCaptureFixture) -> Iterator[
         app.calls.finals.retry_for = retry_for
         app.sweep_interval = sweep
         app.registration_check = check
+        app.name_wait_base = min(name_wait, app.name_wait_base)
+        app.name_wait_cap = name_wait
+        app.name_confirm = name_confirm
         app.start()
         apps.append(app)
         logged(caplog, "event=ari_connected", count=len(apps))
@@ -153,12 +166,11 @@ def test_a_hangup_that_never_goes_through_is_reported_once_and_retried_by_the_sw
 def test_a_channel_recovery_missed_is_taken_over_by_the_sweep(
     fake: FakeAsterisk, start_app: StartApp, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = start_app()
+    start_app()
     parked = fake.place_call("+79001230006", script=[])
     fake.wait_until(lambda: PROMPT in parked.media_heard(), 10, "the prompt")
-    first.stop(EXIT_REPLACED)
-    first.shutdown()  # hands off: the caller stays parked in the app
-    # The next app's look at the parked channel fails: no call owns it.
+    # The next app's look at the parked channel fails: no call owns it. The
+    # first app, replaced, hands the call over without touching it.
     fake.fail_requests(parked.id, "get", status=500)
     start_app(sweep=0.3)
     logged(caplog, "event=recover_failed")
@@ -222,3 +234,116 @@ def test_a_prompt_that_never_ends_is_stopped_and_the_caller_continued(
     finally:
         app.stop()
         app.shutdown()
+
+
+def test_a_call_whose_handling_raises_goes_back_to_the_dialplan(
+    fake: FakeAsterisk,
+    start_app: StartApp,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = CallFlow.handle
+
+    def handle(flow: CallFlow, event: Event) -> list[Command]:
+        if isinstance(event, ChannelDtmfReceived) and flow.phone == "+79001230010":
+            raise RuntimeError("a bug that only this caller meets")
+        return real(flow, event)
+
+    monkeypatch.setattr(CallFlow, "handle", handle)
+    app = start_app()
+    broken = fake.place_call("+79001230010", script=press("1", after=0.1))
+    other = fake.place_call("+79001230011", script=press("1", after=0.1))
+    assert broken.wait_done(20) == CONTINUED
+    assert other.wait_done(20) == HUNGUP_BY_APP
+    assert other.media_heard() == [PROMPT, GOODBYE]
+    [error] = errors(caplog)
+    assert error.startswith(f"event=thread_error thread=call-worker key={broken.id} ")
+    assert f"event=fail_safe channel={broken.id} " in caplog.text
+    assert metric(app, "stasis_dnd_thread_errors_total", thread="call-worker") == 1
+    logged(caplog, f"event=call channel={other.id} ")
+    assert len(app.calls) == 0
+    assert fake.channels_in_app() == []
+
+
+def test_the_sweep_carries_on_after_an_error_that_is_not_an_ari_error(
+    fake: FakeAsterisk,
+    start_app: StartApp,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = start_app(sweep=0.2, check=0.2)
+    real = app._rest.application
+    looks: list[str] = []
+
+    def application(name: str) -> dict[str, object]:
+        looks.append(name)
+        if len(looks) <= 3:
+            raise ValueError("channel_ids is not a list")  # a bad JSON shape
+        return real(name)
+
+    monkeypatch.setattr(app._rest, "application", application)
+    wait(lambda: len(looks) >= 6, 20, lambda: f"looks: {looks}\n{caplog.text}")
+    [error] = errors(caplog)  # the traceback once; the same error again at debug
+    assert error.startswith("event=thread_error thread=sweep error='ValueError: ")
+    assert metric(app, "stasis_dnd_thread_errors_total", thread="sweep") == 3
+    # Still sweeping: a caller parked with no call is taken over.
+    served = fake.place_call("+79001230012", script=press("1", after=0.1))
+    assert served.wait_done(20) == HUNGUP_BY_APP
+
+
+@pytest.mark.sounds(prompt=30.0)
+def test_recovery_asks_again_when_asterisk_fails_to_list_the_parked_channels(
+    fake: FakeAsterisk, start_app: StartApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    start_app()
+    parked = fake.place_call("+79001230013", script=[])
+    fake.wait_until(lambda: PROMPT in parked.media_heard(), 10, "the prompt")
+    fake.fail_application(status=500, times=2)
+    fake.restart()  # the socket is cut; the caller stays parked
+    logged(caplog, "event=ari_connected", count=2)
+    logged(caplog, f"event=recovered channel={parked.id} ")
+    fake.wait_until(lambda: parked.media_heard().count(PROMPT) == 2, 10, "the menu again")
+    assert caplog.text.count("event=recovery_failed") == 1  # the second failure at debug
+    parked.press("1")
+    assert parked.wait_done(20) == HUNGUP_BY_APP
+    assert parked.media_heard()[-1] == GOODBYE
+
+
+@pytest.mark.sounds(prompt=3.0)
+def test_a_replaced_app_waits_for_the_name_and_takes_it_back_when_free(
+    fake: FakeAsterisk, start_app: StartApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = start_app(sweep=0.2, check=0.2, name_wait=0.2, name_confirm=0.3)
+    parked = fake.place_call("+79001230014", script=[])
+    fake.wait_until(lambda: PROMPT in parked.media_heard(), 10, "the prompt")
+    second = start_app()
+    logged(caplog, "event=app_replaced")
+    # The second takes the parked caller over; the first hands it over untouched.
+    fake.wait_until(lambda: parked.media_heard().count(PROMPT) == 2, 10, "the menu again")
+    parked.press("1")
+    assert parked.wait_done(20) == HUNGUP_BY_APP
+    callbacks = "stasis_dnd_calls_total"
+    logged(caplog, f"event=call channel={parked.id} ")
+    assert metric(second, callbacks, outcome="callback") == 1
+    checks = "stasis_dnd_app_name_checks_total"
+    wait(lambda: metric(first, checks, result="held") >= 10, 20, lambda: caplog.text)
+    # Ten looks at the held name later: no tug of war over it.
+    assert fake.counters()["ws_connections"] == 2
+    assert fake.counters()["ws_replaced"] == 1
+    assert len(first.calls) == 0
+    # Nothing of the first's reached the caller it handed over (one prompt each).
+    assert parked.media_heard() == [PROMPT, PROMPT, GOODBYE]
+    # Ctrl-C on the second: it drains, and the name is free again.
+    second.stop()
+    second.shutdown()
+    logged(caplog, "event=app_name_free app=stasis-dnd (nobody holds it; reconnecting)")
+    logged(caplog, "event=ari_connected", count=3)
+    assert metric(first, checks, result="free") == 2
+    fake.wait_connected(10)
+    served = fake.place_call("+79001230015", script=press("1", after=0.1))
+    assert served.wait_done(20) == HUNGUP_BY_APP
+    logged(caplog, f"event=call channel={served.id} ")
+    assert metric(first, callbacks, outcome="callback") == 1
+    assert metric(first, "stasis_dnd_app_replaced_total") == 1
+    assert fake.counters()["ws_replaced"] == 1
+    assert errors(caplog) == []

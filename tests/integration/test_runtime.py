@@ -202,7 +202,7 @@ def test_metrics_endpoint(tmp_path: Path, fake: FakeAsterisk, crm: CrmEmulator) 
         assert app.stop() == 0
 
 
-def test_a_second_instance_takes_over_and_the_first_steps_aside(
+def test_a_second_instance_takes_over_and_the_first_waits_for_the_name(
     fake: FakeAsterisk, crm: CrmEmulator, config: Path
 ) -> None:
     first = AppProcess(config).start()
@@ -210,14 +210,20 @@ def test_a_second_instance_takes_over_and_the_first_steps_aside(
     first.wait_log("event=ari_connected")
     parked = fake.place_call("+79001230009", script=[])
     fake.wait_until(lambda: PROMPT in parked.media_heard(), 10, "the prompt")
-    second = AppProcess(config).start()
+    second = AppProcess(config).start()  # both write to the same log file
     try:
-        assert first.process is not None
-        assert first.process.wait(timeout=20) == 3  # EXIT_REPLACED: do not restart
-        assert "event=app_replaced" in first.text()
+        first.wait_log("event=app_replaced")
+        first.wait_log(f"event=recovered channel={parked.id} ")
         # The newcomer took the parked call over; the first did not touch it.
         parked.press("1")
         assert parked.wait_done(30) == HUNGUP_BY_APP
         assert crm.wait_for(lambda c: c.delivered_phones() == ["+79001230009"])
+        # The first stays up, waiting for the name, and does not take it back.
+        first.wait_log("event=app_name_held")
+        assert first.process is not None and first.process.poll() is None
+        assert fake.counters()["ws_connections"] == 2
+        # SIGTERM while waiting: nothing to drain, exit status 0.
+        assert first.stop(timeout=10) == 0
+        assert "drain=none (another process holds the app name)" in first.text()
     finally:
         assert second.stop() == 0

@@ -112,7 +112,7 @@ class AriHttp:
         r.add_get("/ari/events", self.events)
         r.add_get("/ari/asterisk/info", self._simple(lambda _: (200, self._info())))
         r.add_get("/ari/applications", self._simple(lambda _: (200, self._applications())))
-        r.add_get("/ari/applications/{app}", self._simple(lambda m: self.pbx.application(m["app"])))
+        r.add_get("/ari/applications/{app}", self._simple(self._application))
         r.add_get("/ari/sounds/{sound_id}", self._simple(lambda m: self.pbx.sound(m["sound_id"])))
         r.add_get("/ari/channels/{channel_id}", self.channel_request)
         r.add_delete("/ari/channels/{channel_id}", self.channel_request)
@@ -183,6 +183,12 @@ class AriHttp:
         if not self.pbx.app_exists():
             return []
         return [ari_json.application(self.pbx.app, self.pbx.channels_in_app())]
+
+    def _application(self, match: dict[str, str]) -> Reply:
+        fault = self.pbx.take_fault(match["app"], "application")
+        if fault is not None:
+            return fault or 500, ari_json.error("Internal Server Error")
+        return self.pbx.application(match["app"])
 
     async def channel_request(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()

@@ -290,6 +290,19 @@ class FakeAsterisk:
 
         self._call(apply)
 
+    def fail_application(self, *, status: int = 500, times: int | None = 1) -> None:
+        """Make the next `times` GET /applications/{app} for the app answer HTTP
+        `status`; `times=None`: until cleared with `times=0`."""
+        pbx = self._require_pbx()
+
+        def apply() -> None:
+            if times == 0:
+                pbx.rest_faults.pop((self.app, "application"), None)
+            else:
+                pbx.rest_faults[(self.app, "application")] = (status, times)
+
+        self._call(apply)
+
     def send_raw(self, text: str) -> int:
         """Send `text` as is on the app's socket(s) (fuzzing); returns how many."""
         http = self._require_http()
