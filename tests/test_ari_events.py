@@ -254,6 +254,26 @@ def test_a_failing_handler_does_not_end_the_stream(server: AriWsServer) -> None:
         assert stream.stop(timeout=WAIT)
 
 
+def test_a_bug_in_the_reader_is_logged_and_the_stream_reconnects(
+    harness: Harness, server: AriWsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream, first = start_connected(harness, server, backoff=Backoff(0.01, 0.05))
+    real = stream._read_until_closed
+    calls = iter([True])
+
+    def read(ws: Any) -> str:
+        if next(calls, False):
+            raise KeyError("a bug while reading")
+        return real(ws)
+
+    stream._read_until_closed = read  # type: ignore[method-assign]
+    drop(first)  # the next connection's read raises at once ...
+    server.next_connection()
+    harness.rec.wait_for(lambda: len(harness.rec.of("connected")) == 3)  # ... and a third opens
+    assert "event=thread_error thread=ari-events" in caplog.text
+    assert "internal error; reconnecting" in harness.rec.of("disconnected")
+
+
 # -- losing the connection -----------------------------------------------------
 
 

@@ -147,6 +147,7 @@ class App:
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
             on_bad_message=self._on_bad_message,
+            errors=self._errors,
         )
 
     # --- life cycle ---------------------------------------------------------

@@ -45,6 +45,7 @@ import websocket
 from stasis_dnd.settings import AriSettings
 from stasis_dnd.shell.ari_rest import strip_userinfo
 from stasis_dnd.shell.backoff import Backoff
+from stasis_dnd.shell.guard import ThreadErrors
 from stasis_dnd.shell.tls import ari_tls_context, certificate_problem, handshake_problem
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class EventStream:
         backoff: Backoff | None = None,
         stable_after: float = 10.0,
         failure_log_interval: float = 60.0,
+        errors: ThreadErrors | None = None,
     ) -> None:
         """`stable_after`: a connection that lasted this long resets the back-off.
 
@@ -131,6 +133,7 @@ class EventStream:
         self._backoff = backoff or Backoff(base=0.25, cap=5.0)
         self._stable_after = stable_after
         self._failure_log_interval = failure_log_interval
+        self._errors = errors or ThreadErrors()
         wss = self.url.startswith("wss:")
         self._sslopt = {"context": ari_tls_context(settings.ca_bundle)} if wss else {}
         self._stopping = threading.Event()
@@ -194,7 +197,11 @@ class EventStream:
     def run(self) -> None:
         """The loop itself, in the calling thread, until `stop()`."""
         while not self._stopping.is_set():
-            uptime = self._connect_and_read()
+            try:
+                uptime = self._connect_and_read()
+            except Exception as error:  # a bug must not end the app's only source of events
+                self._errors.caught("ari-events", error)
+                uptime = self._abandon()
             if self._stopping.is_set():
                 break
             # Uptime, not "got a message", marks health: an ApplicationReplaced
@@ -202,6 +209,20 @@ class EventStream:
             if uptime >= self._stable_after:
                 self._backoff.reset()
             self._stopping.wait(self._backoff.next_delay())
+
+    def _abandon(self) -> float:
+        """After a bug mid-connection: drop the socket, as if Asterisk had."""
+        with self._lock:
+            ws, self._ws = self._ws, None
+            self._reading = False
+        was_connected = self._connected.is_set()
+        self._connected.clear()
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                ws.shutdown()  # type: ignore[no-untyped-call]
+        if was_connected:
+            self._call(self._on_disconnected, "internal error; reconnecting")
+        return 0.0
 
     # -- one connection --------------------------------------------------------
 
