@@ -151,3 +151,24 @@ def test_two_services_on_one_outbox_file_send_a_request_once(
         assert len(crm.requests) == 1
     finally:
         other.stop(timeout=5)
+
+
+def test_a_claim_left_by_a_killed_process_is_released_at_the_next_start(
+    service: CallbackService, crm: CrmEmulator, tmp_path: Path
+) -> None:
+    assert service.request(A, "chan-1").result == "stored"
+    assert service.outbox is not None
+    [entry] = service.outbox.entries()
+    # Claimed for one attempt (lease: 2 x the 2 s CRM timeout + 5 s), then killed.
+    assert service.outbox.claim(entry.id, entry.next_attempt_at, time.time() + 9.0)
+    service.deliver_due()
+    assert crm.requests == []  # still claimed
+    restarted = CallbackService(
+        CrmSettings(url=crm.url, username="dnd", password=PASSWORD, timeout=2.0),
+        OutboxSettings(path=str(tmp_path / "outbox.sqlite3")),
+    )
+    restarted.start(deliver=True)
+    try:
+        assert crm.wait_for(lambda c: c.delivered_phones() == [A])
+    finally:
+        restarted.stop(timeout=5)

@@ -72,7 +72,9 @@ AUTH_PAUSE = 60.0
 # The caller waits in silence during the direct try when the outbox is broken.
 DIRECT_TIMEOUT = DIRECT_CRM_TIMEOUT
 # Longer than any one CRM attempt (connect + read timeouts, a trickling answer).
-CLAIM_LEASE = 120.0
+# A claimed request is held this much longer than the CRM timeout allows one
+# attempt to take (connect, then the capped read).
+CLAIM_MARGIN = 5.0
 # Real seconds between looks at the outbox when idle: notices `outbox retry`
 # run by the operator in another process.
 POLL_INTERVAL = 5.0
@@ -158,6 +160,7 @@ class CallbackService:
         self._auth_pause = auth_pause
         self._poll = poll_interval
         self._client = CrmClient(crm)  # raises ValueError on unusable settings
+        self._lease = 2 * crm.timeout + CLAIM_MARGIN
         self._outbox: Outbox | None = None
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
@@ -187,6 +190,12 @@ class CallbackService:
         start delivering, pending requests first. `deliver=False` only opens it."""
         self._outbox = Outbox.open(self._settings.path)
         self._writer = _Writer("outbox-writer")
+        if deliver:
+            # Claims a killed process left would hold its requests for a lease;
+            # a back-off this releases early ends within the lease anyway.
+            released = self._outbox.release_claims(self._clock(), self._lease)
+            if released:
+                log.info("event=outbox_claims_released count=%d", released)
         pending = self._outbox.counts()[PENDING]
         log.info("event=outbox_opened path=%s pending=%d", self._settings.path, pending)
         if deliver:
@@ -471,9 +480,9 @@ class CallbackService:
             return None
         # Two instances may share one outbox file (one replaced by a manual run
         # waits for the app name): only the one that claims a row sends it. A
-        # claim outlives a process that dies mid-send by CLAIM_LEASE at most.
+        # claim outlives a process that dies mid-send by `_lease` at most.
         try:
-            if not outbox.claim(entry.id, entry.next_attempt_at, self._clock() + CLAIM_LEASE):
+            if not outbox.claim(entry.id, entry.next_attempt_at, self._clock() + self._lease):
                 return None
         except OutboxError:
             pass  # a disk that takes no writes must not keep the CRM from getting it

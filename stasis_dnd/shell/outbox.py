@@ -186,6 +186,17 @@ class Outbox:
             )
         return cursor.rowcount == 1
 
+    def release_claims(self, now: float, lease: float) -> int:
+        """Make pending requests due within `lease` due now (claims of a process
+        that died, and back-offs about to end anyway); return how many."""
+        with self._lock, self._write("release claims"):
+            cursor = self._db.execute(
+                "UPDATE requests SET next_attempt_at = ?"
+                " WHERE state = ? AND next_attempt_at > ? AND next_attempt_at <= ?",
+                (now, PENDING, now, now + lease),
+            )
+        return cursor.rowcount
+
     def next_due(self) -> float | None:
         """When the earliest pending request is due, or None if none is pending."""
         with self._lock, self._read():
