@@ -30,7 +30,7 @@ from stasis_dnd.settings import (
     OutboxSettings,
     Settings,
 )
-from stasis_dnd.shell.tls import ari_tls_context
+from stasis_dnd.tls import ari_tls_context
 
 ENV_PREFIX = "STASIS_DND_"
 

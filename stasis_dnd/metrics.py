@@ -10,7 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from stasis_dnd.shell.callbacks import CallbackStats
+    from stasis_dnd.callbacks.intake import CallbackStats
 
 
 class Metrics:

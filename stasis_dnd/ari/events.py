@@ -20,7 +20,7 @@ password or certificate at ERROR, since it needs an admin; never with a
 traceback).
 
 wss is verified like ARI's REST calls, with the same kind of context
-(`shell.tls.ari_tls_context`: `[ari] ca_bundle` or the system's CAs). A
+(`stasis_dnd.tls.ari_tls_context`: `[ari] ca_bundle` or the system's CAs). A
 redirect in answer to the upgrade is a failed attempt, never followed: the
 request carries the ARI password.
 """
@@ -42,11 +42,11 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import websocket
 
+from stasis_dnd.ari.rest import strip_userinfo
+from stasis_dnd.backoff import Backoff
+from stasis_dnd.guard import ThreadErrors
 from stasis_dnd.settings import AriSettings
-from stasis_dnd.shell.ari_rest import strip_userinfo
-from stasis_dnd.shell.backoff import Backoff
-from stasis_dnd.shell.guard import ThreadErrors
-from stasis_dnd.shell.tls import ari_tls_context, certificate_problem, handshake_problem
+from stasis_dnd.tls import ari_tls_context, certificate_problem, handshake_problem
 
 log = logging.getLogger(__name__)
 

@@ -2,12 +2,12 @@
 
 ari-py cannot be imported on Python 3 (FACTS §4), so this speaks ARI over
 keep-alive connections of the standard library's `http.client`
-(`shell.http_pool`: the app makes four requests per call, and through
+(`ari.http_pool`: the app makes four requests per call, and through
 `requests` each cost about 7x the CPU; see that module). Every call carries
 the (connect, read) timeout from `AriSettings`; every failure is one of the
 typed errors below, whose message is one sentence and never contains the
 password. https is verified against `[ari] ca_bundle` or the system's CAs
-(`shell.tls`); a certificate that fails is an `AriCertificateError` saying
+(`stasis_dnd.tls`); a certificate that fails is an `AriCertificateError` saying
 what to fix.
 
 Thread safety: one `AriRest` is shared by the worker threads. The pool hands
@@ -27,9 +27,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
+from stasis_dnd.ari.http_pool import ConnectFailed, HttpPool, Reply
 from stasis_dnd.settings import AriSettings, DialplanTarget
-from stasis_dnd.shell.http_pool import ConnectFailed, HttpPool, Reply
-from stasis_dnd.shell.tls import ari_tls_context, certificate_problem, handshake_problem
+from stasis_dnd.tls import ari_tls_context, certificate_problem, handshake_problem
 
 log = logging.getLogger(__name__)
 

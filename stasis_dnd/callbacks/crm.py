@@ -28,9 +28,9 @@ import requests
 import urllib3
 
 from stasis_dnd import __version__
+from stasis_dnd.ari.rest import strip_userinfo
 from stasis_dnd.settings import CRM_METHODS, CRM_STYLES, CrmSettings
-from stasis_dnd.shell.ari_rest import strip_userinfo
-from stasis_dnd.shell.tls import system_ca
+from stasis_dnd.tls import system_ca
 
 # An answer is a few hundred bytes; anything much larger is not BGERP's.
 DEFAULT_BODY_LIMIT = 64 * 1024

@@ -43,10 +43,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from stasis_dnd.callbacks.crm import CrmClient, CrmResult, Outcome
+from stasis_dnd.callbacks.outbox import DEAD, DUPLICATE, PENDING, Entry, Outbox, OutboxError
+from stasis_dnd.logs import mask_phone
 from stasis_dnd.settings import DIRECT_CRM_TIMEOUT, CrmSettings, OutboxSettings
-from stasis_dnd.shell.crm import CrmClient, CrmResult, Outcome
-from stasis_dnd.shell.logs import mask_phone
-from stasis_dnd.shell.outbox import DEAD, DUPLICATE, PENDING, Entry, Outbox, OutboxError
 
 log = logging.getLogger("stasis_dnd")
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stasis_dnd.ari.rest import AriError, AriRest
 from stasis_dnd.settings import Settings
-from stasis_dnd.shell.ari_rest import AriError, AriRest
 
 # Languages the shipped prompts come in; a prompt missing in one is a warning.
 EXPECTED_LANGUAGES = ("en", "ru")

@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads carrying out calls' ARI requests (default: 16)",
     )
 
-    from stasis_dnd.shell.outbox_cli import add_outbox_commands
+    from stasis_dnd.cli.outbox import add_outbox_commands
 
     add_outbox_commands(commands)
 
@@ -124,17 +124,17 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stasis_dnd.demo import run_demo
+    from stasis_dnd.testing.demo import run_demo
 
     return run_demo(args.config)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stasis_dnd.shell.app import App, StartupError
-    from stasis_dnd.shell.callbacks import CallbackService
-    from stasis_dnd.shell.logs import setup_logging
-    from stasis_dnd.shell.metrics import Metrics
-    from stasis_dnd.shell.outbox import OutboxError
+    from stasis_dnd.callbacks.intake import CallbackService
+    from stasis_dnd.callbacks.outbox import OutboxError
+    from stasis_dnd.logs import setup_logging
+    from stasis_dnd.metrics import Metrics
+    from stasis_dnd.runtime.app import App, StartupError
 
     settings = load_settings(args.config)
     if args.log_level not in LOG_LEVELS:
@@ -164,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from stasis_dnd.shell.check import AriError, check_asterisk
+    from stasis_dnd.cli.check import AriError, check_asterisk
 
     settings = load_settings(args.config)
     try:
@@ -202,7 +202,7 @@ def cmd_install_sounds(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    from stasis_dnd.shell.outbox_cli import run_outbox_command
+    from stasis_dnd.cli.outbox import run_outbox_command
 
     settings = load_settings(args.config, require_secrets=False)
     return run_outbox_command(args, settings.outbox)

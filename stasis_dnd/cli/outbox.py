@@ -18,9 +18,17 @@ import time
 import unicodedata
 from pathlib import Path
 
+from stasis_dnd.callbacks.outbox import (
+    DEAD,
+    DELIVERED,
+    DUPLICATE,
+    STATES,
+    Entry,
+    Outbox,
+    OutboxError,
+)
 from stasis_dnd.config import parse_duration
 from stasis_dnd.settings import OutboxSettings
-from stasis_dnd.shell.outbox import DEAD, DELIVERED, DUPLICATE, STATES, Entry, Outbox, OutboxError
 
 DEFAULT_CONFIG = "/etc/stasis-dnd/stasis-dnd.ini"
 # The operator's command may wait for the service's write to finish.

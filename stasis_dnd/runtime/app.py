@@ -5,9 +5,9 @@ Threads: the WebSocket reader (only reads and hands on), the timer wheel,
 a pool of call workers, the outbox's delivery thread, the sweep (once a
 minute: channels parked in the app that no call owns), recovery after each
 connect, the wait for the app name after another process took it
-(`shell.app_name`), and the main thread, which waits for a signal and runs
+(`runtime.app_name`), and the main thread, which waits for a signal and runs
 the shutdown. Each catches what its work raises, counts and logs it
-(`shell.guard`) and goes on; a call whose handling raised is sent back to
+(`stasis_dnd.guard`) and goes on; a call whose handling raised is sent back to
 the dialplan.
 """
 
@@ -22,26 +22,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stasis_dnd.core import DrainEnded, Event
-from stasis_dnd.settings import Settings
-from stasis_dnd.shell.app_name import NAME_CONFIRM, NAME_WAIT_BASE, NAME_WAIT_CAP, wait_for_name
-from stasis_dnd.shell.ari_events import EventStream
-from stasis_dnd.shell.ari_rest import (
+from stasis_dnd.ari.events import EventStream
+from stasis_dnd.ari.rest import (
     AriAuthError,
     AriCertificateError,
     AriError,
     AriRest,
     strip_userinfo,
 )
-from stasis_dnd.shell.backoff import Backoff
-from stasis_dnd.shell.calls import CallbackStore, Calls, Recover
-from stasis_dnd.shell.dispatch import Dispatcher
-from stasis_dnd.shell.finals import RetryFinal
-from stasis_dnd.shell.guard import ThreadErrors
-from stasis_dnd.shell.metrics import Metrics
-from stasis_dnd.shell.parked import Parked
-from stasis_dnd.shell.timers import TimerWheel
-from stasis_dnd.shell.translate import BadEvent, translate
+from stasis_dnd.ari.translate import BadEvent, translate
+from stasis_dnd.backoff import Backoff
+from stasis_dnd.core import DrainEnded, Event
+from stasis_dnd.guard import ThreadErrors
+from stasis_dnd.metrics import Metrics
+from stasis_dnd.runtime.app_name import NAME_CONFIRM, NAME_WAIT_BASE, NAME_WAIT_CAP, wait_for_name
+from stasis_dnd.runtime.dispatch import Dispatcher
+from stasis_dnd.runtime.final_commands import RetryFinal
+from stasis_dnd.runtime.parked import Parked
+from stasis_dnd.runtime.registry import CallbackStore, Calls, Recover
+from stasis_dnd.runtime.timers import TimerWheel
+from stasis_dnd.settings import Settings
 
 log = logging.getLogger("stasis_dnd")
 

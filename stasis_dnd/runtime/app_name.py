@@ -16,10 +16,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from stasis_dnd.shell.ari_rest import AriError, AriRest
-from stasis_dnd.shell.backoff import Backoff
-from stasis_dnd.shell.guard import ThreadErrors
-from stasis_dnd.shell.metrics import Metrics
+from stasis_dnd.ari.rest import AriError, AriRest
+from stasis_dnd.backoff import Backoff
+from stasis_dnd.guard import ThreadErrors
+from stasis_dnd.metrics import Metrics
 
 log = logging.getLogger("stasis_dnd")
 

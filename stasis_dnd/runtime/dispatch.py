@@ -5,7 +5,7 @@ the order it arrived, one item at a time; different calls run on different
 workers, so a slow REST answer or a slow CRM for one caller never holds up
 another caller's prompt. `submit()` never blocks: the WebSocket reader calls
 it, and Asterisk drops a socket whose reader stalls. A handler that raises
-is counted and logged (`shell.guard`), then `on_error(key, error)` runs on
+is counted and logged (`stasis_dnd.guard`), then `on_error(key, error)` runs on
 the same worker (the app sends that channel back to the dialplan), and the
 worker goes on with the next item.
 """
@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from stasis_dnd.shell.guard import ThreadErrors
+from stasis_dnd.guard import ThreadErrors
 
 Item = TypeVar("Item")
 

@@ -21,12 +21,12 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from stasis_dnd.ari.rest import AriError, AriRest, AriUnavailable
+from stasis_dnd.ari.rest import ChannelGone as ChannelGoneError
+from stasis_dnd.backoff import Backoff
 from stasis_dnd.core import ContinueInDialplan, Hangup
-from stasis_dnd.shell.ari_rest import AriError, AriRest, AriUnavailable
-from stasis_dnd.shell.ari_rest import ChannelGone as ChannelGoneError
-from stasis_dnd.shell.backoff import Backoff
-from stasis_dnd.shell.metrics import Metrics
-from stasis_dnd.shell.timers import TimerHandle, TimerWheel
+from stasis_dnd.metrics import Metrics
+from stasis_dnd.runtime.timers import TimerHandle, TimerWheel
 
 log = logging.getLogger("stasis_dnd")
 

@@ -15,10 +15,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from stasis_dnd.shell.ari_rest import AriError, AriRest
-from stasis_dnd.shell.backoff import Backoff
-from stasis_dnd.shell.calls import Calls, Item, Recover
-from stasis_dnd.shell.guard import ThreadErrors
+from stasis_dnd.ari.rest import AriError, AriRest
+from stasis_dnd.backoff import Backoff
+from stasis_dnd.guard import ThreadErrors
+from stasis_dnd.runtime.registry import Calls, Item, Recover
 
 log = logging.getLogger("stasis_dnd")
 

@@ -4,7 +4,7 @@ commands carried out over ARI, the outbox and the timer wheel.
 Every outcome of that I/O goes back into the same call's flow as an event
 (a channel that vanished is `ChannelGone`, a stored request is
 `CallbackStored`); what the caller hears next is always the flow's decision.
-A call's last command (hang up, continue) outlives the call: `shell.finals`
+A call's last command (hang up, continue) outlives the call: `runtime.final_commands`
 carries it through ARI failures, and `sweep` (every minute) takes over
 channels parked in the app that no call owns.
 
@@ -29,6 +29,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from stasis_dnd.ari.rest import AriError, AriRest
+from stasis_dnd.ari.rest import ChannelGone as ChannelGoneError
+from stasis_dnd.ari.translate import channel_of
 from stasis_dnd.core import (
     Answer,
     CallbackNotStored,
@@ -53,15 +56,12 @@ from stasis_dnd.core import (
     TimerFired,
 )
 from stasis_dnd.core.flow import State
+from stasis_dnd.logs import mask_phone
+from stasis_dnd.metrics import Metrics
+from stasis_dnd.runtime.dispatch import Dispatcher
+from stasis_dnd.runtime.final_commands import Finals, RetryFinal
+from stasis_dnd.runtime.timers import TimerHandle, TimerWheel
 from stasis_dnd.settings import IvrSettings
-from stasis_dnd.shell.ari_rest import AriError, AriRest
-from stasis_dnd.shell.ari_rest import ChannelGone as ChannelGoneError
-from stasis_dnd.shell.dispatch import Dispatcher
-from stasis_dnd.shell.finals import Finals, RetryFinal
-from stasis_dnd.shell.logs import mask_phone
-from stasis_dnd.shell.metrics import Metrics
-from stasis_dnd.shell.timers import TimerHandle, TimerWheel
-from stasis_dnd.shell.translate import channel_of
 
 log = logging.getLogger("stasis_dnd")
 
@@ -73,7 +73,7 @@ _SENT_DIRECTLY = "sent"
 
 
 class CallbackStore(Protocol):
-    """What the calls need of the outbox (`shell.callbacks.CallbackService`)."""
+    """What the calls need of the outbox (`callbacks.intake.CallbackService`)."""
 
     def request(self, phone: str, channel_id: str) -> tuple[bool, str, str]:
         """Store a request: (promise may be made, result label, reason)."""

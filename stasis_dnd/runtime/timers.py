@@ -3,7 +3,7 @@
 Thousands of concurrent calls each hold a timer or two; a thread per timer
 would cost a stack each. Callbacks run on the timer thread and must return at
 once (they only hand an event to the dispatcher). A callback that raises is
-counted and logged (`shell.guard`) and the thread goes on: one bug must not
+counted and logged (`stasis_dnd.guard`) and the thread goes on: one bug must not
 end every digit timeout and watchdog in the process.
 """
 
@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from stasis_dnd.shell.guard import ThreadErrors
+from stasis_dnd.guard import ThreadErrors
 
 
 class TimerHandle:

@@ -26,9 +26,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
+from stasis_dnd.ari.events import EventStream, events_url
+from stasis_dnd.backoff import Backoff
 from stasis_dnd.settings import AriSettings
-from stasis_dnd.shell.ari_events import EventStream, events_url
-from stasis_dnd.shell.backoff import Backoff
 
 PASSWORD = "s3cret+&pw"
 WAIT = 10.0  # generous bound for conditions that normally hold in milliseconds
@@ -357,11 +357,11 @@ def test_401_on_upgrade_is_logged_once_without_traceback(
     harness: Harness, server: AriWsServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     server.reject = HTTPStatus.UNAUTHORIZED
-    caplog.set_level(logging.DEBUG, logger="stasis_dnd.shell.ari_events")
+    caplog.set_level(logging.DEBUG, logger="stasis_dnd.ari.events")
     stream = harness.stream(server.port)
     stream.start()
     harness.rec.wait_for(lambda: len(server.requests) >= 4)
-    ours = [r for r in caplog.records if r.name == "stasis_dnd.shell.ari_events"]
+    ours = [r for r in caplog.records if r.name == "stasis_dnd.ari.events"]
     errors = [r for r in ours if r.levelno >= logging.WARNING]
     assert len(errors) == 1
     assert errors[0].levelno == logging.ERROR
@@ -380,14 +380,14 @@ def test_a_redirect_is_not_followed_and_the_password_goes_nowhere_else(
     try:
         location = f"ws://127.0.0.1:{elsewhere.port}/ari/events?app=stasis-dnd"
         server.redirect = (HTTPStatus(status), location)
-        caplog.set_level(logging.WARNING, logger="stasis_dnd.shell.ari_events")
+        caplog.set_level(logging.WARNING, logger="stasis_dnd.ari.events")
         stream = harness.stream(server.port)
         stream.start()
         # Each attempt ends before the next: by the second, a followed one would have arrived.
         harness.rec.wait_for(lambda: stream.backoff.failures >= 2 or bool(elsewhere.requests))
         assert elsewhere.requests == []
         assert not stream.connected and harness.rec.log == []
-        [record] = [r for r in caplog.records if r.name == "stasis_dnd.shell.ari_events"]
+        [record] = [r for r in caplog.records if r.name == "stasis_dnd.ari.events"]
         assert record.levelno == logging.ERROR and record.exc_info is None
         message = record.getMessage()
         assert f"ARI answered with a redirect (HTTP {status} to {location})" in message
@@ -403,11 +403,11 @@ def test_refused_connection_is_reported_differently(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    caplog.set_level(logging.WARNING, logger="stasis_dnd.shell.ari_events")
+    caplog.set_level(logging.WARNING, logger="stasis_dnd.ari.events")
     stream = harness.stream(port)
     stream.start()
     harness.rec.wait_for(lambda: stream.backoff.failures >= 3)
-    ours = [r for r in caplog.records if r.name == "stasis_dnd.shell.ari_events"]
+    ours = [r for r in caplog.records if r.name == "stasis_dnd.ari.events"]
     assert len(ours) == 1
     assert ours[0].levelno == logging.WARNING
     assert "connection refused" in ours[0].getMessage()

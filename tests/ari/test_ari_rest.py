@@ -15,8 +15,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from stasis_dnd.settings import AriSettings
-from stasis_dnd.shell.ari_rest import (
+from stasis_dnd.ari.rest import (
     AriAuthError,
     AriError,
     AriRest,
@@ -24,6 +23,7 @@ from stasis_dnd.shell.ari_rest import (
     ChannelGone,
     strip_userinfo,
 )
+from stasis_dnd.settings import AriSettings
 
 PASSWORD = "pa55+word&x"
 

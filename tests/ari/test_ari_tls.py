@@ -17,12 +17,12 @@ import pytest
 import trustme
 from pytest_httpserver import HTTPServer
 
+from stasis_dnd.ari.events import EventStream
+from stasis_dnd.ari.rest import AriCertificateError, AriError, AriRest, AriUnavailable
 from stasis_dnd.config import ConfigError, load_settings
 from stasis_dnd.settings import AriSettings
-from stasis_dnd.shell.ari_events import EventStream
-from stasis_dnd.shell.ari_rest import AriCertificateError, AriError, AriRest, AriUnavailable
-from stasis_dnd.shell.tls import certificate_problem
 from stasis_dnd.testing.fake_asterisk import FakeAsterisk
+from stasis_dnd.tls import certificate_problem
 
 PASSWORD = "tls-Secret-1"
 
@@ -168,7 +168,7 @@ def test_wss_with_ca_bundle_connects_and_untrusted_is_an_error_log(
         finally:
             assert trusting.stop(5)
 
-        caplog.set_level(logging.ERROR, logger="stasis_dnd.shell.ari_events")
+        caplog.set_level(logging.ERROR, logger="stasis_dnd.ari.events")
         untrusting = EventStream(settings_for(fake.url), lambda message: None)
         untrusting.start()
         try:

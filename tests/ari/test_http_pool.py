@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from stasis_dnd.shell import http_pool
-from stasis_dnd.shell.http_pool import HttpPool
+from stasis_dnd.ari import http_pool
+from stasis_dnd.ari.http_pool import HttpPool
 
 # What the peer does with a request: answer and keep the connection, answer and
 # close it (FIN), or close it without answering.

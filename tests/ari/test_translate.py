@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stasis_dnd.ari.translate import BadEvent, translate
 from stasis_dnd.core import (
     Channel,
     ChannelDtmfReceived,
@@ -18,7 +19,6 @@ from stasis_dnd.core import (
     StasisEnd,
     StasisStart,
 )
-from stasis_dnd.shell.translate import BadEvent, translate
 
 CHANNEL = {
     "id": "1700000000.5",

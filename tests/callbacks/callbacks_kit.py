@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.settings import CrmSettings, OutboxSettings
-from stasis_dnd.shell.callbacks import CallbackService
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
 PASSWORD = "Kx9#secret-pw"

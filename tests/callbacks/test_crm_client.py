@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stasis_dnd.callbacks.crm import MESSAGE_LIMIT, CrmClient, Outcome
 from stasis_dnd.settings import CrmSettings
-from stasis_dnd.shell.crm import MESSAGE_LIMIT, CrmClient, Outcome
 from stasis_dnd.testing.crm_emulator import (
     CUT,
     HUGE,

@@ -15,7 +15,8 @@ import pytest
 from callbacks_kit import PASSWORD, A, B, C, CeilingJitter, FakeClock, Services, wait_until
 from prometheus_client import generate_latest
 
-from stasis_dnd.shell.callbacks import (
+from stasis_dnd.callbacks.crm import CrmResult
+from stasis_dnd.callbacks.intake import (
     AUTH_PAUSE,
     MIN_ATTEMPTS,
     REQUEST_BASE,
@@ -24,9 +25,8 @@ from stasis_dnd.shell.callbacks import (
     CallbackService,
     full_jitter,
 )
-from stasis_dnd.shell.crm import CrmResult
-from stasis_dnd.shell.metrics import Metrics
-from stasis_dnd.shell.outbox import DEAD, DELIVERED, PENDING, Entry
+from stasis_dnd.callbacks.outbox import DEAD, DELIVERED, PENDING, Entry
+from stasis_dnd.metrics import Metrics
 from stasis_dnd.testing.crm_emulator import (
     CUT,
     INVALID_JSON,

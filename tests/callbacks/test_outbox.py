@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stasis_dnd.shell.outbox import (
+from stasis_dnd.callbacks.outbox import (
     DEAD,
     DELIVERED,
     DUPLICATE,

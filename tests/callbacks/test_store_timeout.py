@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from stasis_dnd.callbacks.intake import CallbackService
+from stasis_dnd.callbacks.outbox import DELIVERED, PENDING, Entry
 from stasis_dnd.settings import CrmSettings, OutboxSettings
-from stasis_dnd.shell.callbacks import CallbackService
-from stasis_dnd.shell.outbox import DELIVERED, PENDING, Entry
 from stasis_dnd.testing.crm_emulator import CrmEmulator, slow
 
 PASSWORD = "Kx9#secret-pw"

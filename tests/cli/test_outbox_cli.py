@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from stasis_dnd.callbacks.outbox import DEAD, PENDING, Outbox
+from stasis_dnd.cli.outbox import add_outbox_commands, owner_to_become, run_outbox_command
 from stasis_dnd.settings import OutboxSettings
-from stasis_dnd.shell.outbox import DEAD, PENDING, Outbox
-from stasis_dnd.shell.outbox_cli import add_outbox_commands, owner_to_become, run_outbox_command
 
 DAY = 86400.0
 

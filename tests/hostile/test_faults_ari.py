@@ -19,8 +19,8 @@ from hostile_kit import APP, ARI_PASSWORD, ARI_USER, GOODBYE, PROMPT, SORRY, wai
 
 from stasis_dnd.core import CallFlow, ChannelDtmfReceived, Event
 from stasis_dnd.core.commands import Command
+from stasis_dnd.runtime.app import App
 from stasis_dnd.settings import AriSettings, IvrSettings, Settings
-from stasis_dnd.shell.app import App
 from stasis_dnd.testing.fake_asterisk import CONTINUED, HUNGUP_BY_APP, FakeAsterisk, FakeCall, press
 
 StartApp = Callable[..., App]

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from stasis_dnd.shell.app_name import wait_for_name
-from stasis_dnd.shell.ari_rest import AriError, AriUnavailable
-from stasis_dnd.shell.backoff import Backoff
-from stasis_dnd.shell.guard import ThreadErrors
-from stasis_dnd.shell.metrics import Metrics
+from stasis_dnd.ari.rest import AriError, AriUnavailable
+from stasis_dnd.backoff import Backoff
+from stasis_dnd.guard import ThreadErrors
+from stasis_dnd.metrics import Metrics
+from stasis_dnd.runtime.app_name import wait_for_name
 
 HELD = {"name": "stasis-dnd", "channel_ids": []}
 FREE = AriError("ARI rejected GET /applications/{app} with 404 Application not found.", 404)

@@ -11,11 +11,11 @@ from typing import cast
 
 import pytest
 
+from stasis_dnd.ari.rest import AriError, AriRest, AriUnavailable, ChannelGone
 from stasis_dnd.core import ContinueInDialplan, Hangup
-from stasis_dnd.shell.ari_rest import AriError, AriRest, AriUnavailable, ChannelGone
-from stasis_dnd.shell.finals import Finals, RetryFinal
-from stasis_dnd.shell.metrics import Metrics
-from stasis_dnd.shell.timers import TimerWheel
+from stasis_dnd.metrics import Metrics
+from stasis_dnd.runtime.final_commands import Finals, RetryFinal
+from stasis_dnd.runtime.timers import TimerWheel
 
 CHANNEL = "1700000000.1"
 UNAVAILABLE = AriUnavailable("ARI at http://x/ari failed with 500 oops (DELETE /channels/c).", 500)

@@ -8,10 +8,10 @@ import threading
 
 import pytest
 
-from stasis_dnd.shell.dispatch import Dispatcher
-from stasis_dnd.shell.guard import ThreadErrors
-from stasis_dnd.shell.metrics import Metrics
-from stasis_dnd.shell.timers import TimerWheel
+from stasis_dnd.guard import ThreadErrors
+from stasis_dnd.metrics import Metrics
+from stasis_dnd.runtime.dispatch import Dispatcher
+from stasis_dnd.runtime.timers import TimerWheel
 
 
 class Clock:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from stasis_dnd.callbacks.crm import CrmClient
 from stasis_dnd.settings import CrmSettings
-from stasis_dnd.shell.crm import CrmClient
 from stasis_dnd.testing.crm_contract import request_problems
 from stasis_dnd.testing.crm_emulator import Received
 
