@@ -1,7 +1,8 @@
 """Logging for a service: key=value lines, no timestamps under journald.
 
 journald (and most log collectors) stamp each line themselves, so lines carry
-a timestamp only when stdout is a terminal. Callers' numbers are masked.
+a timestamp only when stdout is a terminal. Callers' numbers are masked, and
+URLs lose their credentials (ARI, the CRM and the event socket log theirs).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 from typing import TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 
 def mask_phone(phone: str) -> str:
@@ -18,12 +20,12 @@ def mask_phone(phone: str) -> str:
     return phone[:3] + "*" * (len(phone) - 5) + phone[-2:]
 
 
-def quote(value: object) -> str:
-    """A value for a key=value line: quoted when it has spaces or quotes."""
-    text = str(value)
-    if text and not any(c in text for c in ' "=\n\\'):
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+def strip_userinfo(url: str) -> str:
+    """`url` without any `user:password@`, so it is safe to log and to connect to."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def setup_logging(level: str = "INFO", stream: TextIO | None = None) -> None:

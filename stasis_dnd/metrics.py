@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from stasis_dnd.callbacks.intake import CallbackStats
+
+@dataclass(frozen=True)
+class CallbackStats:
+    """Counters since start (for metrics), plus what the outbox holds now."""
+
+    stored: int
+    duplicates: int
+    sent_directly: int
+    failed: int
+    delivered: int
+    dead: int  # dead-lettered since start
+    attempts_failed: int
+    pending: int
+    # Dead requests in the outbox now, waiting for `outbox retry` or `purge`.
+    dead_kept: int
+    # True while delivery is paused because the CRM rejects the login.
+    bad_credentials: bool
 
 
 class Metrics:

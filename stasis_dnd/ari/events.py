@@ -42,9 +42,9 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import websocket
 
-from stasis_dnd.ari.rest import strip_userinfo
 from stasis_dnd.backoff import Backoff
 from stasis_dnd.guard import ThreadErrors
+from stasis_dnd.logs import strip_userinfo
 from stasis_dnd.settings import AriSettings
 from stasis_dnd.tls import ari_tls_context, certificate_problem, handshake_problem
 

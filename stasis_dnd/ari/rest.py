@@ -25,9 +25,10 @@ import socket
 import ssl
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from stasis_dnd.ari.http_pool import ConnectFailed, HttpPool, Reply
+from stasis_dnd.logs import strip_userinfo
 from stasis_dnd.settings import AriSettings, DialplanTarget
 from stasis_dnd.tls import ari_tls_context, certificate_problem, handshake_problem
 
@@ -66,14 +67,6 @@ class AriUnavailable(AriError):
 class AriCertificateError(AriUnavailable):
     """Asterisk's TLS certificate failed verification: an admin must act
     (`[ari] ca_bundle`, the URL's host name, or Asterisk's certificate)."""
-
-
-def strip_userinfo(url: str) -> str:
-    """`url` without any `user:password@`, so it is safe to log and to connect to."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _segment(value: str) -> str:

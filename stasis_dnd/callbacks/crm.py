@@ -28,7 +28,7 @@ import requests
 import urllib3
 
 from stasis_dnd import __version__
-from stasis_dnd.ari.rest import strip_userinfo
+from stasis_dnd.logs import strip_userinfo
 from stasis_dnd.settings import CRM_METHODS, CRM_STYLES, CrmSettings
 from stasis_dnd.tls import system_ca
 

@@ -46,6 +46,7 @@ from typing import NamedTuple
 from stasis_dnd.callbacks.crm import CrmClient, CrmResult, Outcome
 from stasis_dnd.callbacks.outbox import DEAD, DUPLICATE, PENDING, Entry, Outbox, OutboxError
 from stasis_dnd.logs import mask_phone
+from stasis_dnd.metrics import CallbackStats
 from stasis_dnd.settings import DIRECT_CRM_TIMEOUT, CrmSettings, OutboxSettings
 
 log = logging.getLogger("stasis_dnd")
@@ -97,24 +98,6 @@ class RequestResult(NamedTuple):
     ok: bool
     result: str  # stored, duplicate, sent (directly to the CRM) or failed
     reason: str = ""
-
-
-@dataclass(frozen=True)
-class CallbackStats:
-    """Counters since start (for metrics), plus what the outbox holds now."""
-
-    stored: int
-    duplicates: int
-    sent_directly: int
-    failed: int
-    delivered: int
-    dead: int  # dead-lettered since start
-    attempts_failed: int
-    pending: int
-    # Dead requests in the outbox now, waiting for `outbox retry` or `purge`.
-    dead_kept: int
-    # True while delivery is paused because the CRM rejects the login.
-    bad_credentials: bool
 
 
 _COUNTERS = (

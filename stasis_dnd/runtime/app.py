@@ -28,12 +28,12 @@ from stasis_dnd.ari.rest import (
     AriCertificateError,
     AriError,
     AriRest,
-    strip_userinfo,
 )
 from stasis_dnd.ari.translate import BadEvent, translate
 from stasis_dnd.backoff import Backoff
 from stasis_dnd.core import DrainEnded, Event
 from stasis_dnd.guard import ThreadErrors
+from stasis_dnd.logs import strip_userinfo
 from stasis_dnd.metrics import Metrics
 from stasis_dnd.runtime.app_name import NAME_CONFIRM, NAME_WAIT_BASE, NAME_WAIT_CAP, wait_for_name
 from stasis_dnd.runtime.dispatch import Dispatcher

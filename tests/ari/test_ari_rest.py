@@ -21,7 +21,6 @@ from stasis_dnd.ari.rest import (
     AriRest,
     AriUnavailable,
     ChannelGone,
-    strip_userinfo,
 )
 from stasis_dnd.settings import AriSettings
 
@@ -286,11 +285,6 @@ def test_read_timeout_is_unavailable() -> None:
             client.asterisk_info()
     assert "did not answer within 0.2 s" in str(caught.value)
     assert PASSWORD not in str(caught.value)
-
-
-def test_strip_userinfo() -> None:
-    assert strip_userinfo("http://u:p@host:8088/x") == "http://host:8088/x"
-    assert strip_userinfo("https://host/x") == "https://host/x"
 
 
 # -- sharing one client --------------------------------------------------------
