@@ -48,8 +48,10 @@ class AriError(Exception):
         self.status = status
 
 
-class ChannelGone(AriError):
-    """The channel hung up or left Stasis before (or while) we acted on it."""
+class ChannelNotFound(AriError):
+    """404/409/412: no channel by this id in Stasis to act on; it hung up or left
+    Stasis before (or while) we acted. The runtime feeds the call's flow the
+    core's `ChannelGone` event for it."""
 
     def __init__(self, message: str, channel_id: str, status: int) -> None:
         super().__init__(message, status)
@@ -113,7 +115,7 @@ class AriRest:
         """The ARI root every path is appended to, e.g. http://127.0.0.1:8088/ari."""
         return self._base
 
-    # -- channel operations: 404/409/412 raise ChannelGone ---------------------
+    # -- channel operations: 404/409/412 raise ChannelNotFound ---------------------
 
     def answer(self, channel_id: str) -> None:
         """Answer the channel."""
@@ -232,7 +234,7 @@ class AriRest:
             )
         detail = _error_detail(resp)
         if channel_id is not None and status in _CHANNEL_GONE_STATUSES:
-            raise ChannelGone(
+            raise ChannelNotFound(
                 f"Channel {channel_id} is gone or no longer in Stasis "
                 f"({method} {path}: {status} {detail}).",
                 channel_id,

@@ -60,7 +60,7 @@ _RESERVED = frozenset(
 )
 
 
-class Outcome(enum.Enum):
+class CrmOutcome(enum.Enum):
     """How one attempt to file a request went."""
 
     DELIVERED = "delivered"  # HTTP 200 and {"status": "ok"}
@@ -74,20 +74,20 @@ class Outcome(enum.Enum):
 
 
 # Failures no single request can cause: delivery pauses for all of them.
-CRM_WIDE = frozenset({Outcome.BAD_CREDENTIALS, Outcome.UNAVAILABLE})
+CRM_WIDE = frozenset({CrmOutcome.BAD_CREDENTIALS, CrmOutcome.UNAVAILABLE})
 
 
 @dataclass(frozen=True, slots=True)
 class CrmResult:
     """The outcome of one attempt, with a short reason for the log."""
 
-    outcome: Outcome
+    outcome: CrmOutcome
     detail: str = ""
     status: int | None = None  # the HTTP status, when there was an answer
 
     @property
     def delivered(self) -> bool:
-        return self.outcome is Outcome.DELIVERED
+        return self.outcome is CrmOutcome.DELIVERED
 
     @property
     def crm_wide(self) -> bool:
@@ -205,7 +205,7 @@ class CrmClient:
             return self._failure(exc)
         except UnicodeError:
             # e.g. a lone surrogate from a JSON escape: nothing the CRM could receive.
-            return CrmResult(Outcome.BAD_ANSWER, "the request cannot be encoded as UTF-8")
+            return CrmResult(CrmOutcome.BAD_ANSWER, "the request cannot be encoded as UTF-8")
         try:
             return self._classify(response, deadline=time.monotonic() + limit)
         except requests.RequestException as exc:
@@ -218,21 +218,21 @@ class CrmClient:
     def _classify(self, response: requests.Response, deadline: float) -> CrmResult:
         status = response.status_code
         if status == 401:
-            return CrmResult(Outcome.BAD_CREDENTIALS, "HTTP 401 (login failed)", status)
+            return CrmResult(CrmOutcome.BAD_CREDENTIALS, "HTTP 401 (login failed)", status)
         if status == 429:
             # A rate limit is about all our requests, not this one: everyone waits.
-            return CrmResult(Outcome.UNAVAILABLE, "HTTP 429 (too many requests)", status)
+            return CrmResult(CrmOutcome.UNAVAILABLE, "HTTP 429 (too many requests)", status)
         if status >= 500 or status == 408:
             # The CRM (or a proxy before it) failed on this request; the next may pass.
-            return CrmResult(Outcome.FAILED, f"HTTP {status}", status)
+            return CrmResult(CrmOutcome.FAILED, f"HTTP {status}", status)
         if not 200 <= status < 300:
             where = response.headers.get("Location", "")
             extra = f" to {self._trim(where)}" if where else ""
-            return CrmResult(Outcome.BAD_ANSWER, f"HTTP {status}{extra}", status)
+            return CrmResult(CrmOutcome.BAD_ANSWER, f"HTTP {status}{extra}", status)
         raw = self._read_capped(response, deadline)
         if raw is None:
             return CrmResult(
-                Outcome.BAD_ANSWER, f"answer larger than {self.body_limit} bytes", status
+                CrmOutcome.BAD_ANSWER, f"answer larger than {self.body_limit} bytes", status
             )
         text = raw.decode("utf-8", errors="replace").strip()
         try:
@@ -240,25 +240,25 @@ class CrmClient:
         except ValueError:
             return self._not_json(text, response, status)
         if not isinstance(document, dict):
-            return CrmResult(Outcome.BAD_ANSWER, "answer is JSON but not an object", status)
+            return CrmResult(CrmOutcome.BAD_ANSWER, "answer is JSON but not an object", status)
         answer = document.get("status")
         message = self._trim(str(document.get("message") or ""))
         if answer == "ok":
-            return CrmResult(Outcome.DELIVERED, "", status)
+            return CrmResult(CrmOutcome.DELIVERED, "", status)
         if answer == "error":
-            return CrmResult(Outcome.REFUSED, message or "the CRM reported an error", status)
-        return CrmResult(Outcome.BAD_ANSWER, f"unexpected status {answer!r}", status)
+            return CrmResult(CrmOutcome.REFUSED, message or "the CRM reported an error", status)
+        return CrmResult(CrmOutcome.BAD_ANSWER, f"unexpected status {answer!r}", status)
 
     def _not_json(self, text: str, response: requests.Response, status: int) -> CrmResult:
         lowered = text[:4096].lower()
         if "j_password" in lowered or 'type="password"' in lowered:
             return CrmResult(
-                Outcome.BAD_CREDENTIALS, "the CRM answered with its login page", status
+                CrmOutcome.BAD_CREDENTIALS, "the CRM answered with its login page", status
             )
         if re.match(r"[\w$.]+\(", text):
-            return CrmResult(Outcome.BAD_ANSWER, "answer is JSONP, not JSON", status)
+            return CrmResult(CrmOutcome.BAD_ANSWER, "answer is JSONP, not JSON", status)
         kind = response.headers.get("Content-Type", "unknown type")
-        return CrmResult(Outcome.BAD_ANSWER, f"answer is not JSON ({self._trim(kind)})", status)
+        return CrmResult(CrmOutcome.BAD_ANSWER, f"answer is not JSON ({self._trim(kind)})", status)
 
     def _read_capped(self, response: requests.Response, deadline: float) -> bytes | None:
         """The body, or None when it is larger than the limit (read no further)."""
@@ -281,18 +281,18 @@ class CrmClient:
 
     def _failure(self, exc: requests.RequestException) -> CrmResult:
         if isinstance(exc, requests.exceptions.SSLError):
-            return CrmResult(Outcome.UNAVAILABLE, "TLS: " + self._trim(_root_reason(exc)))
+            return CrmResult(CrmOutcome.UNAVAILABLE, "TLS: " + self._trim(_root_reason(exc)))
         if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return CrmResult(Outcome.UNAVAILABLE, f"no connection within {self.timeout:g}s")
+            return CrmResult(CrmOutcome.UNAVAILABLE, f"no connection within {self.timeout:g}s")
         if isinstance(exc, requests.exceptions.Timeout):
             # Sent but not answered in time: this request may be what the CRM chokes on.
-            return CrmResult(Outcome.FAILED, "no answer in time")
+            return CrmResult(CrmOutcome.FAILED, "no answer in time")
         if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-            return CrmResult(Outcome.UNAVAILABLE, "invalid [crm] url")
+            return CrmResult(CrmOutcome.UNAVAILABLE, "invalid [crm] url")
         if isinstance(exc, requests.exceptions.ProxyError) or _not_connected(exc):
-            return CrmResult(Outcome.UNAVAILABLE, self._trim(_root_reason(exc)))
+            return CrmResult(CrmOutcome.UNAVAILABLE, self._trim(_root_reason(exc)))
         # The connection broke after the request went out (reset, closed mid-answer).
-        return CrmResult(Outcome.FAILED, self._trim(_root_reason(exc)))
+        return CrmResult(CrmOutcome.FAILED, self._trim(_root_reason(exc)))
 
     def _trim(self, text: str) -> str:
         """One line, at most MESSAGE_LIMIT characters, without the password."""

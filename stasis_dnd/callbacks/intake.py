@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from stasis_dnd.callbacks.crm import CrmClient, CrmResult, Outcome
+from stasis_dnd.callbacks.crm import CrmClient, CrmOutcome, CrmResult
 from stasis_dnd.callbacks.outbox import DEAD, DUPLICATE, PENDING, Entry, Outbox, OutboxError
 from stasis_dnd.logs import mask_phone
 from stasis_dnd.metrics import CallbackStats
@@ -469,7 +469,7 @@ class CallbackService:
             self._request_failed(outbox, entry, str(result), now)
             return None
         # Nothing can get through: the queue waits, the request stays first in line.
-        if result.outcome is Outcome.BAD_CREDENTIALS:
+        if result.outcome is CrmOutcome.BAD_CREDENTIALS:
             wait = self._pause_for_login(result, now)
         else:
             wait = full_jitter(self._failures, RETRY_BASE, RETRY_CAP, self._rng)

@@ -39,7 +39,7 @@ from stasis_dnd.runtime.app_name import NAME_CONFIRM, NAME_WAIT_BASE, NAME_WAIT_
 from stasis_dnd.runtime.dispatch import Dispatcher
 from stasis_dnd.runtime.final_commands import RetryFinal
 from stasis_dnd.runtime.parked import Parked
-from stasis_dnd.runtime.registry import CallbackStore, Calls, Recover
+from stasis_dnd.runtime.registry import CallbackStore, CallRegistry, Recover
 from stasis_dnd.runtime.timers import TimerWheel
 from stasis_dnd.settings import Settings
 
@@ -49,7 +49,7 @@ log = logging.getLogger("stasis_dnd")
 # many at most (a peer sending endless varieties of junk cannot flood the log).
 _MAX_REMEMBERED_REASONS = 100
 # How often the app asks Asterisk which channels are in the app, to take over
-# any that no call owns (`Calls.sweep`): one cheap GET a minute.
+# any that no call owns (`CallRegistry.sweep`): one cheap GET a minute.
 SWEEP_INTERVAL = 60.0
 # How often the app checks that Asterisk still routes the app's calls to its
 # socket: after a freeze, Asterisk 22 may serve a stale connection attempt that
@@ -97,7 +97,7 @@ class App:
         )
         # Playback ids must not repeat across restarts of the app.
         boot = format(int(time.time() * 1000) % 36**6, "x")
-        self.calls = Calls(
+        self.calls = CallRegistry(
             ivr=settings.ivr,
             rest=self._rest,
             store=store,
@@ -219,7 +219,9 @@ class App:
         log.info("event=stopping calls=%d drain=%.0fs", len(self.calls), drain)
         deadline = time.monotonic() + drain
         # Hang-ups and continues still being retried are calls not yet over, too.
-        while (len(self.calls) or self.calls.finals.retrying()) and time.monotonic() < deadline:
+        while (
+            len(self.calls) or self.calls.final_commands.retrying()
+        ) and time.monotonic() < deadline:
             time.sleep(0.05)
         now = time.monotonic()
         for channel_id in self.calls.channel_ids():
@@ -232,12 +234,12 @@ class App:
             time.sleep(0.05)
         # A continue that failed just now gets a few retries before the exit.
         deadline = time.monotonic() + FINAL_GRACE
-        while self.calls.finals.retrying() and time.monotonic() < deadline:
+        while self.calls.final_commands.retrying() and time.monotonic() < deadline:
             time.sleep(0.05)
-        if self.calls.finals.retrying():
+        if self.calls.final_commands.retrying():
             log.warning(
                 "event=left_parked channels=%d (ARI keeps failing; the next start takes them over)",
-                self.calls.finals.retrying(),
+                self.calls.final_commands.retrying(),
             )
 
     def _install_signals(self) -> None:
@@ -312,7 +314,7 @@ class App:
             "waiting until the name is free",
         )
         now = time.monotonic()
-        for channel_id in {*self.calls.channel_ids(), *self.calls.finals.channel_ids()}:
+        for channel_id in {*self.calls.channel_ids(), *self.calls.final_commands.channel_ids()}:
             self._dispatcher.submit(channel_id, (now, self._generation, HandOver()))
         # Asterisk 22 does not close a replaced socket; it would only sit idle.
         self._stream.stop()

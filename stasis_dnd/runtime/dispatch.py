@@ -20,29 +20,29 @@ from typing import Generic, TypeVar
 
 from stasis_dnd.guard import ThreadErrors
 
-Item = TypeVar("Item")
+T = TypeVar("T")
 
 # A busy call hands its worker back after this many items, so one chatty
 # channel cannot starve the others.
 _BATCH = 32
 
 
-class _Mailbox(Generic[Item]):
+class _Mailbox(Generic[T]):
     __slots__ = ("items", "key", "scheduled")
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.items: deque[Item] = deque()
+        self.items: deque[T] = deque()
         self.scheduled = False
 
 
-class Dispatcher(Generic[Item]):
+class Dispatcher(Generic[T]):
     """Runs `handle(key, item)` for every submitted item: in order per key,
     concurrently across keys, on `workers` threads."""
 
     def __init__(
         self,
-        handle: Callable[[str, Item], None],
+        handle: Callable[[str, T], None],
         workers: int = 16,
         *,
         on_error: Callable[[str, Exception], None] | None = None,
@@ -53,8 +53,8 @@ class Dispatcher(Generic[Item]):
         self._on_error = on_error
         self._errors = errors or ThreadErrors()
         self._lock = threading.Lock()
-        self._boxes: dict[str, _Mailbox[Item]] = {}
-        self._ready: queue.SimpleQueue[_Mailbox[Item] | None] = queue.SimpleQueue()
+        self._boxes: dict[str, _Mailbox[T]] = {}
+        self._ready: queue.SimpleQueue[_Mailbox[T] | None] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True)
             for n in range(workers)
@@ -65,7 +65,7 @@ class Dispatcher(Generic[Item]):
         for thread in self._threads:
             thread.start()
 
-    def submit(self, key: str, item: Item) -> None:
+    def submit(self, key: str, item: T) -> None:
         with self._lock:
             box = self._boxes.get(key)
             if box is None:
@@ -106,7 +106,7 @@ class Dispatcher(Generic[Item]):
             else:
                 self._ready.put(box)
 
-    def _run(self, key: str, item: Item) -> None:
+    def _run(self, key: str, item: T) -> None:
         try:
             self._handle(key, item)
         except Exception as error:

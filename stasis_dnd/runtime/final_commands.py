@@ -2,7 +2,7 @@
 failures that may pass, so that no caller is left parked in silence.
 
 The flow has already decided and ended when this runs; what is left is I/O,
-so it lives in the shell. A 404/409/412 means the channel is gone or out of
+so it lives in the runtime. A 404/409/412 means the channel is gone or out of
 the app: done. A 5xx, a timeout or a lost connection is retried with
 back-off and jitter for `retry_for` seconds (30). After that, or at once for
 an error that cannot pass (400, 401, 403), the channel is "stuck": logged at
@@ -21,8 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stasis_dnd.ari.rest import AriError, AriRest, AriUnavailable
-from stasis_dnd.ari.rest import ChannelGone as ChannelGoneError
+from stasis_dnd.ari.rest import AriError, AriRest, AriUnavailable, ChannelNotFound
 from stasis_dnd.backoff import Backoff
 from stasis_dnd.core import ContinueInDialplan, Hangup
 from stasis_dnd.metrics import Metrics
@@ -62,7 +61,7 @@ def _name(command: FinalCommand) -> str:
     return "hangup" if isinstance(command, Hangup) else "continue"
 
 
-class Finals:
+class FinalCommands:
     """Final commands per channel. Each channel's methods run on its own
     dispatcher worker, one at a time; `channel_ids` and `retrying` may be
     called from any thread."""
@@ -147,7 +146,7 @@ class Finals:
                 self._rest.hangup(channel_id)
             else:
                 self._rest.continue_in_dialplan(channel_id, command.target)
-        except ChannelGoneError:
+        except ChannelNotFound:
             pass  # gone already, or out of the app: what we wanted
         except AriError as error:
             self._failed(channel_id, final, error)

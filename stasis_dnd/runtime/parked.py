@@ -18,7 +18,7 @@ from collections.abc import Callable
 from stasis_dnd.ari.rest import AriError, AriRest
 from stasis_dnd.backoff import Backoff
 from stasis_dnd.guard import ThreadErrors
-from stasis_dnd.runtime.registry import Calls, Item, Recover
+from stasis_dnd.runtime.registry import CallItem, CallRegistry, Recover
 
 log = logging.getLogger("stasis_dnd")
 
@@ -39,8 +39,8 @@ class Parked:
         *,
         app: str,
         rest: AriRest,
-        calls: Calls,
-        submit: Callable[[str, Item], None],
+        calls: CallRegistry,
+        submit: Callable[[str, CallItem], None],
         errors: ThreadErrors,
         stop: threading.Event,
         current: Callable[[int], bool],

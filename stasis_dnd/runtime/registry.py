@@ -29,8 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from stasis_dnd.ari.rest import AriError, AriRest
-from stasis_dnd.ari.rest import ChannelGone as ChannelGoneError
+from stasis_dnd.ari.rest import AriError, AriRest, ChannelNotFound
 from stasis_dnd.ari.translate import channel_of
 from stasis_dnd.core import (
     Answer,
@@ -59,7 +58,7 @@ from stasis_dnd.core.flow import State
 from stasis_dnd.logs import mask_phone
 from stasis_dnd.metrics import Metrics
 from stasis_dnd.runtime.dispatch import Dispatcher
-from stasis_dnd.runtime.final_commands import Finals, RetryFinal
+from stasis_dnd.runtime.final_commands import FinalCommands, RetryFinal
 from stasis_dnd.runtime.timers import TimerHandle, TimerWheel
 from stasis_dnd.settings import IvrSettings
 
@@ -92,7 +91,7 @@ class Recover:
 
 
 # (monotonic arrival time, the event socket's connection number, what arrived)
-Item = tuple[float, int, Event | Recover | RetryFinal]
+CallItem = tuple[float, int, Event | Recover | RetryFinal]
 
 
 @dataclass
@@ -107,7 +106,7 @@ class Call:
     arrived: float | None = None
 
 
-class Calls:
+class CallRegistry:
     """All calls of one app; `handle` is the dispatcher's per-item function."""
 
     def __init__(
@@ -117,7 +116,7 @@ class Calls:
         rest: AriRest,
         store: CallbackStore,
         timers: TimerWheel,
-        submit: Callable[[str, Item], None],
+        submit: Callable[[str, CallItem], None],
         metrics: Metrics,
         id_prefix: str,
         store_workers: int = 4,
@@ -132,7 +131,7 @@ class Calls:
         self._lock = threading.Lock()
         self._calls: dict[str, Call] = {}
         self.draining = False
-        self.finals = Finals(
+        self.final_commands = FinalCommands(
             rest=rest,
             timers=timers,
             submit=lambda channel_id, retry: submit(channel_id, (time.monotonic(), 0, retry)),
@@ -160,10 +159,10 @@ class Calls:
     def __len__(self) -> int:
         return len(self._calls)
 
-    def handle(self, channel_id: str, item: Item) -> None:
+    def handle(self, channel_id: str, item: CallItem) -> None:
         arrived, connection, what = item
         if isinstance(what, RetryFinal):
-            self.finals.retry(channel_id)
+            self.final_commands.retry(channel_id)
             return
         call = self._calls.get(channel_id)
         if isinstance(what, Recover):
@@ -174,7 +173,7 @@ class Calls:
         if call is None:
             if isinstance(what, StasisStart | StasisEnd | ChannelHangupRequest):
                 # Left (or back in) the app: a final command still pending is moot.
-                self.finals.left(channel_id)
+                self.final_commands.left(channel_id)
             if not isinstance(what, StasisStart):
                 log.debug("event=skipped channel=%s reason=unknown_channel", channel_id)
                 return
@@ -226,7 +225,7 @@ class Calls:
                     self._rest.play(
                         channel_id, command.playback_id, command.media, command.language
                     )
-                except ChannelGoneError:
+                except ChannelNotFound:
                     raise
                 except AriError as error:
                     log.warning("event=play_failed channel=%s error=%r", channel_id, str(error))
@@ -249,8 +248,8 @@ class Calls:
                 self._rest.answer(channel_id)
             elif isinstance(command, Hangup | ContinueInDialplan):
                 self._observe(call)
-                self.finals.send(channel_id, command)
-        except ChannelGoneError:
+                self.final_commands.send(channel_id, command)
+        except ChannelNotFound:
             log.debug("event=channel_gone channel=%s during=%s", channel_id, type(command).__name__)
             return ChannelGone()
         except AriError as error:
@@ -336,7 +335,7 @@ class Calls:
     # --- recovery -----------------------------------------------------------
 
     def _recover(self, channel_id: str, call: Call | None, recover: Recover) -> None:
-        if call is None and self.finals.recover(channel_id, recover.in_app):
+        if call is None and self.final_commands.recover(channel_id, recover.in_app):
             return  # its hang-up or continue is still under way: not a new call
         if not recover.in_app:
             # Heard from on this connection: it came after Asterisk listed the app's
@@ -346,7 +345,7 @@ class Calls:
             return
         try:
             channel = channel_of(self._rest.get_channel(channel_id))
-        except ChannelGoneError:
+        except ChannelNotFound:
             if call is not None:
                 self._feed(call, ChannelGone())
             return
@@ -388,7 +387,7 @@ class Calls:
         parked channels after a reconnect; those whose final command gave up are
         tried again, or forgotten once they have left."""
         listed = set(in_app)
-        finals = set(self.finals.channel_ids())
+        finals = set(self.final_commands.channel_ids())
         orphans = listed - set(self.channel_ids()) - finals
         found, self._orphans = orphans & self._orphans, orphans
         now = time.monotonic()
@@ -420,7 +419,7 @@ class Calls:
             channel_id,
         )
         target = self._ivr.continue_stored_to if stored else self._ivr.continue_to
-        self.finals.send(channel_id, ContinueInDialplan(target))
+        self.final_commands.send(channel_id, ContinueInDialplan(target))
 
     def hand_over(self, channel_id: str) -> None:
         """Another process holds the app name now: forget the channel without
@@ -428,4 +427,4 @@ class Calls:
         call = self._calls.get(channel_id)
         if call is not None:
             self._finish(call, quiet=True)
-        self.finals.drop(channel_id)
+        self.final_commands.drop(channel_id)

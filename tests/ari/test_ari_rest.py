@@ -20,7 +20,7 @@ from stasis_dnd.ari.rest import (
     AriError,
     AriRest,
     AriUnavailable,
-    ChannelGone,
+    ChannelNotFound,
 )
 from stasis_dnd.settings import AriSettings
 
@@ -158,7 +158,7 @@ def test_channel_operations_raise_channel_gone(
     httpserver.expect_request(path, method=method).respond_with_json(
         {"message": "Channel not found"}, status=status
     )
-    with pytest.raises(ChannelGone) as caught:
+    with pytest.raises(ChannelNotFound) as caught:
         operation(rest)
     assert caught.value.channel_id == "c1"
     assert caught.value.status == status

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stasis_dnd.callbacks.crm import MESSAGE_LIMIT, CrmClient, Outcome
+from stasis_dnd.callbacks.crm import MESSAGE_LIMIT, CrmClient, CrmOutcome
 from stasis_dnd.settings import CrmSettings
 from stasis_dnd.testing.crm_emulator import (
     CUT,
@@ -55,7 +55,7 @@ def settings_for(crm: CrmEmulator, **changes: object) -> CrmSettings:
 def test_delivered_in_both_styles_and_methods(crm: CrmEmulator, style: str, method: str) -> None:
     client = CrmClient(settings_for(crm, style=style, method=method))
     result = client.send("+79001234567", "req-1")
-    assert result.outcome is Outcome.DELIVERED
+    assert result.outcome is CrmOutcome.DELIVERED
     assert result.delivered
     received = crm.requests[0]
     assert received.method == method.upper()
@@ -152,7 +152,7 @@ def test_send_never_raises(crm: CrmEmulator, phone: str) -> None:
         result = client.send(phone, "rid")
     finally:
         client.close()
-    assert result.delivered or result.outcome is Outcome.BAD_ANSWER
+    assert result.delivered or result.outcome is CrmOutcome.BAD_ANSWER
 
 
 def test_plus_arrives_as_plus(crm: CrmEmulator) -> None:
@@ -163,14 +163,14 @@ def test_plus_arrives_as_plus(crm: CrmEmulator) -> None:
 
 def test_wrong_password_is_bad_credentials(crm: CrmEmulator) -> None:
     result = CrmClient(settings_for(crm, password="wrong-one")).send("1", "r")
-    assert result.outcome is Outcome.BAD_CREDENTIALS
+    assert result.outcome is CrmOutcome.BAD_CREDENTIALS
     assert result.status == 401
 
 
 def test_login_page_is_bad_credentials(crm: CrmEmulator) -> None:
     crm.script(LOGIN_PAGE_REPLY)
     result = CrmClient(settings_for(crm)).send("1", "r")
-    assert result.outcome is Outcome.BAD_CREDENTIALS
+    assert result.outcome is CrmOutcome.BAD_CREDENTIALS
     assert "login page" in result.detail
 
 
@@ -178,7 +178,7 @@ def test_status_error_is_refused_with_a_trimmed_message(crm: CrmEmulator) -> Non
     trace = "java.lang.NullPointerException: phone\n" + "\tat ru.bgcrm.Foo(Foo.java:1)\n" * 200
     crm.script(error(trace))
     result = CrmClient(settings_for(crm)).send("1", "r")
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is CrmOutcome.REFUSED
     assert result.detail.startswith("java.lang.NullPointerException: phone at ru.bgcrm.Foo")
     assert len(result.detail) <= MESSAGE_LIMIT
     assert "\n" not in result.detail
@@ -187,19 +187,19 @@ def test_status_error_is_refused_with_a_trimmed_message(crm: CrmEmulator) -> Non
 # (reply, outcome, detail): which answers pause delivery for every request
 # (`crm_wide`) and which concern only the request that got them.
 ANSWERS = [
-    (http_status(401), Outcome.BAD_CREDENTIALS, "HTTP 401 (login failed)"),
-    (LOGIN_PAGE_REPLY, Outcome.BAD_CREDENTIALS, "the CRM answered with its login page"),
-    (http_status(429), Outcome.UNAVAILABLE, "HTTP 429 (too many requests)"),
-    (http_status(408), Outcome.FAILED, "HTTP 408"),
-    (SERVER_ERROR, Outcome.FAILED, "HTTP 500"),
-    (http_status(502), Outcome.FAILED, "HTTP 502"),
-    (http_status(503), Outcome.FAILED, "HTTP 503"),
-    (CUT, Outcome.FAILED, "Remote end closed connection without response"),
-    (http_status(302), Outcome.BAD_ANSWER, "HTTP 302 to /login"),
-    (http_status(404), Outcome.BAD_ANSWER, "HTTP 404"),
-    (http_status(400), Outcome.BAD_ANSWER, "HTTP 400"),
-    (INVALID_JSON, Outcome.BAD_ANSWER, "answer is not JSON (application/json)"),
-    (error("java.lang.NullPointerException"), Outcome.REFUSED, "java.lang.NullPointerException"),
+    (http_status(401), CrmOutcome.BAD_CREDENTIALS, "HTTP 401 (login failed)"),
+    (LOGIN_PAGE_REPLY, CrmOutcome.BAD_CREDENTIALS, "the CRM answered with its login page"),
+    (http_status(429), CrmOutcome.UNAVAILABLE, "HTTP 429 (too many requests)"),
+    (http_status(408), CrmOutcome.FAILED, "HTTP 408"),
+    (SERVER_ERROR, CrmOutcome.FAILED, "HTTP 500"),
+    (http_status(502), CrmOutcome.FAILED, "HTTP 502"),
+    (http_status(503), CrmOutcome.FAILED, "HTTP 503"),
+    (CUT, CrmOutcome.FAILED, "Remote end closed connection without response"),
+    (http_status(302), CrmOutcome.BAD_ANSWER, "HTTP 302 to /login"),
+    (http_status(404), CrmOutcome.BAD_ANSWER, "HTTP 404"),
+    (http_status(400), CrmOutcome.BAD_ANSWER, "HTTP 400"),
+    (INVALID_JSON, CrmOutcome.BAD_ANSWER, "answer is not JSON (application/json)"),
+    (error("java.lang.NullPointerException"), CrmOutcome.REFUSED, "java.lang.NullPointerException"),
 ]
 
 
@@ -207,12 +207,12 @@ ANSWERS = [
     ("reply", "outcome", "detail"), ANSWERS, ids=[f"{r.kind}-{r.status}" for r, _, _ in ANSWERS]
 )
 def test_each_answer_is_classified_crm_wide_or_for_this_request_only(
-    crm: CrmEmulator, reply: Reply, outcome: Outcome, detail: str
+    crm: CrmEmulator, reply: Reply, outcome: CrmOutcome, detail: str
 ) -> None:
     crm.script(reply)
     result = CrmClient(settings_for(crm)).send("1", "r")
     assert (result.outcome, result.detail) == (outcome, detail)
-    assert result.crm_wide is (outcome in (Outcome.BAD_CREDENTIALS, Outcome.UNAVAILABLE))
+    assert result.crm_wide is (outcome in (CrmOutcome.BAD_CREDENTIALS, CrmOutcome.UNAVAILABLE))
 
 
 def test_slow_answer_failed_this_request(crm: CrmEmulator) -> None:
@@ -220,7 +220,7 @@ def test_slow_answer_failed_this_request(crm: CrmEmulator) -> None:
     crm.script(slow(5))
     result = CrmClient(settings_for(crm, timeout=0.2)).send("1", "r")
     assert (result.outcome, result.detail, result.crm_wide) == (
-        Outcome.FAILED,
+        CrmOutcome.FAILED,
         "no answer in time",
         False,
     )
@@ -229,7 +229,7 @@ def test_slow_answer_failed_this_request(crm: CrmEmulator) -> None:
 def test_unknown_host_is_crm_wide() -> None:
     client = CrmClient(CrmSettings(url="http://crm.invalid", username="u", password="p"))
     result = client.send("1", "r")
-    assert (result.outcome, result.crm_wide) == (Outcome.UNAVAILABLE, True)
+    assert (result.outcome, result.crm_wide) == (CrmOutcome.UNAVAILABLE, True)
     assert result.detail == "Name or service not known"
 
 
@@ -238,7 +238,7 @@ def test_refused_connection_is_unavailable_and_hides_the_password(crm: CrmEmulat
     for method in ("post", "get"):
         client = CrmClient(settings_for(crm, method=method, password="hunter22"))
         result = client.send("1", "r")
-        assert (result.outcome, result.crm_wide) == (Outcome.UNAVAILABLE, True)
+        assert (result.outcome, result.crm_wide) == (CrmOutcome.UNAVAILABLE, True)
         assert result.detail == "Connection refused"
         assert "hunter22" not in repr(result) + str(result) + repr(client)
 
@@ -246,20 +246,20 @@ def test_refused_connection_is_unavailable_and_hides_the_password(crm: CrmEmulat
 def test_huge_answer_is_a_bad_answer_not_a_crash(crm: CrmEmulator) -> None:
     crm.script(HUGE)
     result = CrmClient(settings_for(crm), body_limit=1000).send("1", "r")
-    assert result.outcome is Outcome.BAD_ANSWER
+    assert result.outcome is CrmOutcome.BAD_ANSWER
     assert "larger than 1000 bytes" in result.detail
 
 
 def test_invalid_json_is_a_bad_answer(crm: CrmEmulator) -> None:
     crm.script(INVALID_JSON)
     result = CrmClient(settings_for(crm)).send("1", "r")
-    assert result.outcome is Outcome.BAD_ANSWER
+    assert result.outcome is CrmOutcome.BAD_ANSWER
     assert "not JSON" in result.detail
 
 
 def test_unknown_class_is_refused(crm: CrmEmulator) -> None:
     result = CrmClient(settings_for(crm, class_name="ru.bgcrm.NoSuch")).send("1", "r")
-    assert result.outcome is Outcome.REFUSED
+    assert result.outcome is CrmOutcome.REFUSED
     assert "ru.bgcrm.NoSuch" in result.detail
 
 
@@ -306,6 +306,6 @@ def test_tls_is_verified_against_the_configured_ca_bundle(certificate: tuple[Pat
         trusted = CrmClient(settings_for(crm, ca_bundle=str(cert)))
         assert trusted.send("1", "r").delivered
         untrusted = CrmClient(settings_for(crm)).send("1", "r")
-        assert (untrusted.outcome, untrusted.crm_wide) == (Outcome.UNAVAILABLE, True)
+        assert (untrusted.outcome, untrusted.crm_wide) == (CrmOutcome.UNAVAILABLE, True)
         assert untrusted.detail.startswith("TLS: ")
         assert len(crm.delivered()) == 1

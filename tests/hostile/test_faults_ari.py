@@ -63,7 +63,7 @@ def start_app(fake: FakeAsterisk, caplog: pytest.LogCaptureFixture) -> Iterator[
             ivr=IvrSettings(digit_timeout=0.5),
         )
         app = App(settings, Store(), workers=4)
-        app.calls.finals.retry_for = retry_for
+        app.calls.final_commands.retry_for = retry_for
         app.sweep_interval = sweep
         app.registration_check = check
         app.name_wait_base = min(name_wait, app.name_wait_base)

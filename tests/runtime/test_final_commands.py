@@ -11,15 +11,15 @@ from typing import cast
 
 import pytest
 
-from stasis_dnd.ari.rest import AriError, AriRest, AriUnavailable, ChannelGone
+from stasis_dnd.ari.rest import AriError, AriRest, AriUnavailable, ChannelNotFound
 from stasis_dnd.core import ContinueInDialplan, Hangup
 from stasis_dnd.metrics import Metrics
-from stasis_dnd.runtime.final_commands import Finals, RetryFinal
+from stasis_dnd.runtime.final_commands import FinalCommands, RetryFinal
 from stasis_dnd.runtime.timers import TimerWheel
 
 CHANNEL = "1700000000.1"
 UNAVAILABLE = AriUnavailable("ARI at http://x/ari failed with 500 oops (DELETE /channels/c).", 500)
-GONE = ChannelGone("Channel c is gone (404).", CHANNEL, 404)
+GONE = ChannelNotFound("Channel c is gone (404).", CHANNEL, 404)
 REJECTED = AriError("ARI rejected DELETE /channels/c with 400 bad reason.", 400)
 # One channel's work runs one item at a time (the dispatcher's promise).
 SERIAL = threading.Lock()
@@ -56,17 +56,19 @@ def wheel() -> Iterator[TimerWheel]:
 
 
 @pytest.fixture
-def make(wheel: TimerWheel, caplog: pytest.LogCaptureFixture) -> Callable[[Rest], Finals]:
+def make(wheel: TimerWheel, caplog: pytest.LogCaptureFixture) -> Callable[[Rest], FinalCommands]:
     caplog.set_level(logging.DEBUG, logger="stasis_dnd")
 
-    def build(rest: Rest) -> Finals:
-        finals: Finals
+    def build(rest: Rest) -> FinalCommands:
+        finals: FinalCommands
 
         def submit(channel_id: str, item: RetryFinal) -> None:
             with SERIAL:  # the dispatcher's part, without its threads
                 finals.retry(channel_id)
 
-        finals = Finals(rest=cast(AriRest, rest), timers=wheel, submit=submit, metrics=Metrics())
+        finals = FinalCommands(
+            rest=cast(AriRest, rest), timers=wheel, submit=submit, metrics=Metrics()
+        )
         return finals
 
     return build
@@ -79,7 +81,7 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-def metric(finals: Finals, name: str, **labels: str) -> float:
+def metric(finals: FinalCommands, name: str, **labels: str) -> float:
     return finals._metrics.registry.get_sample_value(name, labels) or 0.0
 
 
@@ -88,7 +90,7 @@ def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 
 
 def test_success_at_once_leaves_nothing_behind(
-    make: Callable[[Rest], Finals], caplog: pytest.LogCaptureFixture
+    make: Callable[[Rest], FinalCommands], caplog: pytest.LogCaptureFixture
 ) -> None:
     rest = Rest()
     finals = make(rest)
@@ -99,7 +101,7 @@ def test_success_at_once_leaves_nothing_behind(
 
 
 def test_unavailable_twice_then_done(
-    make: Callable[[Rest], Finals], caplog: pytest.LogCaptureFixture
+    make: Callable[[Rest], FinalCommands], caplog: pytest.LogCaptureFixture
 ) -> None:
     rest = Rest(UNAVAILABLE, UNAVAILABLE)
     finals = make(rest)
@@ -114,7 +116,7 @@ def test_unavailable_twice_then_done(
 
 
 def test_404_while_retrying_means_the_channel_is_gone(
-    make: Callable[[Rest], Finals], caplog: pytest.LogCaptureFixture
+    make: Callable[[Rest], FinalCommands], caplog: pytest.LogCaptureFixture
 ) -> None:
     rest = Rest(UNAVAILABLE, GONE)
     finals = make(rest)
@@ -125,14 +127,14 @@ def test_404_while_retrying_means_the_channel_is_gone(
     assert metric(finals, "stasis_dnd_channels_stuck_total") == 0
 
 
-def test_gone_at_once_is_done(make: Callable[[Rest], Finals]) -> None:
+def test_gone_at_once_is_done(make: Callable[[Rest], FinalCommands]) -> None:
     finals = make(Rest(GONE))
     finals.send(CHANNEL, Hangup())
     assert finals.channel_ids() == []
 
 
 def test_left_the_app_while_retrying_stops_the_retries(
-    make: Callable[[Rest], Finals], caplog: pytest.LogCaptureFixture
+    make: Callable[[Rest], FinalCommands], caplog: pytest.LogCaptureFixture
 ) -> None:
     rest = Rest(*[UNAVAILABLE] * 100)
     finals = make(rest)
@@ -150,7 +152,7 @@ def test_left_the_app_while_retrying_stops_the_retries(
 
 
 def test_an_error_that_cannot_pass_is_stuck_at_once_and_reported_once(
-    make: Callable[[Rest], Finals], caplog: pytest.LogCaptureFixture
+    make: Callable[[Rest], FinalCommands], caplog: pytest.LogCaptureFixture
 ) -> None:
     rest = Rest(REJECTED, REJECTED)
     finals = make(rest)
@@ -173,7 +175,7 @@ def test_an_error_that_cannot_pass_is_stuck_at_once_and_reported_once(
 
 
 def test_unavailable_past_the_retry_period_is_stuck_until_the_channel_leaves(
-    make: Callable[[Rest], Finals], caplog: pytest.LogCaptureFixture
+    make: Callable[[Rest], FinalCommands], caplog: pytest.LogCaptureFixture
 ) -> None:
     rest = Rest(*[UNAVAILABLE] * 1000)
     finals = make(rest)
