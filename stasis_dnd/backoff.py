@@ -1,4 +1,6 @@
-"""Exponential back-off with full jitter, for reconnect loops.
+"""Exponential back-off with full jitter: `Backoff` for reconnect loops and
+queues that keep their failure count in memory, `full_jitter` for a count kept
+elsewhere (the outbox persists one per callback request).
 
 Full jitter (a uniform delay between 0 and the exponential ceiling) spreads
 out clients that lost the same server at the same moment, so a restarted
@@ -8,6 +10,19 @@ Asterisk is not hit by all of them at once.
 from __future__ import annotations
 
 import random
+
+
+def ceiling(failures: int, base: float, cap: float) -> float:
+    """The largest delay after `failures` failed tries: min(cap, base * 2**failures)."""
+    # The exponent is clamped so a long outage cannot overflow the float.
+    return min(cap, base * 2.0 ** min(failures, 62))
+
+
+def full_jitter(failures: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait after `failures` failed tries: uniform(0, ceiling)."""
+    # Computed from a count (persisted per request, or kept per queue), which is
+    # why no retry library fits: they own the sleeping loop and keep state in memory.
+    return rng.uniform(0.0, ceiling(failures, base, cap))
 
 
 class Backoff:
@@ -34,12 +49,11 @@ class Backoff:
 
     def ceiling(self) -> float:
         """The largest delay the next `next_delay()` can return."""
-        # The exponent is clamped so a long outage cannot overflow the float.
-        return min(self.cap, self.base * 2.0 ** min(self._failures, 62))
+        return ceiling(self._failures, self.base, self.cap)
 
     def next_delay(self) -> float:
         """Count one more failure and return how long to wait before retrying."""
-        delay = self._rng.uniform(0.0, self.ceiling())
+        delay = full_jitter(self._failures, self.base, self.cap, self._rng)
         self._failures += 1
         return delay
 

@@ -13,12 +13,8 @@ from pathlib import Path
 import pytest
 from callbacks_kit import PASSWORD, A, B, C, FakeClock, Services, wait_until
 
-from stasis_dnd.callbacks.intake import (
-    MIN_ATTEMPTS,
-    PRUNE_INTERVAL,
-    REQUEST_CAP,
-    CallbackService,
-)
+from stasis_dnd.callbacks.delivery import MIN_ATTEMPTS, PRUNE_INTERVAL, REQUEST_CAP
+from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.callbacks.outbox import DEAD, DELIVERED, DUPLICATE, PENDING, OutboxError
 from stasis_dnd.settings import CrmSettings, OutboxSettings
 from stasis_dnd.testing.crm_emulator import SERVER_ERROR, CrmEmulator

@@ -15,16 +15,16 @@ import pytest
 from callbacks_kit import PASSWORD, A, B, C, CeilingJitter, FakeClock, Services, wait_until
 from prometheus_client import generate_latest
 
+from stasis_dnd.backoff import full_jitter
 from stasis_dnd.callbacks.crm import CrmResult
-from stasis_dnd.callbacks.intake import (
+from stasis_dnd.callbacks.delivery import (
     AUTH_PAUSE,
     MIN_ATTEMPTS,
     REQUEST_BASE,
     REQUEST_CAP,
     RETRY_BASE,
-    CallbackService,
-    full_jitter,
 )
+from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.callbacks.outbox import DEAD, DELIVERED, PENDING, Entry
 from stasis_dnd.metrics import Metrics
 from stasis_dnd.testing.crm_emulator import (
