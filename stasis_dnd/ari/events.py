@@ -32,21 +32,27 @@ import contextlib
 import json
 import logging
 import select
-import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import websocket
 
+from stasis_dnd.ari.event_socket import (
+    EXCERPT_LIMIT,
+    UpgradeFailed,
+    close_politely,
+    close_reason,
+    events_url,
+    shutdown,
+    upgrade,
+)
 from stasis_dnd.backoff import Backoff
 from stasis_dnd.guard import ThreadErrors
-from stasis_dnd.logs import strip_userinfo
 from stasis_dnd.settings import AriSettings
-from stasis_dnd.tls import ari_tls_context, certificate_problem, handshake_problem
+from stasis_dnd.tls import ari_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -54,33 +60,10 @@ EventHandler = Callable[[dict[str, Any]], None]
 BadMessageHandler = Callable[[str, str], None]
 DisconnectHandler = Callable[[str], None]
 
-_EXCERPT_LIMIT = 200
 # How often an idle reader looks at the stop flag.
 _STOP_POLL = 0.2
-# How long a polite close waits for Asterisk's close frame in reply.
-_CLOSE_WAIT = 0.5
 # How a disconnect asked for by reconnect() is reported.
 _RECONNECTING = "reconnecting: "
-_WS_SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
-
-
-def events_url(settings: AriSettings) -> str:
-    """ws(s)://HOST[/prefix]/ari/events?app=APP&subscribeAll=false, no credentials."""
-    parts = urlsplit(strip_userinfo(settings.url.rstrip("/")))
-    scheme = _WS_SCHEMES.get(parts.scheme.lower())
-    if scheme is None:
-        raise ValueError("ARI url must start with http:// or https://")
-    query = urlencode({"app": settings.app, "subscribeAll": "false"})
-    return urlunsplit((scheme, parts.netloc, parts.path + "/ari/events", query, ""))
-
-
-class _ConnectFailed(Exception):
-    """One failed connection attempt, already described for the log."""
-
-    def __init__(self, reason: str, *, needs_admin: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.needs_admin = needs_admin
 
 
 class EventStream:
@@ -182,7 +165,7 @@ class EventStream:
             # While reading, the reader notices the flag within _STOP_POLL and
             # closes politely; while connecting, only a shutdown can wake it.
             if self._ws is not None and not self._reading:
-                _shutdown(self._ws)
+                shutdown(self._ws)
         thread = self._thread
         if thread is None or thread is threading.current_thread():
             return True
@@ -236,8 +219,16 @@ class EventStream:
                 return 0.0
             self._ws = ws
         try:
-            self._connect(ws)
-        except _ConnectFailed as failure:
+            upgrade(
+                ws,
+                self.url,
+                auth_header=self._auth_header,
+                username=self._username,
+                ca_bundle=self._ca_bundle,
+                connect_timeout=self._connect_timeout,
+                io_timeout=self._io_timeout,
+            )
+        except UpgradeFailed as failure:
             with self._lock:
                 self._ws = None
             if not self._stopping.is_set():
@@ -249,7 +240,7 @@ class EventStream:
             if stopped_meanwhile:
                 self._ws = None
         if stopped_meanwhile:
-            _close_politely(ws)
+            close_politely(ws)
             return 0.0
         opened = time.monotonic()
         self._connected.set()
@@ -263,55 +254,11 @@ class EventStream:
             self._ws = None
             self._reading = False
         if self._stopping.is_set() or reason.startswith(_RECONNECTING):
-            _close_politely(ws)
+            close_politely(ws)
         ws.shutdown()  # type: ignore[no-untyped-call]
         log.debug("event=ari_events_closed url=%s reason=%r", self.url, reason)
         self._call(self._on_disconnected, reason)
         return time.monotonic() - opened
-
-    def _connect(self, ws: websocket.WebSocket) -> None:
-        """Open the socket and do the upgrade; raise _ConnectFailed with a reason."""
-        try:
-            ws.connect(  # type: ignore[no-untyped-call]
-                self.url,
-                header=[self._auth_header],
-                timeout=self._connect_timeout,
-                suppress_origin=True,
-                # ARI is reached directly, never through an environment proxy.
-                http_no_proxy=["*"],
-                # A redirect would carry the Authorization header to wherever it points.
-                redirect_limit=0,
-            )
-        except websocket.WebSocketBadStatusException as exc:
-            status = exc.status_code
-            if status == 401:
-                raise _ConnectFailed(
-                    "Asterisk refused the ARI username or password (ari.conf) "
-                    f"for user {self._username!r}",
-                    needs_admin=True,
-                ) from exc
-            raise _ConnectFailed(
-                f"Asterisk answered the upgrade with HTTP {status} "
-                "(is ARI enabled in ari.conf and http.conf?)"
-            ) from exc
-        except ConnectionRefusedError as exc:
-            raise _ConnectFailed("connection refused (is Asterisk running?)") from exc
-        except (TimeoutError, websocket.WebSocketTimeoutException) as exc:
-            raise _ConnectFailed(f"no answer within {self._connect_timeout:g} s") from exc
-        except socket.gaierror as exc:
-            raise _ConnectFailed("the host name does not resolve") from exc
-        except ssl.SSLCertVerificationError as exc:
-            problem = certificate_problem(exc, self._ca_bundle)
-            raise _ConnectFailed(f"Asterisk {problem}", needs_admin=True) from exc
-        except ssl.SSLError as exc:
-            raise _ConnectFailed(f"Asterisk {handshake_problem(exc)}") from exc
-        except (OSError, websocket.WebSocketException) as exc:
-            redirect = _redirect_problem(ws)
-            if redirect:
-                raise _ConnectFailed(redirect, needs_admin=True) from exc
-            raise _ConnectFailed(f"{type(exc).__name__}: {exc}"[:_EXCERPT_LIMIT]) from exc
-        # From now on the timeout bounds a frame that stops mid-way, and a send.
-        ws.settimeout(self._io_timeout)
 
     def _read_until_closed(self, ws: websocket.WebSocket) -> str:
         """Read and deliver until the connection ends; return why it ended."""
@@ -351,7 +298,7 @@ class EventStream:
                 elif opcode == websocket.ABNF.OPCODE_BINARY:
                     self._bad(frame.data, "a binary frame, not a JSON text message")
                 elif opcode == websocket.ABNF.OPCODE_CLOSE:
-                    return _close_reason(frame.data)
+                    return close_reason(frame.data)
             return "stopped"
         except websocket.WebSocketConnectionClosedException:
             return "stopped" if self._stopping.is_set() else "Asterisk closed the connection"
@@ -360,7 +307,7 @@ class EventStream:
         except (OSError, websocket.WebSocketException) as exc:
             if self._stopping.is_set():
                 return "stopped"
-            return f"{type(exc).__name__}: {exc}"[:_EXCERPT_LIMIT]
+            return f"{type(exc).__name__}: {exc}"[:EXCERPT_LIMIT]
 
     # -- messages --------------------------------------------------------------
 
@@ -385,7 +332,7 @@ class EventStream:
                 log.exception("event=ari_handler_failed type=%s", message["type"])
 
     def _bad(self, data: bytes, reason: str) -> None:
-        excerpt = data[:_EXCERPT_LIMIT].decode("utf-8", "replace")
+        excerpt = data[:EXCERPT_LIMIT].decode("utf-8", "replace")
         log.debug("event=ari_bad_message reason=%r excerpt=%r", reason, excerpt)
         self._call(self._on_bad_message, excerpt, reason)
 
@@ -400,7 +347,7 @@ class EventStream:
 
     # -- logging ---------------------------------------------------------------
 
-    def _report_failure(self, failure: _ConnectFailed) -> None:
+    def _report_failure(self, failure: UpgradeFailed) -> None:
         now = time.monotonic()
         if (
             failure.reason == self._last_failure
@@ -414,41 +361,3 @@ class EventStream:
         log.log(
             level, "event=ari_connect_failed url=%s reason=%r (retrying)", self.url, failure.reason
         )
-
-
-def _redirect_problem(ws: websocket.WebSocket) -> str:
-    """What to fix when the upgrade was answered with a redirect (not followed); else ""."""
-    response = ws.handshake_response
-    if response is None or not 300 <= response.status < 400:
-        return ""
-    location = response.headers.get("location")
-    where = strip_userinfo(location)[:_EXCERPT_LIMIT] if location else "no Location"
-    return (
-        f"ARI answered with a redirect (HTTP {response.status} to {where}), which is not "
-        "followed so that the password goes nowhere else: set [ari] url to the address "
-        "ARI itself is served at"
-    )
-
-
-def _shutdown(ws: websocket.WebSocket) -> None:
-    """Wake a reader blocked on this socket; later reads see end of stream."""
-    sock = ws.sock
-    if sock is None:
-        return
-    # OSError: already closed or never connected.
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-def _close_politely(ws: websocket.WebSocket) -> None:
-    """Send a close frame, wait briefly for the reply, close the socket."""
-    with contextlib.suppress(Exception):  # best effort: the peer may be gone
-        ws.close(status=websocket.STATUS_NORMAL, timeout=_CLOSE_WAIT)
-
-
-def _close_reason(payload: bytes) -> str:
-    if len(payload) < 2:
-        return "Asterisk closed the connection"
-    code = int.from_bytes(payload[:2], "big")
-    text = payload[2:_EXCERPT_LIMIT].decode("utf-8", "replace")
-    return f"Asterisk closed the connection (code {code}{': ' + text if text else ''})"

@@ -39,7 +39,8 @@ from stasis_dnd.runtime.app_name import NAME_CONFIRM, NAME_WAIT_BASE, NAME_WAIT_
 from stasis_dnd.runtime.dispatch import Dispatcher
 from stasis_dnd.runtime.final_commands import RetryFinal
 from stasis_dnd.runtime.parked import Parked
-from stasis_dnd.runtime.registry import CallbackStore, CallRegistry, Recover
+from stasis_dnd.runtime.registry import CallRegistry, Recover
+from stasis_dnd.runtime.storing import CallbackStore
 from stasis_dnd.runtime.timers import TimerWheel
 from stasis_dnd.settings import Settings
 

@@ -8,13 +8,9 @@ A call's last command (hang up, continue) outlives the call: `runtime.final_comm
 carries it through ARI failures, and `sweep` (every minute) takes over
 channels parked in the app that no call owns.
 
-Callback requests are stored on a pool of their own, off the call's worker:
-a disk that hangs delays only the callers who pressed the key, and their
-flow's `store_timeout` still runs (an answer that comes later is kept: a
-request stored late is delivered, the caller having heard sorry). A request
-that went to the CRM directly (the outbox could not store it) is marked on
-the channel (`STASIS_DND_CALLBACK`), so a recovery after a crash, and the
-dialplan's fallback, know the caller is served.
+Callback requests are stored off the call's worker (`runtime.storing`), and
+the flow's `store_timeout` still runs meanwhile (an answer that comes later is
+kept: a request stored late is delivered, the caller having heard sorry).
 """
 
 from __future__ import annotations
@@ -27,7 +23,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from stasis_dnd.ari.rest import AriError, AriRest, ChannelNotFound
 from stasis_dnd.ari.translate import channel_of
@@ -57,28 +52,12 @@ from stasis_dnd.core import (
 from stasis_dnd.core.flow import State
 from stasis_dnd.logs import mask_phone
 from stasis_dnd.metrics import Metrics
-from stasis_dnd.runtime.dispatch import Dispatcher
 from stasis_dnd.runtime.final_commands import FinalCommands, RetryFinal
+from stasis_dnd.runtime.storing import SENT_VARIABLE, CallbackStore, Storing
 from stasis_dnd.runtime.timers import TimerHandle, TimerWheel
 from stasis_dnd.settings import IvrSettings
 
 log = logging.getLogger("stasis_dnd")
-
-# Set on a channel whose request went to the CRM directly: recovery and the
-# dialplan's fallback read it (the outbox, which would say so, was broken).
-SENT_VARIABLE = "STASIS_DND_CALLBACK"
-# The callback service's result label for a request sent directly.
-_SENT_DIRECTLY = "sent"
-
-
-class CallbackStore(Protocol):
-    """What the calls need of the outbox (`callbacks.intake.CallbackService`)."""
-
-    def request(self, phone: str, channel_id: str) -> tuple[bool, str, str]:
-        """Store a request: (promise may be made, result label, reason)."""
-        ...
-
-    def stored_for_channel(self, channel_id: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,16 +120,15 @@ class CallRegistry:
         self._restarts = itertools.count(1)
         # Channels the last sweep found in the app with no call (the sweep's own thread).
         self._orphans: set[str] = set()
-        self._storing: Dispatcher[str] = Dispatcher(
-            self._store_request, workers=store_workers, name="store"
+        self._storing = Storing(
+            rest=rest, store=store, submit=submit, metrics=metrics, workers=store_workers
         )
 
     def start(self) -> None:
         self._storing.start()
 
     def stop(self) -> None:
-        # Daemon threads: a store hung on a dead disk must not keep the process alive.
-        self._storing.stop(timeout=0.5)
+        self._storing.stop()
 
     def channel_ids(self) -> list[str]:
         with self._lock:
@@ -263,25 +241,7 @@ class CallRegistry:
 
     def _request_callback(self, call: Call, phone: str) -> None:
         # The answer comes back through the dispatcher, as CallbackStored/NotStored.
-        self._storing.submit(call.channel_id, phone)
-
-    def _store_request(self, channel_id: str, phone: str) -> None:
-        """On a storing thread: store the request, tell the call how it went."""
-        try:
-            ok, result, reason = self._store.request(phone, channel_id)
-        except Exception as error:  # a bug must not leave the caller waiting in silence
-            log.exception("event=store_error channel=%s", channel_id)
-            ok, result, reason = False, "failed", f"internal error: {error!r}"
-        self._metrics.callback_requests.labels(result).inc()
-        if result == _SENT_DIRECTLY:
-            try:
-                self._rest.set_variable(channel_id, SENT_VARIABLE, "sent")
-            except AriError as error:
-                # Only a crash before the call ends would need it: not worth failing for.
-                log.warning("event=mark_sent_failed channel=%s error=%r", channel_id, str(error))
-        # A failure was logged by the callback service already, at critical level.
-        event: Event = CallbackStored() if ok else CallbackNotStored(reason)
-        self._submit(channel_id, (time.monotonic(), 0, event))
+        self._storing.request(call.channel_id, phone)
 
     def _late_answer(
         self, channel_id: str, call: Call | None, answer: CallbackStored | CallbackNotStored

@@ -26,7 +26,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-from stasis_dnd.ari.events import EventStream, events_url
+from stasis_dnd.ari.event_socket import events_url
+from stasis_dnd.ari.events import EventStream
 from stasis_dnd.backoff import Backoff
 from stasis_dnd.settings import AriSettings
 
