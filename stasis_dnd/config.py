@@ -29,6 +29,7 @@ from stasis_dnd.settings import (
     MetricsSettings,
     OutboxSettings,
     Settings,
+    breaks_crm_answer,
 )
 from stasis_dnd.tls import ari_tls_context
 
@@ -108,8 +109,7 @@ def _ca_file(value: str) -> str:
 def _params(value: str) -> tuple[tuple[str, str], ...]:
     pairs = tuple(parse_qsl(value.strip(), keep_blank_values=True, strict_parsing=bool(value)))
     for name, _ in pairs:
-        if name.lower() == "callback":
-            # BGERP would answer as JSONP `callback(...)` (FACTS section 5).
+        if breaks_crm_answer(name):
             raise ValueError("a parameter named callback breaks the CRM's JSON answer")
     return pairs
 

@@ -23,6 +23,12 @@ CRM_METHODS = ("post", "get")
 DIRECT_CRM_TIMEOUT = 3.0
 
 
+def breaks_crm_answer(param: str) -> bool:
+    """Whether sending a parameter of this name would spoil the CRM's answer:
+    BGERP wraps its answer as JSONP `callback(...)` when one named callback is sent."""
+    return param.lower() == "callback"
+
+
 @dataclass(frozen=True)
 class DialplanTarget:
     """Where a call continues in the dialplan: context, extension, priority
@@ -138,7 +144,7 @@ class AriSettings:
 
 @dataclass(frozen=True)
 class CrmSettings:
-    """How to reach BGCRM / BGERP and what to send it (FACTS section 5)."""
+    """How to reach BGCRM / BGERP and what to send it (docs/crm-contract.md)."""
 
     url: str = "http://127.0.0.1:9088"
     style: str = "dynamic"

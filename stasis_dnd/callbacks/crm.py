@@ -29,7 +29,7 @@ import urllib3
 
 from stasis_dnd import __version__
 from stasis_dnd.logs import strip_userinfo
-from stasis_dnd.settings import CRM_METHODS, CRM_STYLES, CrmSettings
+from stasis_dnd.settings import CRM_METHODS, CRM_STYLES, CrmSettings, breaks_crm_answer
 from stasis_dnd.tls import system_ca
 
 # An answer is a few hundred bytes; anything much larger is not BGERP's.
@@ -108,11 +108,10 @@ def check_settings(settings: CrmSettings) -> None:
         raise ValueError("[crm] phone_param must name the parameter for the caller's number")
     own = {settings.phone_param, settings.request_id_param, "sub" if settings.sub else ""} - {""}
     for name in (settings.phone_param, settings.request_id_param):
-        if name.lower() == "callback" or name in _RESERVED:
+        if breaks_crm_answer(name) or name in _RESERVED:
             raise ValueError(f"[crm] parameter name {name!r} is used by the CRM protocol itself")
     for name, _ in settings.params:
-        if name.lower() == "callback":
-            # BGERP would answer as JSONP `callback(...)` (FACTS section 5).
+        if breaks_crm_answer(name):
             raise ValueError("[crm] params: a parameter named callback breaks the CRM's answer")
         if name in _RESERVED or name in own:
             raise ValueError(f"[crm] params: {name!r} is already sent by stasis-dnd")

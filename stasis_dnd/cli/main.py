@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from stasis_dnd import __version__
+from stasis_dnd.cli.options import add_config
 from stasis_dnd.config import ConfigError, describe, load_settings, permission_warnings
 
-DEFAULT_CONFIG = "/etc/stasis-dnd/stasis-dnd.ini"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -35,15 +35,6 @@ def _workers(text: str) -> int:
     return count
 
 
-def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        default=os.environ.get("STASIS_DND_CONFIG", DEFAULT_CONFIG),
-        help=f"INI file (default: $STASIS_DND_CONFIG or {DEFAULT_CONFIG})",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stasis-dnd",
@@ -55,11 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser(
         "check-config", help="validate the configuration without connecting anywhere"
     )
-    _add_config(check)
+    add_config(check)
     check.add_argument("--show", action="store_true", help="print the effective settings")
 
     run = commands.add_parser("run", help="serve callers: connect to ARI and run the IVR")
-    _add_config(run)
+    add_config(run)
     run.add_argument(
         "--log-level",
         default=os.environ.get("STASIS_DND_LOG_LEVEL", "info"),
@@ -80,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_cmd = commands.add_parser(
         "check", help="connect to ARI and check that every configured prompt exists there"
     )
-    _add_config(check_cmd)
+    add_config(check_cmd)
 
     sounds = commands.add_parser(
         "install-sounds",

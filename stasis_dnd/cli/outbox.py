@@ -27,10 +27,10 @@ from stasis_dnd.callbacks.outbox import (
     Outbox,
     OutboxError,
 )
+from stasis_dnd.cli.options import add_config
 from stasis_dnd.config import parse_duration
 from stasis_dnd.settings import OutboxSettings
 
-DEFAULT_CONFIG = "/etc/stasis-dnd/stasis-dnd.ini"
 # The operator's command may wait for the service's write to finish.
 _BUSY_TIMEOUT = 10.0
 _NOTE_WIDTH = 60
@@ -43,15 +43,6 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        default=os.environ.get("STASIS_DND_CONFIG", DEFAULT_CONFIG),
-        help=f"INI file (default: $STASIS_DND_CONFIG or {DEFAULT_CONFIG})",
-    )
-
-
 def add_outbox_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `outbox list|retry|purge` (each with --config) to the CLI."""
     outbox = subparsers.add_parser(
@@ -60,7 +51,7 @@ def add_outbox_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     actions = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="show stored requests, oldest first")
-    _add_config(listing)
+    add_config(listing)
     listing.add_argument("--state", choices=STATES, help="only requests in this state")
     listing.add_argument(
         "--limit", type=int, default=100, metavar="N", help="the newest N (default 100)"
@@ -69,7 +60,7 @@ def add_outbox_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     retry = actions.add_parser(
         "retry", help="send a dead (or waiting) request again now, with a fresh max_age"
     )
-    _add_config(retry)
+    add_config(retry)
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", type=int, help="the request's ID from `outbox list`")
     which.add_argument("--dead", action="store_true", help="every dead request")
@@ -77,7 +68,7 @@ def add_outbox_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     purge = actions.add_parser(
         "purge", help="delete delivered, dead and duplicate requests (never pending ones)"
     )
-    _add_config(purge)
+    add_config(purge)
     purge.add_argument(
         "--older-than",
         type=_duration,
