@@ -2,7 +2,8 @@
 
 A reader thread only reads frames, parses each JSON message once and hands it
 to `on_event`, which must return at once (the runtime enqueues): Asterisk drops
-a socket whose reader stalls for 100 ms (FACTS §3). The thread also sends a
+a socket whose reader stalls for 100 ms (its `websocket_write_timeout`; see
+docs/asterisk-behaviour.md). The thread also sends a
 ping when the socket has been quiet for `ping_interval`, and treats silence for
 `ping_timeout` after it as a dead connection, so a peer that vanished without
 a TCP close is noticed within `ping_interval + ping_timeout` seconds.

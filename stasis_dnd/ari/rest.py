@@ -1,7 +1,7 @@
 """ARI REST client: the few channel, playback and lookup calls the app makes.
 
-ari-py cannot be imported on Python 3 (FACTS §4), so this speaks ARI over
-keep-alive connections of the standard library's `http.client`
+ari-py cannot be imported on Python 3 (docs/asterisk-behaviour.md), so this
+speaks ARI over keep-alive connections of the standard library's `http.client`
 (`ari.http_pool`: the app makes four requests per call, and through
 `requests` each cost about 7x the CPU; see that module). Every call carries
 the (connect, read) timeout from `AriSettings`; every failure is one of the
@@ -34,8 +34,8 @@ from stasis_dnd.tls import ari_tls_context, certificate_problem, handshake_probl
 
 log = logging.getLogger(__name__)
 
-# Channel operations fail with these when the caller hung up or the channel
-# left Stasis (FACTS §3): a normal race, not a crash.
+# Channel operations fail with these when the caller hung up (404), the channel
+# left Stasis (409) or its state forbids the operation (412): a race, not a crash.
 _CHANNEL_GONE_STATUSES = frozenset({404, 409, 412})
 _DETAIL_LIMIT = 200
 

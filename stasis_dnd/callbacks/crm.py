@@ -1,5 +1,5 @@
 """The HTTP client for BGCRM / BGERP: files one callback request and says how
-it went, as a value (FACTS section 5).
+it went, as a value (the CRM's side: docs/crm-contract.md).
 
 Both endpoint styles are spoken: `dynamic` (`/admin/dynamic.do?action=
 runDynamicClass`, BGCRM and BGERP before build 1392) and `run`

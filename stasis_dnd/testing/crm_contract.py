@@ -1,6 +1,6 @@
 """What a clean callback request looks like on the CRM's side, for tests that
 push hostile input through the app: only the configured parameters, in the
-body, in order, and a number of `+` and digits (FACTS section 5)."""
+body, in order, and a number of `+` and digits (docs/crm-contract.md)."""
 
 from __future__ import annotations
 

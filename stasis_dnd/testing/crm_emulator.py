@@ -1,6 +1,6 @@
 """A BGCRM / BGERP emulator on loopback, for tests, the demo and benchmarks.
 
-It speaks the CRM's contract (FACTS section 5) for both endpoint styles,
+It speaks the CRM's contract (docs/crm-contract.md) for both endpoint styles,
 `/admin/dynamic.do?action=runDynamicClass` and
 `/admin/run.do?method=runClass&iface=event`, records every request it gets and
 misbehaves on demand:

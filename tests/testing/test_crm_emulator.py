@@ -1,4 +1,4 @@
-"""The CRM emulator speaks BGERP's contract (FACTS section 5), checked with
+"""The CRM emulator speaks BGERP's contract (docs/crm-contract.md), checked with
 plain `requests`, so client tests against it mean something."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The fake Asterisk behaves as Asterisk 22 did on this machine (FACTS section 3).
+"""The fake Asterisk behaves as Asterisk 22 did (docs/asterisk-behaviour.md).
 
 Driven the way the app drives Asterisk: `requests` for ARI REST and
 `websocket-client` for the events socket.
