@@ -46,10 +46,10 @@ from stasis_dnd.core import (
     StartTimer,
     StasisEnd,
     StasisStart,
+    State,
     StopPlayback,
     TimerFired,
 )
-from stasis_dnd.core.flow import State
 from stasis_dnd.logs import mask_phone
 from stasis_dnd.metrics import Metrics
 from stasis_dnd.runtime.final_commands import FinalCommands, RetryFinal
