@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from stasis_dnd.testing.crm_emulator import DEFAULT_CLASS, Received
+from stasis_dnd.testing.crm_replies import DEFAULT_CLASS, Received
 
 # What stasis-dnd sends with the default [crm] settings, in this order.
 DEFAULT_PARAMETERS = [

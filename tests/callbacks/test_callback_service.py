@@ -17,7 +17,8 @@ from stasis_dnd.callbacks.delivery import MIN_ATTEMPTS, PRUNE_INTERVAL, REQUEST_
 from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.callbacks.outbox import DEAD, DELIVERED, DUPLICATE, PENDING, OutboxError
 from stasis_dnd.settings import CrmSettings, OutboxSettings
-from stasis_dnd.testing.crm_emulator import SERVER_ERROR, CrmEmulator
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import SERVER_ERROR
 
 
 @pytest.fixture(scope="module")

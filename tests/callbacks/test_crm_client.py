@@ -15,13 +15,13 @@ from hypothesis import strategies as st
 
 from stasis_dnd.callbacks.crm import MESSAGE_LIMIT, CrmClient, CrmOutcome
 from stasis_dnd.settings import CrmSettings
-from stasis_dnd.testing.crm_emulator import (
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import (
     CUT,
     HUGE,
     INVALID_JSON,
     LOGIN_PAGE_REPLY,
     SERVER_ERROR,
-    CrmEmulator,
     Reply,
     error,
     http_status,

@@ -27,13 +27,13 @@ from stasis_dnd.callbacks.delivery import (
 from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.callbacks.outbox import DEAD, DELIVERED, PENDING, Entry
 from stasis_dnd.metrics import Metrics
-from stasis_dnd.testing.crm_emulator import (
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import (
     CUT,
     INVALID_JSON,
     LOGIN_PAGE_REPLY,
     OK,
     SERVER_ERROR,
-    CrmEmulator,
     error,
     http_status,
     slow,

@@ -15,7 +15,8 @@ import pytest
 from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.callbacks.outbox import DELIVERED, PENDING, Entry
 from stasis_dnd.settings import CrmSettings, OutboxSettings
-from stasis_dnd.testing.crm_emulator import CrmEmulator, slow
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import slow
 
 PASSWORD = "Kx9#secret-pw"
 A, B = "+79000000001", "+79000000002"

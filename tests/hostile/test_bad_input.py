@@ -30,7 +30,8 @@ from hypothesis import strategies as st
 
 from stasis_dnd.core.callerid import phone_of
 from stasis_dnd.testing.crm_contract import request_problems
-from stasis_dnd.testing.crm_emulator import CrmEmulator, Received
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import Received
 from stasis_dnd.testing.fake_asterisk import CALLER_HUNG_UP, HUNGUP_BY_APP, FakeAsterisk, press
 
 EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,7 +7,7 @@ import dataclasses
 from stasis_dnd.callbacks.crm import CrmClient
 from stasis_dnd.settings import CrmSettings
 from stasis_dnd.testing.crm_contract import request_problems
-from stasis_dnd.testing.crm_emulator import Received
+from stasis_dnd.testing.crm_replies import Received
 
 
 def sent(phone: str) -> Received:

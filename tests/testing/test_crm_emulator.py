@@ -10,14 +10,14 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from stasis_dnd.testing.crm_emulator import (
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import (
     CUT,
     HUGE,
     HUGE_BYTES,
     INVALID_JSON,
     LOGIN_PAGE_REPLY,
     SERVER_ERROR,
-    CrmEmulator,
     Received,
     Reply,
     error,
