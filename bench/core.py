@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.common import machine, table
+from stasis_dnd.ari.translate import translate
 from stasis_dnd.core import (
     CallbackStored,
     CallFlow,
@@ -45,7 +46,6 @@ from stasis_dnd.core import (
     TimerFired,
 )
 from stasis_dnd.settings import IvrSettings
-from stasis_dnd.shell.translate import translate
 from stasis_dnd.testing.fake_asterisk import ari_json
 
 DESCRIPTION = "Events per second through the call-flow core, one thread."

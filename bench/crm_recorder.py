@@ -17,7 +17,8 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from typing import TextIO
 
-from stasis_dnd.testing.crm_emulator import CrmEmulator, Received
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import Received
 
 
 class _NoDelayEmulator(CrmEmulator):

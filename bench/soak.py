@@ -44,8 +44,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from stasis_dnd.testing import crm_emulator  # noqa: E402
-from stasis_dnd.testing.crm_emulator import CrmEmulator, Reply  # noqa: E402
+from stasis_dnd.testing import crm_replies as replies  # noqa: E402
+from stasis_dnd.testing.crm_emulator import CrmEmulator  # noqa: E402
+from stasis_dnd.testing.crm_replies import Reply  # noqa: E402
 from stasis_dnd.testing.fake_asterisk import DEFAULT_SOUNDS, FakeAsterisk, FakeCall  # noqa: E402
 
 USER, PASSWORD, APP = "stasis-dnd", "soak-ari-secret", "stasis-dnd"
@@ -193,15 +194,15 @@ def outbox_rows(path: Path) -> list[tuple[str, str, str, str]]:
 def crm_replies(plan: Plan, rng: random.Random) -> list[Reply]:
     """One answer per CRM request, a `crm_failure_rate` share of them failures."""
     failures = {
-        "server_error": crm_emulator.SERVER_ERROR,
-        "invalid_json": crm_emulator.INVALID_JSON,
-        "huge": crm_emulator.HUGE,
-        "error": crm_emulator.error("java.lang.IllegalStateException: soak"),
+        "server_error": replies.SERVER_ERROR,
+        "invalid_json": replies.INVALID_JSON,
+        "huge": replies.HUGE,
+        "error": replies.error("java.lang.IllegalStateException: soak"),
     }
     return [
         failures[rng.choice(plan.failure_kinds)]
         if rng.random() < plan.crm_failure_rate
-        else crm_emulator.OK
+        else replies.OK
         for _ in range(plan.calls * 3)
     ]
 

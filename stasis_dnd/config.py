@@ -29,8 +29,9 @@ from stasis_dnd.settings import (
     MetricsSettings,
     OutboxSettings,
     Settings,
+    breaks_crm_answer,
 )
-from stasis_dnd.shell.tls import ari_tls_context
+from stasis_dnd.tls import ari_tls_context
 
 ENV_PREFIX = "STASIS_DND_"
 
@@ -108,8 +109,7 @@ def _ca_file(value: str) -> str:
 def _params(value: str) -> tuple[tuple[str, str], ...]:
     pairs = tuple(parse_qsl(value.strip(), keep_blank_values=True, strict_parsing=bool(value)))
     for name, _ in pairs:
-        if name.lower() == "callback":
-            # BGERP would answer as JSONP `callback(...)` (FACTS section 5).
+        if breaks_crm_answer(name):
             raise ValueError("a parameter named callback breaks the CRM's JSON answer")
     return pairs
 
@@ -127,72 +127,49 @@ class _Key:
     parse: Callable[[str], Any]
 
 
-_SCHEMA: dict[str, tuple[type, dict[str, _Key]]] = {
-    "ari": (
-        AriSettings,
-        {
-            "url": _Key("url", _url("http", "https")),
-            "username": _Key("username", _text),
-            "password": _Key("password", str),
-            "password_file": _Key("password", str),  # replaced by the file's content
-            "app": _Key("app", _text),
-            "connect_timeout": _Key("connect_timeout", _number),
-            "read_timeout": _Key("read_timeout", _number),
-            "drain_timeout": _Key("drain_timeout", parse_duration),
-            "ca_bundle": _Key("ca_bundle", _ca_file),
-        },
-    ),
-    "ivr": (
-        IvrSettings,
-        {
-            "prompt": _Key("prompt", _text),
-            "digit_timeout": _Key("digit_timeout", _number),
-            "accept_digit": _Key("accept_digit", _text),
-            "attempts": _Key("attempts", _count),
-            "invalid_prompt": _Key("invalid_prompt", _text),
-            "sorry": _Key("sorry", _text),
-            "goodbye": _Key("goodbye", _text),
-            "confirmation": _Key("confirmation", _text),
-            "answer_pause": _Key("answer_pause", _number),
-            "callerid_source": _Key("callerid_source", _text),
-            "on_prompt_failure": _Key("on_prompt_failure", _text),
-            "playback_timeout": _Key("playback_timeout", parse_duration),
-            "playback_start_timeout": _Key("playback_start_timeout", parse_duration),
-            "store_timeout": _Key("store_timeout", parse_duration),
-            "continue_to": _Key("continue_to", DialplanTarget.parse),
-            "continue_stored_to": _Key("continue_stored_to", DialplanTarget.parse),
-        },
-    ),
-    "crm": (
-        CrmSettings,
-        {
-            "url": _Key("url", _url("http", "https")),
-            "style": _Key("style", _choice(*CRM_STYLES)),
-            "class": _Key("class_name", _text),
-            "sub": _Key("sub", _text),
-            "phone_param": _Key("phone_param", _text),
-            "params": _Key("params", _params),
-            "method": _Key("method", _choice(*CRM_METHODS)),
-            "username": _Key("username", _text),
-            "password": _Key("password", str),
-            "password_file": _Key("password", str),
-            "timeout": _Key("timeout", _number),
-            "request_id_param": _Key("request_id_param", _text),
-            "ca_bundle": _Key("ca_bundle", _ca_file),
-        },
-    ),
-    "outbox": (
-        OutboxSettings,
-        {
-            "path": _Key("path", _text),
-            "max_age": _Key("max_age", parse_duration),
-            "dedupe_window": _Key("dedupe_window", parse_duration),
-            "keep": _Key("keep", parse_duration),
-            "write_timeout": _Key("write_timeout", parse_duration),
-        },
-    ),
-    "metrics": (MetricsSettings, {"listen": _Key("listen", _listen)}),
+# How an INI value is read, by the type its settings field is declared with.
+_READERS: dict[str, Callable[[str], Any]] = {
+    "str": _text,
+    "float": _number,
+    "int": _count,
+    "Duration": parse_duration,
+    "Url": _url("http", "https"),
+    "CaFile": _ca_file,
+    "Secret": str,
+    "HostPort": _listen,
+    "DialplanTarget | None": DialplanTarget.parse,
+    "tuple[tuple[str, str], ...]": _params,
 }
+# Fields read otherwise than by their type alone.
+_CHOICES = {("crm", "style"): CRM_STYLES, ("crm", "method"): CRM_METHODS}
+# INI keys named unlike their field (`class` is a Python keyword).
+_KEY_NAMES = {"class_name": "class"}
+_SECTIONS: dict[str, type] = {
+    "ari": AriSettings,
+    "ivr": IvrSettings,
+    "crm": CrmSettings,
+    "outbox": OutboxSettings,
+    "metrics": MetricsSettings,
+}
+
+
+def _schema() -> dict[str, tuple[type, dict[str, _Key]]]:
+    """Every INI key of every section, in the order the dataclasses list their
+    fields; a password also has a password_file key, read from that file."""
+    schema: dict[str, tuple[type, dict[str, _Key]]] = {}
+    for section, cls in _SECTIONS.items():
+        keys: dict[str, _Key] = {}
+        for item in fields(cls):
+            choices = _CHOICES.get((section, item.name))
+            parse = _choice(*choices) if choices else _READERS[str(item.type)]
+            keys[_KEY_NAMES.get(item.name, item.name)] = _Key(item.name, parse)
+            if item.name == "password":
+                keys["password_file"] = _Key("password", str)  # replaced by the file's content
+        schema[section] = (cls, keys)
+    return schema
+
+
+_SCHEMA = _schema()
 _FILE_KEYS = {"password_file"}
 # Secrets the app cannot run without; (section, key, what needs it).
 _REQUIRED_SECRETS = (("ari", "password"), ("crm", "password"))

@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# What a field holds, where the INI file spells it differently from its Python
+# type (`stasis_dnd.config` reads each kind its own way).
+Duration = float  # seconds, written "90", "90s", "30m", "24h" or "7d"
+Url = str  # http:// or https://, without a user or password in it
+CaFile = str  # a PEM file of CAs; "" means the system's CAs
+Secret = str  # taken as written (not stripped), never shown
+HostPort = str  # host:port to listen on; "" for off
+
 # Media names without a scheme are Asterisk sounds; "sound:" is prepended.
 DEFAULT_PROMPT = "custom/IVR_DND_OPERATORS"
 DEFAULT_SORRY = "sorry-youre-having-problems"
@@ -21,6 +29,12 @@ CRM_METHODS = ("post", "get")
 # When the outbox cannot store a request, the CRM is tried at once for at most
 # this long, while the caller waits in silence.
 DIRECT_CRM_TIMEOUT = 3.0
+
+
+def breaks_crm_answer(param: str) -> bool:
+    """Whether sending a parameter of this name would spoil the CRM's answer:
+    BGERP wraps its answer as JSONP `callback(...)` when one named callback is sent."""
+    return param.lower() == "callback"
 
 
 @dataclass(frozen=True)
@@ -79,15 +93,15 @@ class IvrSettings:
     # A playback that has neither finished nor failed after this long is
     # stopped and treated as failed (seen stuck on Asterisk 22 after a
     # freeze); far longer than any prompt, so only a stuck one reaches it.
-    playback_timeout: float = 120.0
+    playback_timeout: Duration = 120.0
     # Asterisk reports a playback started within milliseconds; a prompt that
     # has not started after this long never will (seen on Asterisk 22 after a
     # freeze), so the caller is not left in silence until playback_timeout.
-    playback_start_timeout: float = 5.0
+    playback_start_timeout: Duration = 5.0
     # The longest a caller waits in silence while the request is stored (the
     # outbox write, then the direct CRM try if the disk hangs); past it the
     # caller hears sorry.
-    store_timeout: float = 10.0
+    store_timeout: Duration = 10.0
     # Where the call continues when the app hands it back (shutdown, a prompt
     # that failed): None is the priority after Stasis().
     continue_to: DialplanTarget | None = DEFAULT_CONTINUE
@@ -122,25 +136,25 @@ class IvrSettings:
 class AriSettings:
     """Where Asterisk's ARI is and who we are there."""
 
-    url: str = "http://127.0.0.1:8088"
+    url: Url = "http://127.0.0.1:8088"
     username: str = "stasis-dnd"
-    password: str = field(default="", repr=False)
+    password: Secret = field(default="", repr=False)
     app: str = "stasis-dnd"
     connect_timeout: float = 3.0
     read_timeout: float = 5.0
     # Calls still in progress at shutdown get this long before they are sent
     # back to the dialplan.
-    drain_timeout: float = 20.0
+    drain_timeout: Duration = 20.0
     # A PEM file of the CA that signed Asterisk's https certificate (a private
     # CA, or the certificate itself if self-signed); "" means the system's CAs.
-    ca_bundle: str = ""
+    ca_bundle: CaFile = ""
 
 
 @dataclass(frozen=True)
 class CrmSettings:
-    """How to reach BGCRM / BGERP and what to send it (FACTS section 5)."""
+    """How to reach BGCRM / BGERP and what to send it (docs/crm-contract.md)."""
 
-    url: str = "http://127.0.0.1:9088"
+    url: Url = "http://127.0.0.1:9088"
     style: str = "dynamic"
     class_name: str = "ru.bgcrm.dyn.utils.asterisk.AsteriskIn"
     sub: str = "dndoperator"
@@ -149,12 +163,12 @@ class CrmSettings:
     params: tuple[tuple[str, str], ...] = ()
     method: str = "post"
     username: str = ""
-    password: str = field(default="", repr=False)
+    password: Secret = field(default="", repr=False)
     timeout: float = 5.0
     # Sent with every request so the CRM can recognise a repeat ("" = off).
     request_id_param: str = "requestId"
     # "" means the system's CA bundle.
-    ca_bundle: str = ""
+    ca_bundle: CaFile = ""
 
 
 @dataclass(frozen=True)
@@ -163,18 +177,18 @@ class OutboxSettings:
 
     path: str = "/var/lib/stasis-dnd/outbox.sqlite3"
     # Requests older than this are given up (dead-lettered), in seconds.
-    max_age: float = 24 * 3600.0
+    max_age: Duration = 24 * 3600.0
     # A repeat "1" from the same number within this many seconds is not sent
     # again; 0 turns this off.
-    dedupe_window: float = 30 * 60.0
+    dedupe_window: Duration = 30 * 60.0
     # Delivered (and duplicate) requests are deleted this many seconds after
     # they finished, so the file stops growing; 0 keeps them forever. Pending
     # and dead requests are never deleted by the app.
-    keep: float = 30 * 86400.0
+    keep: Duration = 30 * 86400.0
     # A write to the outbox that has not finished after this long (a failing
     # disk, NFS, a lock held elsewhere) counts as failed: the CRM is tried
     # directly instead, while the caller waits.
-    write_timeout: float = 2.0
+    write_timeout: Duration = 2.0
 
     def __post_init__(self) -> None:
         if self.write_timeout <= 0:
@@ -185,7 +199,7 @@ class OutboxSettings:
 class MetricsSettings:
     """Prometheus endpoint; off when listen is empty."""
 
-    listen: str = ""
+    listen: HostPort = ""
 
 
 @dataclass(frozen=True)

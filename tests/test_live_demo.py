@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from stasis_dnd.core.flow import Outcome
+from stasis_dnd.core import Outcome
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
 SANDBOX = Path(__file__).resolve().parents[1] / "sandbox"

@@ -1,7 +1,44 @@
 """The call flow as a pure state machine: events in, commands out, no I/O.
 
 Nothing in this package imports networking, threads, clocks or storage; time
-arrives as `TimerFired` events. See `flow.py` for the rules.
+arrives as `TimerFired` events. `flow.CallFlow` is the machine, `states` its
+states and outcomes, `table` its transitions, `events` and `commands` what
+goes in and out, `callerid` the caller's number.
+
+The rules, matching the original dialplan IVR (Answer, Wait(1),
+Background(prompt), WaitExten with a 3 s digit timeout):
+
+1. A channel that is not `Up` is answered, then the flow pauses briefly so
+   the caller's audio path is open. An answered channel starts at once.
+2. The menu prompt plays. A key pressed during it stops it at once (as
+   `Background()` does; ARI does not stop playbacks on DTMF by itself).
+3. After the prompt the flow waits `digit_timeout` for a key.
+4. The accepted key files a callback request (`RequestCallback`); only when
+   the shell says it is stored does the caller hear the confirmation (if any)
+   and goodbye, then the flow hangs up. If it could not be stored, or the
+   shell has not answered within `store_timeout` (a hung disk), the caller
+   hears sorry and goodbye: no promise that cannot be kept.
+5. Any other key, or silence: the menu is repeated while attempts remain
+   (after the optional "invalid" notice), then sorry, goodbye, hang up.
+6. The caller may hang up at any moment: from then on no command is issued,
+   and a callback already requested stays requested.
+7. A menu prompt that fails to play is not silence: by default the call is
+   continued in the dialplan, whose fallback serves the caller. So is a call
+   still here when the app shuts down (`DrainEnded`), or one that arrives
+   after it (the shell sends `DrainEnded` before `StasisStart`). The flow says
+   where: a caller whose request is stored to `continue_stored_to` (goodbye
+   only), anyone else to `continue_to` (the dialplan's menu); a drain that
+   finds the request being stored waits for the answer first. A playback
+   that has not started within `playback_start_timeout`, or neither finishes
+   nor fails within `playback_timeout` (both seen on Asterisk 22 after a
+   freeze), is stopped and treated as failed: no wait is unbounded. The first
+   prompt after a recovery waits `playback_timeout` to start: a prompt of the
+   previous app instance may still be playing ahead of it (Asterisk queues
+   plays per channel, and ARI cannot list or stop another process's plays).
+8. A caller who pressed the key while still in the queue (`Stasis()` args
+   `breakout,<key>`) goes straight to rule 4.
+9. A caller without a usable number is never offered a callback: sorry,
+   goodbye.
 """
 
 from stasis_dnd.core.callerid import normalize_number
@@ -32,7 +69,8 @@ from stasis_dnd.core.events import (
     StasisStart,
     TimerFired,
 )
-from stasis_dnd.core.flow import CallFlow, Ending, Outcome, State
+from stasis_dnd.core.flow import CallFlow
+from stasis_dnd.core.states import Ending, Outcome, State
 
 __all__ = [
     "Answer",

@@ -7,46 +7,11 @@ I/O, into `CallFlow.handle()`, which returns the commands to carry out, in
 order. The flow never waits: time passes only as `TimerFired` events for the
 timers it asked for, and I/O results come back as events.
 
-The rules, matching the original dialplan IVR (Answer, Wait(1),
-Background(prompt), WaitExten with a 3 s digit timeout):
-
-1. A channel that is not `Up` is answered, then the flow pauses briefly so
-   the caller's audio path is open. An answered channel starts at once.
-2. The menu prompt plays. A key pressed during it stops it at once (as
-   `Background()` does; ARI does not stop playbacks on DTMF by itself).
-3. After the prompt the flow waits `digit_timeout` for a key.
-4. The accepted key files a callback request (`RequestCallback`); only when
-   the shell says it is stored does the caller hear the confirmation (if any)
-   and goodbye, then the flow hangs up. If it could not be stored, or the
-   shell has not answered within `store_timeout` (a hung disk), the caller
-   hears sorry and goodbye: no promise that cannot be kept.
-5. Any other key, or silence: the menu is repeated while attempts remain
-   (after the optional "invalid" notice), then sorry, goodbye, hang up.
-6. The caller may hang up at any moment: from then on no command is issued,
-   and a callback already requested stays requested.
-7. A menu prompt that fails to play is not silence: by default the call is
-   continued in the dialplan, whose fallback serves the caller. So is a call
-   still here when the app shuts down (`DrainEnded`), or one that arrives
-   after it (the shell sends `DrainEnded` before `StasisStart`). The flow says
-   where: a caller whose request is stored to `continue_stored_to` (goodbye
-   only), anyone else to `continue_to` (the dialplan's menu); a drain that
-   finds the request being stored waits for the answer first. A playback
-   that has not started within `playback_start_timeout`, or neither finishes
-   nor fails within `playback_timeout` (both seen on Asterisk 22 after a
-   freeze), is stopped and treated as failed: no wait is unbounded. The first
-   prompt after a recovery waits `playback_timeout` to start: a prompt of the
-   previous app instance may still be playing ahead of it (Asterisk queues
-   plays per channel, and ARI cannot list or stop another process's plays).
-8. A caller who pressed the key while still in the queue (`Stasis()` args
-   `breakout,<key>`) goes straight to rule 4.
-9. A caller without a usable number is never offered a callback: sorry,
-   goodbye.
-
-Transitions are a table keyed by (state, event type). Pairs that are expected
-but need no action, such as the `PlaybackFinished` of a prompt we stopped, are
-listed as ignored. Any other pair is an anomaly: it is ignored too, and
-described in `CallFlow.anomaly` for the shell to log; the flow never raises.
-Trouble the operator must hear of, such as a stuck playback, is described in
+The rules it follows are in the package's docstring (`stasis_dnd.core`);
+the transitions are a table keyed by (state, event type), in `table.py`. An
+event that fits no entry is an anomaly: it is ignored, and described in
+`CallFlow.anomaly` for the shell to log; the flow never raises. Trouble the
+operator must hear of, such as a stuck playback, is described in
 `CallFlow.warning` instead.
 
 Every live state has exactly one timer running, in `_timer`: the pause, the
@@ -55,10 +20,6 @@ way (until it starts, then until it ends).
 """
 
 from __future__ import annotations
-
-import enum
-from collections.abc import Callable
-from typing import Any
 
 from stasis_dnd.core.callerid import phone_of
 from stasis_dnd.core.commands import (
@@ -78,78 +39,22 @@ from stasis_dnd.core.events import (
     CallRecovered,
     Channel,
     ChannelDtmfReceived,
-    ChannelGone,
-    ChannelHangupRequest,
     DrainEnded,
     Event,
     PlaybackFinished,
     PlaybackStarted,
-    StasisEnd,
     StasisStart,
     TimerFired,
 )
+from stasis_dnd.core.states import FINAL, Ending, Outcome, State, media_uri
+from stasis_dnd.core.table import build_table
 from stasis_dnd.settings import IvrSettings
 
 # The first `Stasis()` argument that marks a queue break-out.
 BREAKOUT_ARG = "breakout"
-
-
-class State(enum.Enum):
-    NEW = "new"  # nothing seen yet
-    PAUSING = "pausing"  # answered; the short pause before the menu
-    MENU = "menu"  # the menu prompt is playing; a key stops it
-    NOTICE = "notice"  # the "invalid" notice before the menu repeats
-    WAITING = "waiting"  # the menu has played; waiting for a key
-    STORING = "storing"  # callback requested; waiting for the shell to store it
-    CONFIRMING = "confirming"  # playing the confirmation
-    SORRY = "sorry"  # playing the apology
-    GOODBYE = "goodbye"  # playing goodbye; hang up after it
-    HUNG_UP = "hung_up"  # we hung up (final)
-    CONTINUED = "continued"  # we sent the call back to the dialplan (final)
-    CALLER_GONE = "caller_gone"  # the caller hung up or the channel vanished (final)
-
-
-class Ending(enum.Enum):
-    """How the call left the app."""
-
-    HUNG_UP = "hung_up"
-    CONTINUED = "continued"
-    CALLER_GONE = "caller_gone"
-
-
-class Outcome(enum.Enum):
-    """What the call achieved, for logs and metrics."""
-
-    CALLBACK = "callback"  # a callback request is stored
-    CALLBACK_FAILED = "callback_failed"  # the key was pressed but nothing could be stored
-    TIMEOUT = "timeout"  # no key pressed
-    INVALID = "invalid"  # only wrong keys pressed
-    NO_CALLERID = "no_callerid"  # nothing to call back
-    PROMPT_FAILED = "prompt_failed"  # the menu prompt could not be played
-    ABANDONED = "abandoned"  # the caller hung up before choosing
-    SHUTDOWN = "shutdown"  # the app shut down mid-call
-
-
-_FINAL = {
-    State.HUNG_UP: Ending.HUNG_UP,
-    State.CONTINUED: Ending.CONTINUED,
-    State.CALLER_GONE: Ending.CALLER_GONE,
-}
-_LIVE = tuple(s for s in State if s is not State.NEW and s not in _FINAL)
-# States in which a key stops the playing prompt and counts as the answer.
-_KEY_STOPS_PROMPT = (State.MENU, State.NOTICE)
-# States in which a playback is under way, watched by a `playback_timeout` timer.
-_PLAYING = (State.MENU, State.NOTICE, State.CONFIRMING, State.SORRY, State.GOODBYE)
 _PAUSE_TIMER = "pause"
 _DIGIT_TIMER = "digit"
 _STORE_TIMER = "store"
-
-_Handler = Callable[["CallFlow", Any], list[Command]]
-
-
-def media_uri(name: str) -> str:
-    """An ARI media URI for a configured sound ("vm-goodbye" -> "sound:vm-goodbye")."""
-    return name if ":" in name else "sound:" + name
 
 
 class CallFlow:
@@ -191,7 +96,7 @@ class CallFlow:
     @property
     def ending(self) -> Ending | None:
         """How the call ended, or None while it is still in the flow."""
-        return _FINAL.get(self.state)
+        return FINAL.get(self.state)
 
     def handle(self, event: Event) -> list[Command]:
         """Advance the flow by one event and return the commands to carry out."""
@@ -491,70 +396,4 @@ class CallFlow:
         return [CancelTimer(timer)]
 
 
-_EXPECTED_ANYTIME: tuple[type, ...] = (
-    PlaybackStarted,
-    ChannelDtmfReceived,
-    TimerFired,
-    PlaybackFinished,
-)
-_LATE_NEWS: tuple[type, ...] = (
-    ChannelHangupRequest,
-    StasisEnd,
-    ChannelGone,
-    ChannelDtmfReceived,
-    PlaybackStarted,
-    PlaybackFinished,
-    TimerFired,
-    CallbackStored,
-    CallbackNotStored,
-    DrainEnded,
-)
-
-
-def _build_table() -> dict[tuple[State, type], _Handler]:
-    table: dict[tuple[State, type], _Handler] = {
-        (State.NEW, StasisStart): CallFlow._on_stasis_start,
-        (State.NEW, CallRecovered): CallFlow._on_recovered,
-        (State.NEW, DrainEnded): CallFlow._on_drain_before_start,
-        (State.PAUSING, TimerFired): CallFlow._on_pause_over,
-        (State.MENU, PlaybackFinished): CallFlow._on_menu_finished,
-        (State.NOTICE, PlaybackFinished): CallFlow._on_notice_finished,
-        (State.WAITING, ChannelDtmfReceived): CallFlow._on_key_while_waiting,
-        (State.WAITING, TimerFired): CallFlow._on_digit_timeout,
-        (State.STORING, CallbackStored): CallFlow._on_stored,
-        (State.STORING, CallbackNotStored): CallFlow._on_not_stored,
-        (State.STORING, TimerFired): CallFlow._on_store_timeout,
-        (State.STORING, DrainEnded): CallFlow._on_drain_while_storing,
-        (State.CONFIRMING, PlaybackFinished): CallFlow._on_confirmation_finished,
-        (State.SORRY, PlaybackFinished): CallFlow._on_sorry_finished,
-        (State.GOODBYE, PlaybackFinished): CallFlow._on_goodbye_finished,
-    }
-    for state in _PLAYING:
-        table[(state, TimerFired)] = CallFlow._on_playback_stuck
-        table[(state, PlaybackStarted)] = CallFlow._on_playback_started
-    for state in _KEY_STOPS_PROMPT:
-        table[(state, ChannelDtmfReceived)] = CallFlow._on_key_during_prompt
-    # The caller can leave at any moment, even before the flow has started.
-    for state in (State.NEW, *_LIVE):
-        for gone in (ChannelHangupRequest, StasisEnd, ChannelGone):
-            table[(state, gone)] = CallFlow._on_caller_gone
-    for state in _LIVE:
-        table.setdefault((state, DrainEnded), CallFlow._on_drain_ended)
-        # Expected, nothing to do: playbacks report starting; keys outside
-        # the menu (during the pause, as Wait() does, or after the choice) and
-        # timers or playbacks that were replaced are dropped.
-        for expected in _EXPECTED_ANYTIME:
-            table.setdefault((state, expected), CallFlow._ignore)
-
-    # An answer from the outbox after store_timeout, while sorry or goodbye plays.
-    for state in (State.SORRY, State.GOODBYE):
-        table[(state, CallbackStored)] = CallFlow._on_late_stored
-        table[(state, CallbackNotStored)] = CallFlow._ignore
-    # After the end only late news arrives: the flow has nothing more to say.
-    for state in _FINAL:
-        for late in _LATE_NEWS:
-            table[(state, late)] = CallFlow._ignore
-    return table
-
-
-_TABLE = _build_table()
+_TABLE = build_table(CallFlow)

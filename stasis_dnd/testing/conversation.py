@@ -54,7 +54,7 @@ from stasis_dnd.core import (
     StopPlayback,
     TimerFired,
 )
-from stasis_dnd.core.flow import media_uri
+from stasis_dnd.core.states import media_uri
 from stasis_dnd.settings import IvrSettings
 
 CallbackMode = Literal["stored", "not_stored", "manual"]

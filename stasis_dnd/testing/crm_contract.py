@@ -1,12 +1,12 @@
 """What a clean callback request looks like on the CRM's side, for tests that
 push hostile input through the app: only the configured parameters, in the
-body, in order, and a number of `+` and digits (FACTS section 5)."""
+body, in order, and a number of `+` and digits (docs/crm-contract.md)."""
 
 from __future__ import annotations
 
 import re
 
-from stasis_dnd.testing.crm_emulator import DEFAULT_CLASS, Received
+from stasis_dnd.testing.crm_replies import DEFAULT_CLASS, Received
 
 # What stasis-dnd sends with the default [crm] settings, in this order.
 DEFAULT_PARAMETERS = [

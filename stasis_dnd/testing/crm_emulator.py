@@ -1,9 +1,9 @@
 """A BGCRM / BGERP emulator on loopback, for tests, the demo and benchmarks.
 
-It speaks the CRM's contract (FACTS section 5) for both endpoint styles,
+It speaks the CRM's contract (docs/crm-contract.md) for both endpoint styles,
 `/admin/dynamic.do?action=runDynamicClass` and
 `/admin/run.do?method=runClass&iface=event`, records every request it gets and
-misbehaves on demand:
+misbehaves on demand (the replies are in `crm_replies`):
 
     with CrmEmulator("crm", "secret") as crm:
         crm.script(SERVER_ERROR, SERVER_ERROR)   # the next two answers are 500s
@@ -28,98 +28,19 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-DEFAULT_CLASS = "ru.bgcrm.dyn.utils.asterisk.AsteriskIn"
-# Answer kinds; `Reply.kind` is one of these.
-KINDS = ("ok", "error", "server_error", "huge", "invalid_json", "login_page", "status", "cut")
-HUGE_BYTES = 4 * 1024 * 1024
-
-# What BGERP shows a browser (and a client without responseType=json) whose
-# login failed: its login form, with status 200.
-LOGIN_PAGE = """<!DOCTYPE html>
-<html><head><title>BGERP</title></head><body>
-<form action="/login.do" method="post">
-<input type="text" name="j_username"><input type="password" name="j_password">
-<button type="submit">Login</button>
-</form></body></html>
-"""
-
-
-@dataclass(frozen=True)
-class Reply:
-    """How the emulator answers one request (after waiting `delay` seconds)."""
-
-    kind: str = "ok"
-    message: str = ""
-    delay: float = 0.0
-    # For kind "status": the HTTP status answered (with a short text body).
-    status: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"reply kind must be one of {', '.join(KINDS)}")
-        if (self.kind == "status") != (100 <= self.status <= 599):
-            raise ValueError("an HTTP status (100-599) goes with reply kind status, and only there")
-
-
-OK = Reply("ok")
-SERVER_ERROR = Reply("server_error")
-HUGE = Reply("huge")
-INVALID_JSON = Reply("invalid_json")
-# Old BGCRM answers a failed login with its login page even when asked for JSON.
-LOGIN_PAGE_REPLY = Reply("login_page")
-
-
-def error(message: str = "java.lang.NullPointerException") -> Reply:
-    """The class failed: HTTP 200 with `{"status":"error","message":...}`."""
-    return Reply("error", message)
-
-
-# The request is read, then the connection is closed without an answer.
-CUT = Reply("cut")
-
-
-def http_status(status: int) -> Reply:
-    """Answer with this HTTP status and a text body (a 3xx points to /login)."""
-    return Reply("status", status=status)
-
-
-def slow(seconds: float, then: Reply = OK) -> Reply:
-    """Answer as `then` does, after `seconds`."""
-    return Reply(then.kind, then.message, seconds, then.status)
-
-
-@dataclass(frozen=True)
-class Received:
-    """One request as the emulator got it: every parameter, decoded, in order."""
-
-    method: str
-    path: str
-    params: tuple[tuple[str, str], ...]
-    request_id: str
-    at: float
-    # What the emulator answered: a Reply kind, "unauthorized", "login_page",
-    # "not_found", "jsonp" or "html".
-    answer: str
-    # The parameters that came in the URL's query string (the rest: the body).
-    url_params: tuple[tuple[str, str], ...] = ()
-    # The client's TCP port: the same for requests over one kept-alive connection.
-    client_port: int = 0
-
-    def param(self, name: str) -> str | None:
-        """The first value of parameter `name`, or None when it was not sent."""
-        for key, value in self.params:
-            if key == name:
-                return value
-        return None
-
-    def names(self) -> list[str]:
-        """Parameter names in the order they arrived."""
-        return [key for key, _ in self.params]
+from stasis_dnd.testing.crm_replies import (
+    DEFAULT_CLASS,
+    HUGE_BYTES,
+    LOGIN_PAGE,
+    OK,
+    Received,
+    Reply,
+    describe,
+)
 
 
 class CrmEmulator:
@@ -431,16 +352,6 @@ def _endpoint_matches(path: str, values: dict[str, str]) -> bool:
     if path.endswith("/admin/run.do"):
         return values.get("method") == "runClass" and values.get("iface") == "event"
     return False
-
-
-def describe(received: Received, secrets: Iterable[str] = ("j_password",)) -> str:
-    """One line for a request, with secret parameters masked."""
-    hidden = set(secrets)
-    shown = " ".join(
-        f"{key}={'***' if key in hidden else json.dumps(value, ensure_ascii=False)}"
-        for key, value in received.params
-    )
-    return f"{received.method} {received.path} {shown} -> {received.answer}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,8 @@ from typing import Any
 import websocket
 from e2e_kit import Ari
 
+from stasis_dnd.callbacks.outbox import DELIVERED, Outbox
 from stasis_dnd.config import load_settings
-from stasis_dnd.shell.outbox import DELIVERED, Outbox
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
 # Queue + prompt + digit timeout + confirmation + goodbye, with room to spare.

@@ -43,7 +43,8 @@ from app_kit import CALL_TIMEOUT, CRM_PASSWORD, CRM_USER, GOODBYE, PROMPT, Obser
 from e2e_kit import Ari
 
 from stasis_dnd.testing.crm_contract import request_problems
-from stasis_dnd.testing.crm_emulator import CrmEmulator, Received
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import Received
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,7 @@
 SIGSTOP freezes the sandbox Asterisk: its TCP connections stay open and the
 kernel still accepts new ones, but nothing answers: no close, no data, the
 way a hung Asterisk or a dead network path looks. Only the app's keepalive
-can notice (stasis_dnd/shell/ari_events.py: a ping after 2 s of silence, dead
+can notice (stasis_dnd/ari/events.py: a ping after 2 s of silence, dead
 3 s later). After SIGCONT the app must reconnect, take over the caller still
 parked in Stasis and file that caller's 1 exactly once.
 

@@ -16,8 +16,9 @@ import pytest
 from app_kit import CALL_TIMEOUT, new_app_name, start_app, write_config
 from e2e_kit import Ari
 
-from stasis_dnd.shell.outbox import DELIVERED, PENDING, Outbox
-from stasis_dnd.testing.crm_emulator import SERVER_ERROR, CrmEmulator
+from stasis_dnd.callbacks.outbox import DELIVERED, PENDING, Outbox
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import SERVER_ERROR
 
 pytestmark = pytest.mark.e2e
 

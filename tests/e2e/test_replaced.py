@@ -12,7 +12,7 @@ import pytest
 from app_kit import CALL_TIMEOUT, RunningApp, new_app_name, start_app, write_config
 from e2e_kit import Ari
 
-from stasis_dnd.shell.app_name import NAME_CONFIRM, NAME_WAIT_CAP
+from stasis_dnd.runtime.app_name import NAME_CONFIRM, NAME_WAIT_CAP
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
 pytestmark = pytest.mark.e2e

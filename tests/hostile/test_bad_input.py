@@ -30,12 +30,13 @@ from hypothesis import strategies as st
 
 from stasis_dnd.core.callerid import phone_of
 from stasis_dnd.testing.crm_contract import request_problems
-from stasis_dnd.testing.crm_emulator import CrmEmulator, Received
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import Received
 from stasis_dnd.testing.fake_asterisk import CALLER_HUNG_UP, HUNGUP_BY_APP, FakeAsterisk, press
 
 EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-# Caller ids reach the flow cut to this length (stasis_dnd.shell.translate).
+# Caller ids reach the flow cut to this length (stasis_dnd.ari.translate).
 CUT = 256
 
 

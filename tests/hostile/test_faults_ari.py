@@ -19,8 +19,8 @@ from hostile_kit import APP, ARI_PASSWORD, ARI_USER, GOODBYE, PROMPT, SORRY, wai
 
 from stasis_dnd.core import CallFlow, ChannelDtmfReceived, Event
 from stasis_dnd.core.commands import Command
+from stasis_dnd.runtime.app import App
 from stasis_dnd.settings import AriSettings, IvrSettings, Settings
-from stasis_dnd.shell.app import App
 from stasis_dnd.testing.fake_asterisk import CONTINUED, HUNGUP_BY_APP, FakeAsterisk, FakeCall, press
 
 StartApp = Callable[..., App]
@@ -63,7 +63,7 @@ def start_app(fake: FakeAsterisk, caplog: pytest.LogCaptureFixture) -> Iterator[
             ivr=IvrSettings(digit_timeout=0.5),
         )
         app = App(settings, Store(), workers=4)
-        app.calls.finals.retry_for = retry_for
+        app.calls.final_commands.retry_for = retry_for
         app.sweep_interval = sweep
         app.registration_check = check
         app.name_wait_base = min(name_wait, app.name_wait_base)

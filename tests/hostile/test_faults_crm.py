@@ -25,12 +25,12 @@ from hostile_kit import (
     write_config,
 )
 
-from stasis_dnd.testing.crm_emulator import (
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import (
     HUGE,
     INVALID_JSON,
     LOGIN_PAGE_REPLY,
     SERVER_ERROR,
-    CrmEmulator,
     error,
     slow,
 )

@@ -30,7 +30,8 @@ from hostile_kit import (
     write_config,
 )
 
-from stasis_dnd.testing.crm_emulator import SERVER_ERROR, CrmEmulator
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+from stasis_dnd.testing.crm_replies import SERVER_ERROR
 from stasis_dnd.testing.fake_asterisk import (
     CALLER_HUNG_UP,
     HUNGUP_BY_APP,

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from stasis_dnd.cli.check import configured_sounds
 from stasis_dnd.config import load_settings
-from stasis_dnd.shell.check import configured_sounds
 from stasis_dnd.testing.fake_asterisk import FakeAsterisk
 
 

@@ -24,8 +24,9 @@ from stasis_dnd.testing.fake_asterisk.calls import (
     RestRequest,
     SentEvent,
 )
+from stasis_dnd.testing.fake_asterisk.pbx import DEFAULT_SOUNDS
 from stasis_dnd.testing.fake_asterisk.script import Step, hang_up, press
-from stasis_dnd.testing.fake_asterisk.server import DEFAULT_SOUNDS, FakeAsterisk
+from stasis_dnd.testing.fake_asterisk.server import FakeAsterisk
 
 __all__ = [
     "CALLER_HUNG_UP",

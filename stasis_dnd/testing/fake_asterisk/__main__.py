@@ -17,7 +17,8 @@ import signal
 import sys
 import threading
 
-from stasis_dnd.testing.fake_asterisk.server import DEFAULT_SOUNDS, FakeAsterisk
+from stasis_dnd.testing.fake_asterisk.pbx import DEFAULT_SOUNDS
+from stasis_dnd.testing.fake_asterisk.server import FakeAsterisk
 
 
 def parse_sound(text: str) -> tuple[str, float]:

@@ -1,7 +1,7 @@
 """The JSON shapes Asterisk 22 (ARI 10.0.0) sends, as the fake builds them.
 
 Field names and order follow what a real Asterisk 22.10 sent on this machine
-(see tests/test_fake_asterisk.py and FACTS section 3).
+(see tests/testing/test_fake_asterisk.py and docs/asterisk-behaviour.md).
 """
 
 from __future__ import annotations

@@ -33,31 +33,33 @@ from typing import Any
 
 from stasis_dnd.testing.fake_asterisk import ari_json
 from stasis_dnd.testing.fake_asterisk.calls import (
-    CALLER_HUNG_UP,
-    CONTINUED,
-    HUNGUP_BY_APP,
     STASIS_FAILED,
     FakeCall,
-    Heard,
     Latency,
     RestRequest,
-    SentEvent,
 )
 from stasis_dnd.testing.fake_asterisk.channel import AppSocket, Channel, Playback
+from stasis_dnd.testing.fake_asterisk.lifecycle import ChannelLife
 from stasis_dnd.testing.fake_asterisk.script import WAIT_STEPS, Step
 
-# Events the app is expected to act on; the next command on the channel is
-# timed against the latest of them (Latency).
-ACTIONABLE = frozenset({"StasisStart", "ChannelDtmfReceived", "PlaybackFinished"})
-# ast_softhangup(chan, AST_SOFTHANGUP_EXPLICIT) publishes the flag as "cause".
-APP_HANGUP_FIELDS: dict[str, Any] = {"cause": 32, "soft": True}
-CALLER_HANGUP_FIELDS: dict[str, Any] = {"cause": 16}
 HANGUP_REASONS = frozenset({"normal", "busy", "congestion", "no_answer", "answered_elsewhere"})
 
 Reply = tuple[int, Any]  # HTTP status, JSON body (None for no content)
 
+# Channel requests `fail_requests` can make fail.
+REST_FAULT_KINDS = frozenset({"answer", "play", "continue", "hangup", "get"})
 
-class Pbx:
+# The project's prompts and the Asterisk core sounds it uses, with their real
+# lengths in seconds (sounds/*/custom, asterisk-core-sounds-en gsm).
+DEFAULT_SOUNDS: dict[str, float] = {
+    "custom/IVR_DND_OPERATORS": 4.73,
+    "custom/IVR_DND_CALLBACK_CONFIRMED": 4.75,
+    "sorry-youre-having-problems": 2.0,
+    "vm-goodbye": 0.88,
+}
+
+
+class Pbx(ChannelLife):
     """Channels, playbacks and the app's socket; see the module docstring."""
 
     def __init__(
@@ -167,6 +169,24 @@ class Pbx:
         if script:
             channel.script = asyncio.get_running_loop().create_task(self._run(channel, script))
         return call
+
+    def place_from_json(
+        self, spec: dict[str, Any], act: Callable[[FakeCall], Callable[[tuple[object, ...]], None]]
+    ) -> str:
+        """A call asked for on the control endpoint; its channel id."""
+        state = str(spec.get("state", "Up"))
+        if state not in ari_json.CHANNEL_STATES:
+            raise ValueError(f"state must be one of {sorted(ari_json.CHANNEL_STATES)}")
+        call = self.place_call(
+            number=str(spec.get("number", "+79001234567")),
+            name=str(spec.get("name", "")),
+            state=state,
+            language=str(spec.get("language", "en")),
+            args=tuple(str(a) for a in spec.get("args", ("TIMEOUT",))),
+            script=spec["script"],
+            act=act,
+        )
+        return call.id
 
     def caller_acts(self, call: FakeCall, step: tuple[Any, ...]) -> None:
         """Run one caller action (dtmf / hangup) on a call."""
@@ -343,133 +363,3 @@ class Pbx:
         call = self.calls.get(channel_id) if channel_id else None
         if call is not None:
             call.requests.append(RestRequest(at, method, path, query, status))
-
-    # --- inside a channel -----------------------------------------------------
-
-    def _pump(self, channel: Channel) -> None:
-        """Run queued commands until one blocks (a playback) or none are left."""
-        while channel.current is None and channel.commands and not channel.hanging_up:
-            command = channel.commands.popleft()
-            if command[0] == "answer":
-                if channel.state != "Up":
-                    channel.state = "Up"
-                    channel.call.answered = True
-                    self._emit(channel, "ChannelStateChange", {"channel": channel.json()})
-                    channel.happen("answer")
-                command[1].set_result(True)
-            elif command[0] == "play":
-                self._start_playback(channel, command[1])
-            else:
-                channel.leaving = True
-        if channel.leaving and channel.current is None and not channel.commands:
-            self._leave_app(channel)
-
-    def _start_playback(self, channel: Channel, playback: Playback) -> None:
-        if playback.state == "done":  # stopped while queued
-            self._report_finished(playback)
-            return
-        playback.state = "playing"
-        channel.current = playback
-        playback.heard = Heard(playback.id, playback.media, time.monotonic())
-        channel.call.heard.append(playback.heard)
-        self.counters["playbacks"] += 1
-        self._emit(channel, "PlaybackStarted", {"playback": playback.json()})
-        channel.happen("playback_start")
-        duration = self._duration(playback.media)
-        if duration is None:
-            self._finish_playback(playback, "failed", "failed")
-        else:
-            loop = asyncio.get_running_loop()
-            playback.timer = loop.call_later(
-                duration, self._finish_playback, playback, "done", "done"
-            )
-
-    def _duration(self, media: str) -> float | None:
-        if not media.startswith("sound:"):
-            return None
-        return self.sounds.get(media[len("sound:") :])
-
-    def _finish_playback(self, playback: Playback, state: str, outcome: str) -> None:
-        if playback.timer is not None:
-            playback.timer.cancel()
-        playback.state = state
-        if playback.heard is not None:
-            playback.heard.ended = time.monotonic()
-            playback.heard.outcome = outcome
-        channel = playback.channel
-        channel.current = None
-        self._report_finished(playback)
-        channel.happen("playback_end")
-        self._pump(channel)
-
-    def _report_finished(self, playback: Playback) -> None:
-        if self.playbacks.get(playback.id) is playback:
-            del self.playbacks[playback.id]
-        self._emit(playback.channel, "PlaybackFinished", {"playback": playback.json()})
-
-    def _end_call(self, channel: Channel, *, by_app: bool) -> None:
-        fields = APP_HANGUP_FIELDS if by_app else CALLER_HANGUP_FIELDS
-        channel.hanging_up = True
-        self._emit(channel, "ChannelHangupRequest", {"channel": channel.json()}, first=fields)
-        if channel.current is not None:
-            self._finish_playback(channel.current, "failed", "hangup")
-        for command in channel.commands:
-            if command[0] == "answer":
-                command[1].set_result(False)
-            elif command[0] == "play" and command[1].state == "done":
-                self._report_finished(command[1])
-            elif command[0] == "play":
-                playback = command[1]
-                playback.state = "playing"
-                self._emit(channel, "PlaybackStarted", {"playback": playback.json()})
-                playback.state = "failed"
-                self._report_finished(playback)
-        channel.commands.clear()
-        self._emit(channel, "StasisEnd", {"channel": channel.json()})
-        channel.in_app = False
-        self._destroy(channel)
-        disposition = HUNGUP_BY_APP if by_app else CALLER_HUNG_UP
-        self.counters[disposition] += 1
-        channel.call._finish(disposition)
-        self.notify()
-
-    def _leave_app(self, channel: Channel) -> None:
-        self._emit(channel, "StasisEnd", {"channel": channel.json()})
-        channel.in_app = False
-        channel.priority += 1
-        self._stop_script(channel)
-        self.counters[CONTINUED] += 1
-        channel.call._finish(CONTINUED)
-        # The caller goes on in the dialplan for a while, then the call ends.
-        asyncio.get_running_loop().call_later(self.dialplan_linger, self._destroy, channel)
-        self.notify()
-
-    def _destroy(self, channel: Channel) -> None:
-        if self.channels.get(channel.id) is channel:
-            del self.channels[channel.id]
-        self._stop_script(channel)
-
-    def _stop_script(self, channel: Channel) -> None:
-        channel.changed.set()  # a waiting step sees the call has left the app
-        task = channel.script
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    def _emit(
-        self, channel: Channel, kind: str, body: dict[str, Any], first: dict[str, Any] | None = None
-    ) -> None:
-        if not channel.in_app:
-            return
-        now = time.monotonic()
-        socket = self.socket
-        delivered = socket is not None and socket.send(ari_json.event(kind, self.app, body, first))
-        channel.call.events.append(SentEvent(now, kind, delivered))
-        self.counters["events_sent" if delivered else "events_dropped"] += 1
-        if kind in ACTIONABLE:
-            channel.pending_event = (kind, now)
-
-    def _time_command(self, channel: Channel, command: str) -> None:
-        if channel.pending_event is not None:
-            kind, at = channel.pending_event
-            self.latencies.append(Latency(channel.id, kind, command, time.monotonic() - at))
-            channel.pending_event = None

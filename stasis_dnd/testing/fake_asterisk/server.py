@@ -20,24 +20,13 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from stasis_dnd.testing.fake_asterisk import ari_json, script
+from stasis_dnd.testing.fake_asterisk import ari_json
 from stasis_dnd.testing.fake_asterisk.calls import FakeCall, Latency
 from stasis_dnd.testing.fake_asterisk.http import DEFAULT_WRITE_TIMEOUT, AriHttp
-from stasis_dnd.testing.fake_asterisk.pbx import Pbx
+from stasis_dnd.testing.fake_asterisk.pbx import DEFAULT_SOUNDS, REST_FAULT_KINDS, Pbx
+from stasis_dnd.testing.fake_asterisk.script import parse as parse_script
 
 T = TypeVar("T")
-
-# Channel requests `fail_requests` can make fail.
-REST_FAULT_KINDS = frozenset({"answer", "play", "continue", "hangup", "get"})
-
-# The project's prompts and the Asterisk core sounds it uses, with their real
-# lengths in seconds (sounds/*/custom, asterisk-core-sounds-en gsm).
-DEFAULT_SOUNDS: dict[str, float] = {
-    "custom/IVR_DND_OPERATORS": 4.73,
-    "custom/IVR_DND_CALLBACK_CONFIRMED": 4.75,
-    "sorry-youre-having-problems": 2.0,
-    "vm-goodbye": 0.88,
-}
 
 
 class FakeAsterisk:
@@ -156,7 +145,7 @@ class FakeAsterisk:
         script: Iterable[Sequence[Any]] = (),
     ) -> FakeCall:
         """A caller enters Stasis(app, args...); see `script` for what they do."""
-        steps = _parse_script(script)
+        steps = parse_script(script)
         if state not in ari_json.CHANNEL_STATES:
             raise ValueError(f"state must be one of {sorted(ari_json.CHANNEL_STATES)}")
         arguments = tuple(args)
@@ -326,7 +315,7 @@ class FakeAsterisk:
 
     def _actor(self, call: FakeCall) -> Callable[[tuple[object, ...]], None]:
         def act(step: tuple[object, ...]) -> None:
-            steps = script.parse([step])
+            steps = parse_script([step])
             pbx = self._require_pbx()
             if self._loop is None:
                 raise RuntimeError("the fake Asterisk is not running")
@@ -336,19 +325,7 @@ class FakeAsterisk:
 
     def _place_from_json(self, spec: dict[str, Any]) -> str:
         """Runs on the loop (control endpoint)."""
-        state = str(spec.get("state", "Up"))
-        if state not in ari_json.CHANNEL_STATES:
-            raise ValueError(f"state must be one of {sorted(ari_json.CHANNEL_STATES)}")
-        call = self._require_pbx().place_call(
-            number=str(spec.get("number", "+79001234567")),
-            name=str(spec.get("name", "")),
-            state=state,
-            language=str(spec.get("language", "en")),
-            args=tuple(str(a) for a in spec.get("args", ("TIMEOUT",))),
-            script=spec["script"],
-            act=self._actor,
-        )
-        return call.id
+        return self._require_pbx().place_from_json(spec, self._actor)
 
     async def _listen(self) -> None:
         http = self._require_http()
@@ -412,7 +389,3 @@ class FakeAsterisk:
         if self._http is None:
             raise RuntimeError("the fake Asterisk is not started")
         return self._http
-
-
-def _parse_script(steps: Iterable[Sequence[Any]]) -> tuple[script.Step, ...]:
-    return script.parse(steps)

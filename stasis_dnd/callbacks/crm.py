@@ -1,0 +1,342 @@
+"""The HTTP client for BGCRM / BGERP: files one callback request and says how
+it went, as a value (the CRM's side: docs/crm-contract.md).
+
+Both endpoint styles are spoken: `dynamic` (`/admin/dynamic.do?action=
+runDynamicClass`, BGCRM and BGERP before build 1392) and `run`
+(`/admin/run.do?method=runClass&iface=event`). Every parameter is
+form-encoded (a `+` in the number arrives as `+`), `responseType=json` and
+`authToSession=0` are always sent, a parameter named `callback` never is.
+POST is the default so the credentials stay out of the CRM's access log.
+The password never appears in a log line, an exception or a repr. Each
+answer says whether no request could have got through (`crm_wide`: pause
+them all) or the CRM failed on this one (back off this one only).
+"""
+
+from __future__ import annotations
+
+import enum
+import http.client
+import json
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from urllib.parse import quote, quote_plus
+
+import requests
+import urllib3
+
+from stasis_dnd import __version__
+from stasis_dnd.logs import strip_userinfo
+from stasis_dnd.settings import CRM_METHODS, CRM_STYLES, CrmSettings, breaks_crm_answer
+from stasis_dnd.tls import system_ca
+
+# An answer is a few hundred bytes; anything much larger is not BGERP's.
+DEFAULT_BODY_LIMIT = 64 * 1024
+# The CRM's error message may be a whole Java stack trace.
+MESSAGE_LIMIT = 300
+
+_PASSWORD_IN_URL = re.compile(r"(j_password=)[^&\s'\"]*")
+_MIN_SECRET_MASK = 4
+
+_ENDPOINTS = {
+    "dynamic": ("/admin/dynamic.do", (("action", "runDynamicClass"),)),
+    "run": ("/admin/run.do", (("method", "runClass"), ("iface", "event"))),
+}
+# Names the client sets itself; an extra parameter must not override them.
+_RESERVED = frozenset(
+    {
+        "action",
+        "method",
+        "iface",
+        "class",
+        "responseType",
+        "authToSession",
+        "j_username",
+        "j_password",
+        "callback",
+    }
+)
+
+
+class CrmOutcome(enum.Enum):
+    """How one attempt to file a request went."""
+
+    DELIVERED = "delivered"  # HTTP 200 and {"status": "ok"}
+    # The CRM as a whole cannot take any request (`CrmResult.crm_wide`):
+    BAD_CREDENTIALS = "bad_credentials"  # HTTP 401, or the HTML login page
+    UNAVAILABLE = "unavailable"  # no connection (refused, DNS, connect timeout, TLS), 429
+    # The CRM got this request and answered it badly (may be this request's doing):
+    REFUSED = "refused"  # HTTP 200 and {"status": "error"}: the class failed
+    FAILED = "failed"  # 5xx, 408, no answer in time, connection cut after sending
+    BAD_ANSWER = "bad_answer"  # not JSON, too large, JSONP, 3xx, other 4xx
+
+
+# Failures no single request can cause: delivery pauses for all of them.
+CRM_WIDE = frozenset({CrmOutcome.BAD_CREDENTIALS, CrmOutcome.UNAVAILABLE})
+
+
+@dataclass(frozen=True, slots=True)
+class CrmResult:
+    """The outcome of one attempt, with a short reason for the log."""
+
+    outcome: CrmOutcome
+    detail: str = ""
+    status: int | None = None  # the HTTP status, when there was an answer
+
+    @property
+    def delivered(self) -> bool:
+        return self.outcome is CrmOutcome.DELIVERED
+
+    @property
+    def crm_wide(self) -> bool:
+        """True when no request could have got through (pause them all)."""
+        return self.outcome in CRM_WIDE
+
+    def __str__(self) -> str:
+        return f"{self.outcome.value}: {self.detail}" if self.detail else self.outcome.value
+
+
+def check_settings(settings: CrmSettings) -> None:
+    """Raise ValueError (one sentence) if the settings cannot make a valid request."""
+    if settings.style not in CRM_STYLES:
+        raise ValueError(f"[crm] style must be one of {', '.join(CRM_STYLES)}")
+    if settings.method not in CRM_METHODS:
+        raise ValueError(f"[crm] method must be one of {', '.join(CRM_METHODS)}")
+    if not settings.phone_param:
+        raise ValueError("[crm] phone_param must name the parameter for the caller's number")
+    own = {settings.phone_param, settings.request_id_param, "sub" if settings.sub else ""} - {""}
+    for name in (settings.phone_param, settings.request_id_param):
+        if breaks_crm_answer(name) or name in _RESERVED:
+            raise ValueError(f"[crm] parameter name {name!r} is used by the CRM protocol itself")
+    for name, _ in settings.params:
+        if breaks_crm_answer(name):
+            raise ValueError("[crm] params: a parameter named callback breaks the CRM's answer")
+        if name in _RESERVED or name in own:
+            raise ValueError(f"[crm] params: {name!r} is already sent by stasis-dnd")
+
+
+class CrmClient:
+    """Files callback requests over one keep-alive HTTP session.
+
+    `send()` never raises for anything the network or the CRM does; it
+    returns a `CrmResult`. Not meant to be shared by threads (one per thread).
+    """
+
+    def __init__(
+        self,
+        settings: CrmSettings,
+        *,
+        timeout: float | None = None,
+        body_limit: int = DEFAULT_BODY_LIMIT,
+    ) -> None:
+        check_settings(settings)
+        self.settings = settings
+        self.timeout = timeout if timeout is not None else settings.timeout
+        self.body_limit = body_limit
+        path, self._endpoint_params = _ENDPOINTS[settings.style]
+        self._endpoint = settings.url.rstrip("/") + path
+        # For logs and repr: a `user:password@` in the configured URL stays out.
+        self.url = strip_userinfo(self._endpoint)
+        self._session = requests.Session()
+        self._session.headers["User-Agent"] = f"stasis-dnd/{__version__}"
+        # Passed with each request: a session's `verify` loses to REQUESTS_CA_BUNDLE.
+        self._verify: bool | str = settings.ca_bundle or system_ca()
+        # The environment's proxy and CA settings, read once: requests would scan
+        # the whole environment (and ~/.netrc) again for every request, about a
+        # third of the CPU a request costs (bench/README.md).
+        self._session.proxies = requests.utils.get_environ_proxies(self._endpoint)
+        if self._verify is True:
+            self._verify = _env_ca_bundle() or True
+        self._session.trust_env = False
+        # The secret as it may appear in text: raw, and form/URL-encoded. A very
+        # short one is not masked on its own (it would mangle every message).
+        password = settings.password
+        self._secrets = {
+            text
+            for text in (password, quote_plus(password), quote(password, safe=""))
+            if len(text) >= _MIN_SECRET_MASK
+        }
+
+    def __repr__(self) -> str:
+        return f"CrmClient(url={self.url!r}, username={self.settings.username!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def params(self, phone: str, request_id: str = "") -> list[tuple[str, str]]:
+        """Every parameter of one request, in the order sent (with the password)."""
+        s = self.settings
+        pairs = [*self._endpoint_params, ("class", s.class_name)]
+        if s.sub:
+            pairs.append(("sub", s.sub))
+        pairs.append((s.phone_param, phone))
+        pairs.extend(s.params)
+        if s.request_id_param and request_id:
+            pairs.append((s.request_id_param, request_id))
+        pairs += [
+            ("responseType", "json"),
+            ("authToSession", "0"),
+            ("j_username", s.username),
+            ("j_password", s.password),
+        ]
+        return pairs
+
+    def send(self, phone: str, request_id: str = "", *, timeout: float | None = None) -> CrmResult:
+        """File one callback request for `phone`; never raises for I/O trouble."""
+        limit = timeout if timeout is not None else self.timeout
+        pairs = self.params(phone, request_id)
+        post = self.settings.method == "post"
+        try:
+            response = self._session.request(
+                self.settings.method.upper(),
+                self._endpoint,
+                timeout=(limit, limit),
+                stream=True,
+                # A redirect would turn the POST into a GET with the password in the URL.
+                allow_redirects=False,
+                verify=self._verify,
+                data=pairs if post else None,
+                params=None if post else pairs,
+            )
+        except requests.RequestException as exc:
+            return self._failure(exc)
+        except UnicodeError:
+            # e.g. a lone surrogate from a JSON escape: nothing the CRM could receive.
+            return CrmResult(CrmOutcome.BAD_ANSWER, "the request cannot be encoded as UTF-8")
+        try:
+            return self._classify(response, deadline=time.monotonic() + limit)
+        except requests.RequestException as exc:
+            return self._failure(exc)
+        finally:
+            response.close()
+
+    # --- reading the answer -------------------------------------------------------
+
+    def _classify(self, response: requests.Response, deadline: float) -> CrmResult:
+        status = response.status_code
+        if status == 401:
+            return CrmResult(CrmOutcome.BAD_CREDENTIALS, "HTTP 401 (login failed)", status)
+        if status == 429:
+            # A rate limit is about all our requests, not this one: everyone waits.
+            return CrmResult(CrmOutcome.UNAVAILABLE, "HTTP 429 (too many requests)", status)
+        if status >= 500 or status == 408:
+            # The CRM (or a proxy before it) failed on this request; the next may pass.
+            return CrmResult(CrmOutcome.FAILED, f"HTTP {status}", status)
+        if not 200 <= status < 300:
+            where = response.headers.get("Location", "")
+            extra = f" to {self._trim(where)}" if where else ""
+            return CrmResult(CrmOutcome.BAD_ANSWER, f"HTTP {status}{extra}", status)
+        raw = self._read_capped(response, deadline)
+        if raw is None:
+            return CrmResult(
+                CrmOutcome.BAD_ANSWER, f"answer larger than {self.body_limit} bytes", status
+            )
+        text = raw.decode("utf-8", errors="replace").strip()
+        try:
+            document = json.loads(text)
+        except ValueError:
+            return self._not_json(text, response, status)
+        if not isinstance(document, dict):
+            return CrmResult(CrmOutcome.BAD_ANSWER, "answer is JSON but not an object", status)
+        answer = document.get("status")
+        message = self._trim(str(document.get("message") or ""))
+        if answer == "ok":
+            return CrmResult(CrmOutcome.DELIVERED, "", status)
+        if answer == "error":
+            return CrmResult(CrmOutcome.REFUSED, message or "the CRM reported an error", status)
+        return CrmResult(CrmOutcome.BAD_ANSWER, f"unexpected status {answer!r}", status)
+
+    def _not_json(self, text: str, response: requests.Response, status: int) -> CrmResult:
+        lowered = text[:4096].lower()
+        if "j_password" in lowered or 'type="password"' in lowered:
+            return CrmResult(
+                CrmOutcome.BAD_CREDENTIALS, "the CRM answered with its login page", status
+            )
+        if re.match(r"[\w$.]+\(", text):
+            return CrmResult(CrmOutcome.BAD_ANSWER, "answer is JSONP, not JSON", status)
+        kind = response.headers.get("Content-Type", "unknown type")
+        return CrmResult(CrmOutcome.BAD_ANSWER, f"answer is not JSON ({self._trim(kind)})", status)
+
+    def _read_capped(self, response: requests.Response, deadline: float) -> bytes | None:
+        """The body, or None when it is larger than the limit (read no further)."""
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > self.body_limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(chunk_size=8192):
+            size += len(chunk)
+            if size > self.body_limit:
+                return None
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                # The read timeout is per read: a trickling answer needs a cap too.
+                raise requests.exceptions.ReadTimeout("the answer took too long")
+        return b"".join(chunks)
+
+    # --- describing failures without secrets --------------------------------------
+
+    def _failure(self, exc: requests.RequestException) -> CrmResult:
+        if isinstance(exc, requests.exceptions.SSLError):
+            return CrmResult(CrmOutcome.UNAVAILABLE, "TLS: " + self._trim(_root_reason(exc)))
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return CrmResult(CrmOutcome.UNAVAILABLE, f"no connection within {self.timeout:g}s")
+        if isinstance(exc, requests.exceptions.Timeout):
+            # Sent but not answered in time: this request may be what the CRM chokes on.
+            return CrmResult(CrmOutcome.FAILED, "no answer in time")
+        if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
+            return CrmResult(CrmOutcome.UNAVAILABLE, "invalid [crm] url")
+        if isinstance(exc, requests.exceptions.ProxyError) or _not_connected(exc):
+            return CrmResult(CrmOutcome.UNAVAILABLE, self._trim(_root_reason(exc)))
+        # The connection broke after the request went out (reset, closed mid-answer).
+        return CrmResult(CrmOutcome.FAILED, self._trim(_root_reason(exc)))
+
+    def _trim(self, text: str) -> str:
+        """One line, at most MESSAGE_LIMIT characters, without the password."""
+        text = _PASSWORD_IN_URL.sub(r"\1***", " ".join(text.split()))
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
+
+
+def _env_ca_bundle() -> str:
+    """The CA bundle requests takes from the environment when verify is True."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or ""
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and those it wraps (requests wraps urllib3, which wraps OSError)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        nested = getattr(current, "reason", None)
+        if isinstance(nested, BaseException):
+            current = nested
+        elif current.args and isinstance(current.args[0], BaseException):
+            current = current.args[0]
+        else:
+            current = current.__cause__ or current.__context__
+
+
+def _not_connected(exc: BaseException) -> bool:
+    """Whether the connection failed before the request was sent (refused, DNS, timeout)."""
+    # urllib3's NewConnectionError and NameResolutionError are ConnectTimeoutErrors too.
+    return any(isinstance(e, urllib3.exceptions.ConnectTimeoutError) for e in _chain(exc))
+
+
+def _root_reason(exc: BaseException) -> str:
+    """The innermost OS-level reason ("Connection refused"), not urllib3's
+    wrapper text with its URL (which, for GET, holds the password)."""
+    reason = type(exc).__name__
+    for current in _chain(exc):
+        if isinstance(current, OSError) and current.strerror:
+            return current.strerror
+        if "SSL" in type(current).__name__ and current.args:
+            reason = str(current.args[-1])
+        elif isinstance(current, http.client.HTTPException) and current.args:
+            reason = str(current.args[0])  # e.g. "Remote end closed connection without response"
+    return reason

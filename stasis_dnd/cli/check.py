@@ -1,0 +1,65 @@
+"""`stasis-dnd check`: is this Asterisk ready for the app?
+
+Connects to ARI with the configured credentials (over https, verifying the
+certificate as `run` does) and asks Asterisk whether every sound the IVR is
+configured to play exists, and in which languages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stasis_dnd.ari.rest import AriError, AriRest
+from stasis_dnd.settings import Settings
+
+# Languages the shipped prompts come in; a prompt missing in one is a warning.
+EXPECTED_LANGUAGES = ("en", "ru")
+
+
+@dataclass(frozen=True)
+class Finding:
+    ok: bool
+    text: str
+
+
+def configured_sounds(settings: Settings) -> list[str]:
+    """Sound ids the IVR may play (media URIs other than sound: are skipped)."""
+    ivr = settings.ivr
+    names = [ivr.prompt, ivr.invalid_prompt, ivr.sorry, ivr.goodbye, ivr.confirmation]
+    sounds: list[str] = []
+    for name in names:
+        scheme, _, rest = name.rpartition(":")
+        if name and scheme in ("", "sound") and rest not in sounds:
+            sounds.append(rest)
+    return sounds
+
+
+def check_asterisk(settings: Settings) -> list[Finding]:
+    """What a connection to the configured Asterisk shows; raises `AriError`
+    (with a one-sentence message) when ARI cannot be used at all."""
+    findings = []
+    with AriRest(settings.ari) as rest:
+        info = rest.asterisk_info()
+        version = info.get("system", {}).get("version", "unknown")
+        text = f"ARI at {settings.ari.url}: Asterisk {version}"
+        if rest.base_url.startswith("https:"):
+            trusted = settings.ari.ca_bundle or "the system's CAs"
+            text += f" (certificate verified against {trusted})"
+        findings.append(Finding(True, text))
+        for sound_id in configured_sounds(settings):
+            sound = rest.sound(sound_id)
+            if sound is None:
+                findings.append(Finding(False, f"sound {sound_id}: missing on this Asterisk"))
+                continue
+            languages = sorted(
+                {f.get("language", "?") for f in sound.get("formats", []) if isinstance(f, dict)}
+            )
+            missing = [lang for lang in EXPECTED_LANGUAGES if lang not in languages]
+            text = f"sound {sound_id}: {', '.join(languages) or 'no formats'}"
+            if missing:
+                text += f" (no {', '.join(missing)}: callers with that language hear English)"
+            findings.append(Finding(True, text))
+    return findings
+
+
+__all__ = ["AriError", "Finding", "check_asterisk", "configured_sounds"]

@@ -1,0 +1,224 @@
+"""The `stasis-dnd` command: parses arguments and turns every mistake a user
+can make into one clear line on stderr and exit status 1 (2 for a wrong
+command line, as argparse does)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from stasis_dnd import __version__
+from stasis_dnd.cli.options import add_config
+from stasis_dnd.config import ConfigError, describe, load_settings, permission_warnings
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class UserError(Exception):
+    """A problem the user can fix; its message says how. No traceback."""
+
+
+def _workers(text: str) -> int:
+    """--workers: a whole number of at least 1 (with none, every call would wait forever)."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number of at least 1 (the threads that carry out calls' "
+            f"ARI requests; the default is 16), got {text!r}"
+        )
+    return count
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stasis-dnd",
+        description='"All operators are busy, press 1 for a callback" for Asterisk ARI.',
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    check = commands.add_parser(
+        "check-config", help="validate the configuration without connecting anywhere"
+    )
+    add_config(check)
+    check.add_argument("--show", action="store_true", help="print the effective settings")
+
+    run = commands.add_parser("run", help="serve callers: connect to ARI and run the IVR")
+    add_config(run)
+    run.add_argument(
+        "--log-level",
+        default=os.environ.get("STASIS_DND_LOG_LEVEL", "info"),
+        choices=LOG_LEVELS,
+        help="how much to log (default: info; $STASIS_DND_LOG_LEVEL)",
+    )
+    run.add_argument(
+        "--workers",
+        type=_workers,
+        default=16,
+        help="threads carrying out calls' ARI requests (default: 16)",
+    )
+
+    from stasis_dnd.cli.outbox import add_outbox_commands
+
+    add_outbox_commands(commands)
+
+    check_cmd = commands.add_parser(
+        "check", help="connect to ARI and check that every configured prompt exists there"
+    )
+    add_config(check_cmd)
+
+    sounds = commands.add_parser(
+        "install-sounds",
+        help="copy the shipped prompts (custom/IVR_DND_*, en and ru) into Asterisk's sounds",
+        description=(
+            "Copy the prompts shipped with stasis-dnd into DEST/<lang>/custom/. DEST is "
+            "Asterisk's sounds folder: its data directory + /sounds (asterisk -rx 'core show "
+            "settings'), e.g. /usr/share/asterisk/sounds (Debian), /var/lib/asterisk/sounds "
+            "(FreePBX). Language folders that are symlinks (Debian: sounds/en -> "
+            "en_US_f_Allison) are followed."
+        ),
+    )
+    sounds.add_argument("dest", metavar="DEST", help="Asterisk's sounds folder")
+    sounds.add_argument(
+        "--dry-run", action="store_true", help="list the files that would be written"
+    )
+    sounds.add_argument(
+        "--force", action="store_true", help="overwrite files that exist with other content"
+    )
+    sounds.add_argument(
+        "--root",
+        metavar="ROOT",
+        help="DEST is inside a chroot or image at ROOT: follow its symlinks inside ROOT",
+    )
+
+    demo = commands.add_parser(
+        "demo", help="simulate calls through the IVR and show what the caller and the CRM get"
+    )
+    demo.add_argument("--config", metavar="FILE", help="use this INI file's [ivr] and [crm]")
+    return parser
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    for warning in permission_warnings(args.config):
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.show:
+        print("\n".join(describe(settings)))
+    print(f"{args.config}: OK")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stasis_dnd.testing.demo import run_demo
+
+    return run_demo(args.config)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from stasis_dnd.callbacks.intake import CallbackService
+    from stasis_dnd.callbacks.outbox import OutboxError
+    from stasis_dnd.logs import setup_logging
+    from stasis_dnd.metrics import Metrics
+    from stasis_dnd.runtime.app import App, StartupError
+
+    settings = load_settings(args.config)
+    if args.log_level not in LOG_LEVELS:
+        raise UserError(
+            f"log level {args.log_level!r} (from --log-level or STASIS_DND_LOG_LEVEL) "
+            f"is not one of {', '.join(LOG_LEVELS)}"
+        )
+    setup_logging(args.log_level)
+    for warning in permission_warnings(args.config):
+        logging.getLogger("stasis_dnd").warning("event=config_warning detail=%r", warning)
+    try:
+        store = CallbackService(settings.crm, settings.outbox)
+    except ValueError as error:
+        raise UserError(f"{args.config}: [crm] {error}") from None
+    try:
+        store.start()
+    except OutboxError as error:
+        raise UserError(f"{args.config}: [outbox] path: {error}") from None
+    metrics = Metrics()
+    metrics.watch_callbacks(store.stats)
+    try:
+        return App(settings, store, workers=args.workers, metrics=metrics).run()
+    except StartupError as error:
+        raise UserError(str(error)) from None
+    finally:
+        store.stop()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from stasis_dnd.cli.check import AriError, check_asterisk
+
+    settings = load_settings(args.config)
+    try:
+        findings = check_asterisk(settings)
+    except AriError as error:
+        raise UserError(str(error)) from None
+    for finding in findings:
+        print(("ok      " if finding.ok else "MISSING ") + finding.text)
+    if all(f.ok for f in findings):
+        return 0
+    print("install the prompts with: stasis-dnd install-sounds <Asterisk sounds folder>")
+    return 1
+
+
+def cmd_install_sounds(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stasis_dnd.sounds import SoundsError, install_sounds
+
+    try:
+        written = install_sounds(
+            Path(args.dest),
+            root=Path(args.root) if args.root else None,
+            dry_run=args.dry_run,
+            force=args.force,
+        )
+    except SoundsError as error:
+        raise UserError(f"install-sounds: {error}") from None
+    verb = "would write" if args.dry_run else "wrote"
+    for path in written:
+        print(f"{verb} {path}")
+    if not written:
+        print("the prompts are already installed and up to date")
+    return 0
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    from stasis_dnd.cli.outbox import run_outbox_command
+
+    settings = load_settings(args.config, require_secrets=False)
+    return run_outbox_command(args, settings.outbox)
+
+
+_COMMANDS = {
+    "check-config": cmd_check_config,
+    "demo": cmd_demo,
+    "run": cmd_run,
+    "outbox": cmd_outbox,
+    "install-sounds": cmd_install_sounds,
+    "check": cmd_check,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ConfigError, UserError) as error:
+        print(f"stasis-dnd: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The `stasis-dnd outbox` commands: look at, retry and purge stored callback
+requests, also while the service runs (SQLite locks keep both consistent).
+
+    stasis-dnd outbox list [--state pending|delivered|dead|duplicate] [--limit N]
+    stasis-dnd outbox retry ID | --dead
+    stasis-dnd outbox purge --older-than 7d
+
+Output is a plain table with the caller's number (the operator may have to
+call back by hand) and never a credential.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import unicodedata
+from pathlib import Path
+
+from stasis_dnd.callbacks.outbox import (
+    DEAD,
+    DELIVERED,
+    DUPLICATE,
+    STATES,
+    Entry,
+    Outbox,
+    OutboxError,
+)
+from stasis_dnd.cli.options import add_config
+from stasis_dnd.config import parse_duration
+from stasis_dnd.settings import OutboxSettings
+
+# The operator's command may wait for the service's write to finish.
+_BUSY_TIMEOUT = 10.0
+_NOTE_WIDTH = 60
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_outbox_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `outbox list|retry|purge` (each with --config) to the CLI."""
+    outbox = subparsers.add_parser(
+        "outbox", help="list, retry or purge the callback requests stored for the CRM"
+    )
+    actions = outbox.add_subparsers(dest="outbox_command", metavar="ACTION", required=True)
+
+    listing = actions.add_parser("list", help="show stored requests, oldest first")
+    add_config(listing)
+    listing.add_argument("--state", choices=STATES, help="only requests in this state")
+    listing.add_argument(
+        "--limit", type=int, default=100, metavar="N", help="the newest N (default 100)"
+    )
+
+    retry = actions.add_parser(
+        "retry", help="send a dead (or waiting) request again now, with a fresh max_age"
+    )
+    add_config(retry)
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", type=int, help="the request's ID from `outbox list`")
+    which.add_argument("--dead", action="store_true", help="every dead request")
+
+    purge = actions.add_parser(
+        "purge", help="delete delivered, dead and duplicate requests (never pending ones)"
+    )
+    add_config(purge)
+    purge.add_argument(
+        "--older-than",
+        type=_duration,
+        required=True,
+        metavar="DURATION",
+        help="created longer ago than this, e.g. 7d, 12h, 30m",
+    )
+
+
+def run_outbox_command(args: argparse.Namespace, outbox: OutboxSettings) -> int:
+    """Carry out a parsed `outbox` command on the configured file; the exit status."""
+    if not Path(outbox.path).exists():
+        # Opening would create it, possibly owned by the wrong user.
+        if args.outbox_command == "list":
+            print(f"The outbox {outbox.path} does not exist yet: nothing was stored.")
+            return 0
+        print(f"stasis-dnd: there is no outbox at {outbox.path}", file=sys.stderr)
+        return 1
+    become = owner_to_become(os.stat(outbox.path), os.geteuid())
+    if become is not None:
+        # As root, files SQLite creates next to the outbox (-wal, -shm) would
+        # be root's, and the service could no longer open its own outbox.
+        os.setgroups([])
+        os.setgid(become[1])
+        os.setuid(become[0])
+    try:
+        store = Outbox.open(outbox.path, busy_timeout=_BUSY_TIMEOUT)
+    except OutboxError as exc:
+        print(f"stasis-dnd: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.outbox_command == "list":
+            return _list(store, args.state, args.limit)
+        if args.outbox_command == "retry":
+            return _retry(store, args.id, args.dead)
+        return _purge(store, args.older_than)
+    except OutboxError as exc:
+        print(f"stasis-dnd: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+
+
+def owner_to_become(outbox: os.stat_result, euid: int) -> tuple[int, int] | None:
+    """(uid, gid) to switch to before opening the outbox: its owner's, when run
+    as root on an outbox that belongs to another user (the service's)."""
+    if euid != 0 or outbox.st_uid == 0:
+        return None
+    return outbox.st_uid, outbox.st_gid
+
+
+def _list(store: Outbox, state: str | None, limit: int) -> int:
+    entries = store.entries(state, limit)
+    counts = store.counts()
+    summary = ", ".join(f"{name} {counts[name]}" for name in STATES)
+    if not entries:
+        print(f"No {state or 'stored'} requests ({summary}).")
+        return 0
+    print(format_table(entries, time.time()))
+    print(f"\n{summary}")
+    return 0
+
+
+def _retry(store: Outbox, row_id: int | None, dead: bool) -> int:
+    now = time.time()
+    if dead:
+        count = store.retry_dead(now)
+        print(f"{count} dead request(s) will be sent again; the running service picks them up.")
+        return 0
+    assert row_id is not None
+    entry = store.retry(row_id, now)
+    print(
+        f"Request {entry.id} ({entry.phone}) will be sent again;"
+        " the running service picks it up within seconds."
+    )
+    return 0
+
+
+def _purge(store: Outbox, older_than: float) -> int:
+    count = store.purge(time.time() - older_than)
+    print(f"Deleted {count} finished request(s) created more than {older_than:g}s ago.")
+    return 0
+
+
+def format_table(entries: list[Entry], now: float) -> str:
+    """The requests as an aligned text table (`now`: to tell a request that
+    waits its own back-off)."""
+    header = ("ID", "STATE", "CREATED", "CALLER", "CHANNEL", "TRIES", "NOTE")
+    rows = [header] + [
+        (
+            str(e.id),
+            e.state,
+            _when(e.created_at),
+            _printable(e.phone) or "(none)",
+            _printable(e.channel_id),
+            str(e.attempts),
+            _note(e, now),
+        )
+        for e in entries
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
+        + "  "
+        + row[-1]
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _note(entry: Entry, now: float) -> str:
+    if entry.state == DUPLICATE:
+        text = f"repeats request {entry.duplicate_of}"
+    elif entry.state == DELIVERED and entry.finished_at is not None:
+        text = f"delivered {_when(entry.finished_at)}"
+    elif entry.state == DEAD:
+        text = f"gave up: {entry.last_error}"
+    elif entry.next_attempt_at > now:
+        # The CRM failed on this one: it waits on its own while the others go.
+        text = f"next try {_when(entry.next_attempt_at)}: {entry.last_error}"
+    else:
+        text = entry.last_error
+    text = _printable(text)
+    return text if len(text) <= _NOTE_WIDTH else text[: _NOTE_WIDTH - 1] + "…"
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _printable(text: str) -> str:
+    """Control characters (a caller-id could carry terminal escapes) as `?`."""
+    return "".join("?" if unicodedata.category(c).startswith("C") else c for c in text)

@@ -1,0 +1,79 @@
+"""Shared by the callback-service tests: a fake clock, a jitter that always
+takes the ceiling, and services on a temporary outbox filing with the CRM
+emulator."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from stasis_dnd.callbacks.intake import CallbackService
+from stasis_dnd.settings import CrmSettings, OutboxSettings
+from stasis_dnd.testing.crm_emulator import CrmEmulator
+
+PASSWORD = "Kx9#secret-pw"
+A, B, C = "+79000000001", "+79000000002", "+79000000003"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+class CeilingJitter(random.Random):
+    """`uniform(a, b)` is always `b`: back-off delays become exact."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+class Services:
+    """Makes callback services on one outbox file; `stop_all()` at the end."""
+
+    def __init__(self, crm: CrmEmulator, folder: Path, clock: FakeClock) -> None:
+        self.crm = crm
+        self.path = str(folder / "var" / "outbox.sqlite3")
+        self.clock = clock
+        self._made: list[CallbackService] = []
+
+    def __call__(
+        self,
+        *,
+        deliver: bool = False,
+        dedupe_window: float = 1800.0,
+        max_age: float = 86400.0,
+        keep: float = 30 * 86400.0,
+        rng: random.Random | None = None,
+    ) -> CallbackService:
+        service = CallbackService(
+            CrmSettings(url=self.crm.url, username="dnd", password=PASSWORD, timeout=2.0),
+            OutboxSettings(path=self.path, max_age=max_age, dedupe_window=dedupe_window, keep=keep),
+            clock=self.clock,
+            rng=rng or random.Random(7),
+        )
+        service.start(deliver=deliver)
+        self._made.append(service)
+        return service
+
+    def stop_all(self) -> None:
+        for service in self._made:
+            service.stop(timeout=10)
