@@ -196,6 +196,14 @@ _SCHEMA: dict[str, tuple[type, dict[str, _Key]]] = {
 _FILE_KEYS = {"password_file"}
 # Secrets the app cannot run without; (section, key, what needs it).
 _REQUIRED_SECRETS = (("ari", "password"), ("crm", "password"))
+# Keys the sample fills with a placeholder the admin must replace.
+_PLACEHOLDER_KEYS = (
+    ("ari", "username"),
+    ("ari", "password"),
+    ("crm", "username"),
+    ("crm", "password"),
+)
+_PLACEHOLDERS = {"change-me", "change_me", "changeme"}
 
 
 def load_settings(
@@ -241,8 +249,23 @@ def load_settings(
     settings = Settings(**sections)
     _check_store_timeout(settings, where)
     if require_secrets:
+        _check_placeholders(settings, raw)
         _check_secrets(settings, where)
     return settings
+
+
+def _check_placeholders(
+    settings: Settings, raw: Mapping[str, Mapping[str, tuple[str, str]]]
+) -> None:
+    for section, key in _PLACEHOLDER_KEYS:
+        value = getattr(getattr(settings, section), key)
+        if value.strip().lower() in _PLACEHOLDERS:
+            given = raw[section].get(key) or raw[section].get(f"{key}_file")
+            origin = given[1] if given else f"[{section}] {key}"
+            raise ConfigError(
+                f"{origin} still holds the sample's placeholder; set the real {section.upper()} "
+                f"{key} there before starting the service"
+            )
 
 
 def _check_store_timeout(settings: Settings, where: str) -> None:
