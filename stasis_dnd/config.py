@@ -1,6 +1,9 @@
 """Load `Settings` from one INI file plus `STASIS_DND_<SECTION>_<KEY>`
 environment overrides, and explain every mistake in one sentence.
 
+Without an `[outbox] path` in the file, the outbox is `outbox.sqlite3` in
+`$STATE_DIRECTORY` when systemd sets it (the unit's StateDirectory=).
+
 A mistake (unknown section or key, a value of the wrong type, a missing
 password) raises `ConfigError` naming the file, the section and the key.
 """
@@ -220,6 +223,10 @@ def load_settings(
     if path is not None:
         for section, key, value in _read_ini(Path(path)):
             raw[section][key] = (value, f"{where}: [{section}] {key}")
+    state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if state and "path" not in raw["outbox"]:
+        # systemd's StateDirectory= (per instance in the template unit); the file's path wins.
+        raw["outbox"]["path"] = (f"{state}/outbox.sqlite3", "STATE_DIRECTORY (set by systemd)")
     for name, value in env.items():
         target = _env_target(name)
         if target is not None:

@@ -315,3 +315,26 @@ def test_describe_without_params_or_query() -> None:
     lines = describe(load_settings(SAMPLE, env={}, require_secrets=False))
     assert "crm.params = (none)" in lines
     assert "crm.url = http://127.0.0.1:9088" in lines
+
+
+def test_outbox_defaults_to_the_units_state_directory(tmp_path: Path) -> None:
+    env = {"STATE_DIRECTORY": "/var/lib/stasis-dnd/pbx1"}
+    settings = load_settings(write(tmp_path, MINIMAL), env=env)
+    assert settings.outbox.path == "/var/lib/stasis-dnd/pbx1/outbox.sqlite3"
+    several = {"STATE_DIRECTORY": "/var/lib/stasis-dnd/pbx2:/var/lib/other"}
+    assert load_settings(write(tmp_path, MINIMAL), env=several).outbox.path == (
+        "/var/lib/stasis-dnd/pbx2/outbox.sqlite3"
+    )
+
+
+def test_outbox_default_outside_systemd(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL), env={})
+    assert settings.outbox.path == "/var/lib/stasis-dnd/outbox.sqlite3"
+
+
+def test_an_explicit_outbox_path_wins_over_the_state_directory(tmp_path: Path) -> None:
+    env = {"STATE_DIRECTORY": "/var/lib/stasis-dnd/pbx1"}
+    text = MINIMAL + "[outbox]\npath = /srv/outbox.sqlite3\n"
+    assert load_settings(write(tmp_path, text), env=env).outbox.path == "/srv/outbox.sqlite3"
+    env["STASIS_DND_OUTBOX_PATH"] = "/srv/env.sqlite3"
+    assert load_settings(write(tmp_path, text), env=env).outbox.path == "/srv/env.sqlite3"
