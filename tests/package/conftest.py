@@ -1,0 +1,69 @@
+"""The Debian package on a real systemd: two builds of it (the second a newer
+version, for the upgrade), a booted Debian 12 container, and the sandbox
+Asterisk of tests/e2e (its fixtures are reused, so the same lock and ports
+apply). Needs root, and the first time network to Debian's mirror."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO / "tests" / "e2e"), str(REPO / "sandbox")]
+
+from systemd_kit import NEWER, Container, Debs, provision  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("e2e_conftest", REPO / "tests/e2e/conftest.py")
+assert _spec is not None and _spec.loader is not None
+_e2e = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_e2e)
+# The sandbox Asterisk, started once for the session as tests/e2e starts it.
+crm_server = _e2e.crm_server
+asterisk = _e2e.asterisk
+
+
+def _build(out: Path, version: str | None) -> Path:
+    env = {**os.environ}
+    if version:
+        env["STASIS_DND_DEB_VERSION"] = version
+    result = subprocess.run(
+        [str(REPO / "scripts" / "deb"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def debs(tmp_path_factory: pytest.TempPathFactory) -> Debs:
+    """scripts/deb's package, and the same tree built as a newer version."""
+    out = tmp_path_factory.mktemp("debs")
+    return Debs(_build(out, None), _build(out, NEWER))
+
+
+@pytest.fixture(scope="session")
+def systemd_root() -> Path:
+    if os.geteuid() != 0:
+        pytest.fail("the package test needs root (debootstrap, unshare, chroot)", pytrace=False)
+    return provision()
+
+
+@pytest.fixture
+def container(systemd_root: Path) -> Iterator[Container]:
+    """A clean Debian 12 with systemd running as its PID 1."""
+    booted = Container(systemd_root)
+    try:
+        booted.boot()
+        yield booted
+    finally:
+        booted.destroy()
