@@ -106,6 +106,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="DEST is inside a chroot or image at ROOT: follow its symlinks inside ROOT",
     )
 
+    unit = commands.add_parser(
+        "install-unit",
+        help="write the systemd units for this (pip) install into /etc/systemd/system",
+        description=(
+            "Write stasis-dnd.service and stasis-dnd@.service with ExecStart pointing at "
+            "the stasis-dnd of this Python environment (e.g. /opt/stasis-dnd/bin/stasis-dnd); "
+            "the Debian package installs its own."
+        ),
+    )
+    unit.add_argument("--dest", metavar="DIR", default="/etc/systemd/system", help="where to")
+
     demo = commands.add_parser(
         "demo", help="simulate calls through the IVR and show what the caller and the CRM get"
     )
@@ -201,6 +212,21 @@ def cmd_install_sounds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_install_unit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stasis_dnd.units import UnitError, install_units
+
+    try:
+        written = install_units(Path(args.dest))
+    except UnitError as error:
+        raise UserError(f"install-unit: {error}") from None
+    for path in written:
+        print(f"wrote {path}")
+    print("now run: systemctl daemon-reload")
+    return 0
+
+
 def cmd_outbox(args: argparse.Namespace) -> int:
     from stasis_dnd.shell.outbox_cli import run_outbox_command
 
@@ -214,6 +240,7 @@ _COMMANDS = {
     "run": cmd_run,
     "outbox": cmd_outbox,
     "install-sounds": cmd_install_sounds,
+    "install-unit": cmd_install_unit,
     "check": cmd_check,
 }
 

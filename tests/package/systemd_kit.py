@@ -175,13 +175,20 @@ class Container:
         time.sleep(0.1)
 
     def run(
-        self, command: str, *, check: bool = True, timeout: float = 300.0
+        self,
+        command: str,
+        *,
+        check: bool = True,
+        timeout: float = 300.0,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """`sh -c command` inside, as root, in /root, with a clean environment."""
+        """`sh -c command` inside, as root, in /root, with a clean environment (plus `env`)."""
+        extra = [f"{name}={value}" for name, value in (env or {}).items()]
         result = subprocess.run(
             [
                 *("nsenter", "-t", str(self.pid), "-m", "-p", "-r", "-w"),
                 *("env", "-i", f"PATH={PATH}", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive"),
+                *extra,
                 *("sh", "-c", f"cd /root && {command}"),
             ],
             capture_output=True,
@@ -236,3 +243,35 @@ class Debs:
 
     first: Path
     newer: Path
+
+
+def copy_checkout(container: Container, repo: Path, inside: str) -> str:
+    """The files git knows in `repo` (committed or not), copied to `inside`."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    target = container.path(inside)
+    for name in filter(None, files):
+        source = repo / os.fsdecode(name)
+        if source.is_file():
+            (target / os.fsdecode(name)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / os.fsdecode(name), follow_symlinks=False)
+    return inside
+
+
+def pip_settings(container: Container) -> dict[str, str]:
+    """This machine's pip network settings (CA bundle, proxy), carried into the container
+    as apt's sources are: pip inside reaches the index the way pip outside does."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name in ("PIP_CERT", "PIP_INDEX_URL", "HTTPS_PROXY", "https_proxy", "NO_PROXY")
+    }
+    cert = env.get("PIP_CERT")
+    if cert and Path(cert).is_file():
+        container.path(cert).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cert, container.path(cert))
+    return env

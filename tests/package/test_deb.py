@@ -10,18 +10,21 @@ the ones run here.
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from app_kit import CALL_TIMEOUT, CRM_PASSWORD, CRM_USER
 from e2e_kit import Ari
-from systemd_kit import NEWER, Container, Debs, cp_into
+from systemd_kit import NEWER, Container, Debs, copy_checkout, cp_into, pip_settings
 
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
 pytestmark = pytest.mark.e2e
 
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = "/etc/stasis-dnd/stasis-dnd.ini"
 OUTBOX = "/var/lib/stasis-dnd/outbox.sqlite3"
 
@@ -150,3 +153,39 @@ def stop_remove_purge(box: Container) -> None:
     assert "stasis-dnd" not in box.run("dpkg-statoverride --list", check=False).stdout
     leftovers = box.run("find /etc /lib/systemd /var/lib -name '*stasis-dnd*'").stdout.strip()
     assert leftovers == "", leftovers
+
+
+def test_the_pip_way_with_a_generated_unit(
+    container: Container, asterisk: Ari, emulator: CrmEmulator
+) -> None:
+    """The README's pip install on Debian 12: a venv, the units for it, the user."""
+    box = container
+    shutil.copy("/etc/resolv.conf", box.path("/etc/resolv.conf"))  # pip reaches PyPI
+    copy_checkout(box, REPO, "/root/stasis-dnd")
+    sample = "stasis-dnd/stasis-dnd.ini.sample"
+    for command in (
+        "apt install -y python3-venv",
+        "python3 -m venv /opt/stasis-dnd",
+        "/opt/stasis-dnd/bin/pip install ./stasis-dnd",
+        "/opt/stasis-dnd/bin/stasis-dnd install-unit",
+        "systemctl daemon-reload",
+        "adduser --system --group --home /var/lib/stasis-dnd --no-create-home stasis-dnd",
+        "install -d /etc/stasis-dnd",
+        f"install -m 640 -g stasis-dnd {sample} /etc/stasis-dnd/stasis-dnd.ini",
+    ):
+        box.run(command, timeout=600, env=pip_settings(box))
+    refused = box.run("/opt/stasis-dnd/bin/stasis-dnd check-config", check=False)
+    assert refused.returncode == 1
+    assert "still holds the sample's placeholder" in refused.stderr
+    app = f"stasis-dnd-pip-{uuid.uuid4().hex[:8]}"
+    box.path(CONFIG).write_text(real_settings(asterisk, emulator, app))
+    box.run("/opt/stasis-dnd/bin/stasis-dnd check-config")
+    box.run("systemctl enable --now stasis-dnd")
+    unit = box.run("systemctl cat stasis-dnd").stdout
+    assert "ExecStart=/opt/stasis-dnd/bin/stasis-dnd run --config " in unit
+    box.wait("journalctl -u stasis-dnd --no-pager", "event=ari_connected url=")
+    caller = place_call(asterisk, app, "+79001110004")
+    assert asterisk.wait_gone(caller, CALL_TIMEOUT)
+    assert emulator.wait_for(lambda c: c.delivered_phones() == ["+79001110004"], 30)
+    assert stat(box, OUTBOX).startswith("stasis-dnd:stasis-dnd ")
+    box.run("systemctl stop stasis-dnd")
