@@ -28,12 +28,12 @@ crm_server = _e2e.crm_server
 asterisk = _e2e.asterisk
 
 
-def _build(out: Path, version: str | None) -> Path:
+def _build(version: str | None) -> Path:
     env = {**os.environ}
     if version:
         env["STASIS_DND_DEB_VERSION"] = version
     result = subprocess.run(
-        [str(REPO / "scripts" / "deb"), str(out)],
+        [str(REPO / "scripts" / "deb")],
         env=env,
         capture_output=True,
         text=True,
@@ -45,10 +45,9 @@ def _build(out: Path, version: str | None) -> Path:
 
 
 @pytest.fixture(scope="session")
-def debs(tmp_path_factory: pytest.TempPathFactory) -> Debs:
-    """scripts/deb's package, and the same tree built as a newer version."""
-    out = tmp_path_factory.mktemp("debs")
-    return Debs(_build(out, None), _build(out, NEWER))
+def debs() -> Debs:
+    """scripts/deb's package (in dist/), and the same tree built as a newer version."""
+    return Debs(_build(None), _build(NEWER))
 
 
 @pytest.fixture(scope="session")

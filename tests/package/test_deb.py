@@ -66,8 +66,9 @@ def test_install_serve_upgrade_stop_purge(
 
 def install_on_placeholders(box: Container, debs: Debs) -> None:
     """Enabled, not started; one line says what to edit and how to start."""
-    cp_into(box, debs.first, f"/root/{debs.first.name}")
-    installed = box.run(f"apt install -y ./{debs.first.name}")
+    box.path("/root/dist").mkdir()
+    cp_into(box, debs.first, f"/root/dist/{debs.first.name}")
+    installed = box.run(f"apt install -y ./dist/{debs.first.name}")
     assert (
         "stasis-dnd is not started: /etc/stasis-dnd/stasis-dnd.ini: [ari] password still "
         "holds the sample's placeholder"
@@ -81,6 +82,11 @@ def install_on_placeholders(box: Container, debs: Debs) -> None:
     assert box.path("/usr/share/man/man8/stasis-dnd.8.gz").is_file()
     assert box.path("/usr/share/asterisk/sounds/ru/custom/IVR_DND_OPERATORS.sln16").is_file()
     assert "Documentation=man:stasis-dnd(8)" in box.run("systemctl cat stasis-dnd").stdout
+    # FreePBX's sounds folder gets the prompts from the package's copy.
+    box.run("mkdir -p /var/lib/asterisk/sounds")
+    box.run("stasis-dnd install-sounds /var/lib/asterisk/sounds")
+    assert box.path("/var/lib/asterisk/sounds/en/custom/IVR_DND_OPERATORS.ulaw").is_file()
+    box.run("rm -r /var/lib/asterisk")
     # Started anyway, it refuses the placeholders and gives up instead of looping.
     box.run("systemctl start stasis-dnd")
     box.wait("systemctl is-failed stasis-dnd", "failed")
@@ -93,6 +99,7 @@ def serve_a_call(box: Container, asterisk: Ari, emulator: CrmEmulator, app: str)
     box.path(CONFIG).write_text(real_settings(asterisk, emulator, app))
     assert stat(box, CONFIG) == "root:stasis-dnd 640"
     box.run("stasis-dnd check-config")
+    box.run("stasis-dnd check")
     box.run("systemctl reset-failed stasis-dnd && systemctl start stasis-dnd")
     box.wait("journalctl -u stasis-dnd --no-pager", "event=ari_connected url=")
     caller = place_call(asterisk, app, "+79001110001")
@@ -110,8 +117,8 @@ def upgrade_with_a_request_pending(
     assert asterisk.wait_gone(caller, CALL_TIMEOUT)
     box.wait("stasis-dnd outbox list --state pending", "+79001110002")
     before = box.run("systemctl show -p MainPID --value stasis-dnd").stdout.strip()
-    cp_into(box, debs.newer, f"/root/{debs.newer.name}")
-    box.run(f"apt install -y ./{debs.newer.name}")
+    cp_into(box, debs.newer, f"/root/dist/{debs.newer.name}")
+    box.run(f"apt install -y ./dist/{debs.newer.name}")
     assert NEWER in box.run("dpkg-query -W -f '${Version}' stasis-dnd").stdout
     assert box.run("systemctl is-active stasis-dnd").stdout.strip() == "active"
     assert box.run("systemctl show -p MainPID --value stasis-dnd").stdout.strip() != before
@@ -135,6 +142,11 @@ def an_instance_has_its_own_outbox(
     assert asterisk.wait_gone(caller, CALL_TIMEOUT)
     assert emulator.wait_for(lambda c: "+79001110003" in c.delivered_phones(), 30)
     assert box.path("/var/lib/stasis-dnd/pbx2/outbox.sqlite3").is_file()
+    listed = box.run(
+        "STATE_DIRECTORY=/var/lib/stasis-dnd/pbx2 stasis-dnd outbox list "
+        "--config /etc/stasis-dnd/pbx2.ini"
+    ).stdout
+    assert "+79001110003" in listed and "+79001110001" not in listed, listed
     box.run("systemctl disable --now stasis-dnd@pbx2 && rm /etc/stasis-dnd/pbx2.ini")
 
 
