@@ -34,7 +34,7 @@ def shipped_unit(name: str) -> Path:
         files = []
     for file in files:
         if PurePosixPath(file.as_posix()).parts[-4:] == (*DATA_FILES_DIR.parts, name):
-            located = Path(str(file.locate()))
+            located = Path(str(file.locate())).resolve()
             if located.is_file():
                 return located
     raise UnitError(
