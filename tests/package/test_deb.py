@@ -201,3 +201,26 @@ def test_the_pip_way_with_a_generated_unit(
     assert emulator.wait_for(lambda c: c.delivered_phones() == ["+79001110004"], 30)
     assert stat(box, OUTBOX).startswith("stasis-dnd:stasis-dnd ")
     box.run("systemctl stop stasis-dnd")
+
+
+def test_purge_keeps_an_outbox_with_a_request_not_delivered(
+    container: Container, debs: Debs, asterisk: Ari, emulator: CrmEmulator
+) -> None:
+    box = container
+    cp_into(box, debs.first, f"/root/{debs.first.name}")
+    box.run(f"apt install -y ./{debs.first.name}")
+    app = f"stasis-dnd-deb-{uuid.uuid4().hex[:8]}"
+    box.path(CONFIG).write_text(real_settings(asterisk, emulator, app))
+    emulator.outage()
+    box.run("systemctl start stasis-dnd")
+    box.wait("journalctl -u stasis-dnd --no-pager", "event=ari_connected url=")
+    caller = place_call(asterisk, app, "+79001110005")
+    assert asterisk.wait_gone(caller, CALL_TIMEOUT)
+    box.wait("stasis-dnd outbox list --state pending", "+79001110005")
+    purged = box.run("apt purge -y stasis-dnd")
+    assert f"stasis-dnd: kept {OUTBOX}: 1 request(s) not delivered to the CRM" in purged.stdout, (
+        purged.stdout + purged.stderr
+    )
+    assert box.path(OUTBOX).is_file()
+    assert not box.path(CONFIG).exists()
+    assert box.run("getent passwd stasis-dnd").returncode == 0  # the file's owner stays
