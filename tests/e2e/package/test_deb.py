@@ -24,7 +24,7 @@ from stasis_dnd.testing.crm_emulator import CrmEmulator
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CONFIG = "/etc/stasis-dnd/stasis-dnd.ini"
 OUTBOX = "/var/lib/stasis-dnd/outbox.sqlite3"
 

@@ -1,11 +1,10 @@
 """The Debian package on a real systemd: two builds of it (the second a newer
-version, for the upgrade), a booted Debian 12 container, and the sandbox
-Asterisk of tests/e2e (its fixtures are reused, so the same lock and ports
-apply). Needs root, and the first time network to Debian's mirror."""
+version, for the upgrade) and a booted Debian 12 container; the sandbox
+Asterisk is tests/e2e's (`asterisk`). Needs root, and the first time network
+to Debian's mirror."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,18 +13,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "tests" / "e2e"), str(REPO / "sandbox")]
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "sandbox"))
 
 from systemd_kit import NEWER, Container, Debs, provision  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("e2e_conftest", REPO / "tests/e2e/conftest.py")
-assert _spec is not None and _spec.loader is not None
-_e2e = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_e2e)
-# The sandbox Asterisk, started once for the session as tests/e2e starts it.
-crm_server = _e2e.crm_server
-asterisk = _e2e.asterisk
 
 
 def _build(version: str | None) -> Path:
