@@ -78,7 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_outbox_commands(commands)
 
     check_cmd = commands.add_parser(
-        "check", help="connect to ARI and check that every configured prompt exists there"
+        "check",
+        help="check ARI, that every configured prompt exists there, and the CRM login",
+        description=(
+            "Connect to ARI and ask for every configured prompt, then log in at the CRM "
+            "without filing a request. Exit status: 0 all well, 1 configuration, 3 ARI, "
+            "4 a prompt missing, 5 the CRM."
+        ),
     )
     _add_config(check_cmd)
 
@@ -174,20 +180,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.stop()
 
 
+# `stasis-dnd check`: the exit status names the first check that failed.
+CHECK_ARI_FAILED, CHECK_PROMPT_MISSING, CHECK_CRM_FAILED = 3, 4, 5
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from stasis_dnd.shell.check import AriError, check_asterisk
+    from stasis_dnd.shell.check import AriError, check_asterisk, check_crm
 
     settings = load_settings(args.config)
+    status = 0
     try:
         findings = check_asterisk(settings)
     except AriError as error:
-        raise UserError(str(error)) from None
+        print(f"stasis-dnd: {error}", file=sys.stderr)
+        findings, status = [], CHECK_ARI_FAILED
     for finding in findings:
         print(("ok      " if finding.ok else "MISSING ") + finding.text)
-    if all(f.ok for f in findings):
-        return 0
-    print("install the prompts with: stasis-dnd install-sounds <Asterisk sounds folder>")
-    return 1
+    if not all(f.ok for f in findings):
+        print("install the prompts with: stasis-dnd install-sounds <Asterisk sounds folder>")
+        status = status or CHECK_PROMPT_MISSING
+    try:
+        crm = check_crm(settings)
+    except ValueError as error:
+        raise UserError(f"{args.config}: [crm] {error}") from None
+    print(("ok      " if crm.ok else "FAILED  ") + crm.text)
+    return status or (0 if crm.ok else CHECK_CRM_FAILED)
 
 
 def cmd_install_sounds(args: argparse.Namespace) -> int:
