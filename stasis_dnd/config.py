@@ -271,7 +271,7 @@ def _check_placeholders(
             origin = given[1] if given else f"[{section}] {key}"
             raise ConfigError(
                 f"{origin} still holds the sample's placeholder; set the real {section.upper()} "
-                f"{key} there before starting the service"
+                f"{key} there"
             )
 
 
