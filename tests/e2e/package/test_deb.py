@@ -5,12 +5,16 @@ service is enabled but stays stopped on the sample's placeholders; with real
 settings (the sandbox Asterisk, a CRM emulator) it serves a call; an upgrade
 while a request waits for a CRM that is down loses nothing; `systemctl stop`
 drains; `apt purge` leaves nothing behind. The README's install commands are
-the ones run here.
+the ones run here. The sandbox Asterisk is tests/e2e's (`asterisk`). Needs
+root, and the first time network to Debian's mirror.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,15 +22,66 @@ from pathlib import Path
 import pytest
 from app_kit import CALL_TIMEOUT, CRM_PASSWORD, CRM_USER
 from e2e_kit import Ari
-from systemd_kit import NEWER, Container, Debs, copy_checkout, cp_into, pip_settings
 
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "sandbox"))  # systemd_kit builds on the sandbox's helpers
+
+from systemd_kit import (  # noqa: E402
+    NEWER,
+    Container,
+    Debs,
+    copy_checkout,
+    cp_into,
+    pip_settings,
+    provision,
+)
+
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[3]
 CONFIG = "/etc/stasis-dnd/stasis-dnd.ini"
 OUTBOX = "/var/lib/stasis-dnd/outbox.sqlite3"
+
+
+def _build(version: str | None) -> Path:
+    env = {**os.environ}
+    if version:
+        env["STASIS_DND_DEB_VERSION"] = version
+    result = subprocess.run(
+        [str(REPO / "scripts" / "deb")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def debs() -> Debs:
+    """scripts/deb's package (in dist/), and the same tree built as a newer version."""
+    return Debs(_build(None), _build(NEWER))
+
+
+@pytest.fixture(scope="session")
+def systemd_root() -> Path:
+    if os.geteuid() != 0:
+        pytest.fail("the package test needs root (debootstrap, unshare, chroot)", pytrace=False)
+    return provision()
+
+
+@pytest.fixture
+def container(systemd_root: Path) -> Iterator[Container]:
+    """A clean Debian 12 with systemd running as its PID 1."""
+    booted = Container(systemd_root)
+    try:
+        booted.boot()
+        yield booted
+    finally:
+        booted.destroy()
 
 
 @pytest.fixture
