@@ -1,6 +1,9 @@
 """Load `Settings` from one INI file plus `STASIS_DND_<SECTION>_<KEY>`
 environment overrides, and explain every mistake in one sentence.
 
+Without an `[outbox] path` in the file, the outbox is `outbox.sqlite3` in
+`$STATE_DIRECTORY` when systemd sets it (the unit's StateDirectory=).
+
 A mistake (unknown section or key, a value of the wrong type, a missing
 password) raises `ConfigError` naming the file, the section and the key.
 """
@@ -173,6 +176,14 @@ _SCHEMA = _schema()
 _FILE_KEYS = {"password_file"}
 # Secrets the app cannot run without; (section, key, what needs it).
 _REQUIRED_SECRETS = (("ari", "password"), ("crm", "password"))
+# Keys the sample fills with a placeholder the admin must replace.
+_PLACEHOLDER_KEYS = (
+    ("ari", "username"),
+    ("ari", "password"),
+    ("crm", "username"),
+    ("crm", "password"),
+)
+_PLACEHOLDERS = {"change-me", "change_me", "changeme"}
 
 
 def load_settings(
@@ -189,6 +200,10 @@ def load_settings(
     if path is not None:
         for section, key, value in _read_ini(Path(path)):
             raw[section][key] = (value, f"{where}: [{section}] {key}")
+    state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if state and "path" not in raw["outbox"]:
+        # systemd's StateDirectory= (per instance in the template unit); the file's path wins.
+        raw["outbox"]["path"] = (f"{state}/outbox.sqlite3", "STATE_DIRECTORY (set by systemd)")
     for name, value in env.items():
         target = _env_target(name)
         if target is not None:
@@ -218,8 +233,23 @@ def load_settings(
     settings = Settings(**sections)
     _check_store_timeout(settings, where)
     if require_secrets:
+        _check_placeholders(settings, raw)
         _check_secrets(settings, where)
     return settings
+
+
+def _check_placeholders(
+    settings: Settings, raw: Mapping[str, Mapping[str, tuple[str, str]]]
+) -> None:
+    for section, key in _PLACEHOLDER_KEYS:
+        value = getattr(getattr(settings, section), key)
+        if value.strip().lower() in _PLACEHOLDERS:
+            given = raw[section].get(key) or raw[section].get(f"{key}_file")
+            origin = given[1] if given else f"[{section}] {key}"
+            raise ConfigError(
+                f"{origin} still holds the sample's placeholder; set the real {section.upper()} "
+                f"{key} there"
+            )
 
 
 def _check_store_timeout(settings: Settings, where: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import filecmp
 import os
 import shutil
+import sys
 import tempfile
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -69,6 +70,10 @@ def shipped_sounds_dir() -> Path:
     installed = _installed_sounds_dir(distribution) if distribution else None
     if installed is not None and _has_prompts(installed):
         return installed
+    # Debian's pybuild leaves a RECORD whose data-file paths are wrong (../data/share/...).
+    prefixed = Path(sys.prefix) / DATA_FILES_DIR
+    if _has_prompts(prefixed):
+        return prefixed
     raise SoundsError(
         f"the prompts are missing: neither {checkout} nor the data files of the "
         f"installed {DISTRIBUTION} package ({DATA_FILES_DIR}) hold <lang>/custom/ folders; "

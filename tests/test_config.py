@@ -35,7 +35,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_sample_documents_every_key_and_loads() -> None:
-    settings = load_settings(SAMPLE, env={})
+    settings = load_settings(SAMPLE, env={}, require_secrets=False)
     assert settings.ivr.prompt == "custom/IVR_DND_OPERATORS"
     assert settings.ivr.digit_timeout == 3.0
     assert settings.outbox.max_age == 24 * 3600
@@ -144,6 +144,51 @@ def test_mistakes_name_file_section_and_key(tmp_path: Path, text: str, message: 
 def test_missing_secrets(tmp_path: Path, text: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
         load_settings(write(tmp_path, text), env={})
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("[ari]\npassword = change-me\n[crm]\nusername = u\npassword = p\n", "[ari] password"),
+        ("[ari]\npassword = p\n[crm]\nusername = Change-Me\npassword = p\n", "[crm] username"),
+        ("[ari]\npassword = p\n[crm]\nusername = u\npassword = CHANGE_ME \n", "[crm] password"),
+        (
+            "[ari]\npassword = p\nusername = changeme\n[crm]\nusername = u\npassword = p\n",
+            "[ari] username",
+        ),
+    ],
+)
+def test_placeholders_are_refused_naming_the_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, text), env={})
+    message = str(caught.value)
+    assert f"{key} still holds the sample's placeholder" in message
+    assert "\n" not in message
+
+
+def test_a_placeholder_from_the_environment_names_the_variable(tmp_path: Path) -> None:
+    env = {"STASIS_DND_CRM_PASSWORD": "change-me"}
+    with pytest.raises(ConfigError, match="environment variable STASIS_DND_CRM_PASSWORD"):
+        load_settings(write(tmp_path, MINIMAL), env=env)
+
+
+def test_a_value_that_only_contains_the_placeholder_is_accepted(tmp_path: Path) -> None:
+    text = MINIMAL.replace("crm-secret", "change-me-not")
+    assert load_settings(write(tmp_path, text), env={}).crm.password == "change-me-not"
+
+
+def test_check_config_refuses_the_sample_as_it_stands() -> None:
+    result = run_cli("check-config", "--config", str(SAMPLE))
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "[ari] password still holds the sample's placeholder" in result.stderr
+
+
+def test_run_refuses_the_sample_as_it_stands() -> None:
+    result = run_cli("run", "--config", str(SAMPLE))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "[ari] password still holds the sample's placeholder" in result.stderr
 
 
 def test_unknown_environment_key_is_a_mistake() -> None:
@@ -267,6 +312,29 @@ def test_describe_shows_crm_params_and_url_query_by_name_only(tmp_path: Path) ->
 
 
 def test_describe_without_params_or_query() -> None:
-    lines = describe(load_settings(SAMPLE, env={}))
+    lines = describe(load_settings(SAMPLE, env={}, require_secrets=False))
     assert "crm.params = (none)" in lines
     assert "crm.url = http://127.0.0.1:9088" in lines
+
+
+def test_outbox_defaults_to_the_units_state_directory(tmp_path: Path) -> None:
+    env = {"STATE_DIRECTORY": "/var/lib/stasis-dnd/pbx1"}
+    settings = load_settings(write(tmp_path, MINIMAL), env=env)
+    assert settings.outbox.path == "/var/lib/stasis-dnd/pbx1/outbox.sqlite3"
+    several = {"STATE_DIRECTORY": "/var/lib/stasis-dnd/pbx2:/var/lib/other"}
+    assert load_settings(write(tmp_path, MINIMAL), env=several).outbox.path == (
+        "/var/lib/stasis-dnd/pbx2/outbox.sqlite3"
+    )
+
+
+def test_outbox_default_outside_systemd(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, MINIMAL), env={})
+    assert settings.outbox.path == "/var/lib/stasis-dnd/outbox.sqlite3"
+
+
+def test_an_explicit_outbox_path_wins_over_the_state_directory(tmp_path: Path) -> None:
+    env = {"STATE_DIRECTORY": "/var/lib/stasis-dnd/pbx1"}
+    text = MINIMAL + "[outbox]\npath = /srv/outbox.sqlite3\n"
+    assert load_settings(write(tmp_path, text), env=env).outbox.path == "/srv/outbox.sqlite3"
+    env["STASIS_DND_OUTBOX_PATH"] = "/srv/env.sqlite3"
+    assert load_settings(write(tmp_path, text), env=env).outbox.path == "/srv/env.sqlite3"

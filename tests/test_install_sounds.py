@@ -250,7 +250,7 @@ def test_wheel_ships_the_prompts_and_finds_them_when_installed(tmp_path: Path) -
     tree.mkdir()
     for name in ("setup.cfg", "pyproject.toml", "README.md"):
         (tree / name).write_bytes((REPO / name).read_bytes())
-    for folder in ("stasis_dnd", "sounds"):
+    for folder in ("stasis_dnd", "sounds", "systemd"):
         subprocess.run(["cp", "-r", str(REPO / folder), str(tree)], check=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(
@@ -281,3 +281,13 @@ def test_wheel_ships_the_prompts_and_finds_them_when_installed(tmp_path: Path) -
         check=True,
     )
     assert Path(found.stdout.strip()) == prefix / "share" / "stasis-dnd" / "sounds"
+    # The units travel the same way, for `stasis-dnd install-unit`.
+    unit = subprocess.run(
+        [python, "-c", "from stasis_dnd.cli.units import *; print(shipped_unit(UNITS[1]))"],
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(unit.stdout.strip()) == prefix / "share/stasis-dnd/systemd/stasis-dnd@.service"

@@ -74,6 +74,10 @@ def upgrade(
                 f"Asterisk refused the ARI username or password (ari.conf) for user {username!r}",
                 needs_admin=True,
             ) from exc
+        if 300 <= status < 400:  # websocket-client before 1.4 raises on 307 and 308
+            headers = exc.resp_headers if isinstance(exc.resp_headers, dict) else {}
+            problem = _redirect_text(status, headers.get("location"))
+            raise UpgradeFailed(problem, needs_admin=True) from exc
         raise UpgradeFailed(
             f"Asterisk answered the upgrade with HTTP {status} "
             "(is ARI enabled in ari.conf and http.conf?)"
@@ -94,6 +98,11 @@ def upgrade(
         if redirect:
             raise UpgradeFailed(redirect, needs_admin=True) from exc
         raise UpgradeFailed(f"{type(exc).__name__}: {exc}"[:EXCERPT_LIMIT]) from exc
+    # websocket-client before 1.4 returns from connect() on a 301/302/303 it did not follow.
+    redirect = redirect_problem(ws)
+    if redirect:
+        ws.shutdown()  # type: ignore[no-untyped-call]
+        raise UpgradeFailed(redirect, needs_admin=True)
     # From now on the timeout bounds a frame that stops mid-way, and a send.
     ws.settimeout(io_timeout)
 
@@ -103,10 +112,13 @@ def redirect_problem(ws: websocket.WebSocket) -> str:
     response = ws.handshake_response
     if response is None or not 300 <= response.status < 400:
         return ""
-    location = response.headers.get("location")
+    return _redirect_text(response.status, response.headers.get("location"))
+
+
+def _redirect_text(status: int, location: str | None) -> str:
     where = strip_userinfo(location)[:EXCERPT_LIMIT] if location else "no Location"
     return (
-        f"ARI answered with a redirect (HTTP {response.status} to {where}), which is not "
+        f"ARI answered with a redirect (HTTP {status} to {where}), which is not "
         "followed so that the password goes nowhere else: set [ari] url to the address "
         "ARI itself is served at"
     )

@@ -186,7 +186,22 @@ class CrmClient:
     def send(self, phone: str, request_id: str = "", *, timeout: float | None = None) -> CrmResult:
         """File one callback request for `phone`; never raises for I/O trouble."""
         limit = timeout if timeout is not None else self.timeout
-        pairs = self.params(phone, request_id)
+        return self._exchange(self.params(phone, request_id), limit)
+
+    def probe(self) -> CrmResult:
+        """Log in at the endpoint naming no class, so nothing is filed: a BGCRM/BGERP
+        that accepts the login answers JSON (`status` error, no class to run)."""
+        s = self.settings
+        pairs = [
+            *self._endpoint_params,
+            ("responseType", "json"),
+            ("authToSession", "0"),
+            ("j_username", s.username),
+            ("j_password", s.password),
+        ]
+        return self._exchange(pairs, self.timeout)
+
+    def _exchange(self, pairs: list[tuple[str, str]], limit: float) -> CrmResult:
         post = self.settings.method == "post"
         try:
             response = self._session.request(

@@ -1,8 +1,11 @@
-"""`stasis-dnd check`: is this Asterisk ready for the app?
+"""`stasis-dnd check`: are this Asterisk and this CRM ready for the app?
 
 Connects to ARI with the configured credentials (over https, verifying the
 certificate as `run` does) and asks Asterisk whether every sound the IVR is
-configured to play exists, and in which languages.
+configured to play exists, and in which languages. Then logs in at the CRM's
+endpoint without naming a class, so nothing is filed: that shows the CRM is
+reachable, answers as BGCRM/BGERP and takes the credentials, but not whether
+the configured class exists and files callbacks (only a real request shows it).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stasis_dnd.ari.rest import AriError, AriRest
+from stasis_dnd.callbacks.crm import CrmClient, CrmOutcome
 from stasis_dnd.settings import Settings
 
 # Languages the shipped prompts come in; a prompt missing in one is a warning.
@@ -62,4 +66,29 @@ def check_asterisk(settings: Settings) -> list[Finding]:
     return findings
 
 
-__all__ = ["AriError", "Finding", "check_asterisk", "configured_sounds"]
+def check_crm(settings: Settings) -> Finding:
+    """What logging in at the configured CRM shows (no request is filed)."""
+    client = CrmClient(settings.crm)
+    try:
+        result = client.probe()
+    finally:
+        client.close()
+    where = f"CRM at {client.url}"
+    user = settings.crm.username
+    if result.outcome in (CrmOutcome.DELIVERED, CrmOutcome.REFUSED):
+        return Finding(
+            True,
+            f"{where}: answers as BGCRM/BGERP and accepts the login of {user!r} (whether "
+            f"class {settings.crm.class_name} files callbacks shows with the first request)",
+        )
+    if result.outcome is CrmOutcome.BAD_CREDENTIALS:
+        return Finding(False, f"{where}: refused the login of {user!r} ([crm] username, password)")
+    if result.outcome is CrmOutcome.UNAVAILABLE:
+        return Finding(False, f"{where}: not reachable ({result.detail})")
+    return Finding(
+        False,
+        f"{where}: does not answer like BGCRM/BGERP ({result.detail}); check [crm] url and style",
+    )
+
+
+__all__ = ["AriError", "Finding", "check_asterisk", "check_crm", "configured_sounds"]

@@ -69,7 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_outbox_commands(commands)
 
     check_cmd = commands.add_parser(
-        "check", help="connect to ARI and check that every configured prompt exists there"
+        "check",
+        help="check ARI, that every configured prompt exists there, and the CRM login",
+        description=(
+            "Connect to ARI and ask for every configured prompt, then log in at the CRM "
+            "without filing a request. Exit status: 0 all well, 1 configuration, 3 ARI, "
+            "4 a prompt missing, 5 the CRM."
+        ),
     )
     add_config(check_cmd)
 
@@ -96,6 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ROOT",
         help="DEST is inside a chroot or image at ROOT: follow its symlinks inside ROOT",
     )
+
+    unit = commands.add_parser(
+        "install-unit",
+        help="write the systemd units for this (pip) install into /etc/systemd/system",
+        description=(
+            "Write stasis-dnd.service and stasis-dnd@.service with ExecStart pointing at "
+            "the stasis-dnd of this Python environment (e.g. /opt/stasis-dnd/bin/stasis-dnd); "
+            "the Debian package installs its own."
+        ),
+    )
+    unit.add_argument("--dest", metavar="DIR", default="/etc/systemd/system", help="where to")
 
     demo = commands.add_parser(
         "demo", help="simulate calls through the IVR and show what the caller and the CRM get"
@@ -154,20 +171,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.stop()
 
 
+# `stasis-dnd check`: the exit status names the first check that failed.
+CHECK_ARI_FAILED, CHECK_PROMPT_MISSING, CHECK_CRM_FAILED = 3, 4, 5
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    from stasis_dnd.cli.check import AriError, check_asterisk
+    from stasis_dnd.cli.check import AriError, check_asterisk, check_crm
 
     settings = load_settings(args.config)
+    status = 0
     try:
         findings = check_asterisk(settings)
     except AriError as error:
-        raise UserError(str(error)) from None
+        print(f"stasis-dnd: {error}", file=sys.stderr)
+        findings, status = [], CHECK_ARI_FAILED
     for finding in findings:
         print(("ok      " if finding.ok else "MISSING ") + finding.text)
-    if all(f.ok for f in findings):
-        return 0
-    print("install the prompts with: stasis-dnd install-sounds <Asterisk sounds folder>")
-    return 1
+    if not all(f.ok for f in findings):
+        print("install the prompts with: stasis-dnd install-sounds <Asterisk sounds folder>")
+        status = status or CHECK_PROMPT_MISSING
+    try:
+        crm = check_crm(settings)
+    except ValueError as error:
+        raise UserError(f"{args.config}: [crm] {error}") from None
+    print(("ok      " if crm.ok else "FAILED  ") + crm.text)
+    return status or (0 if crm.ok else CHECK_CRM_FAILED)
 
 
 def cmd_install_sounds(args: argparse.Namespace) -> int:
@@ -192,6 +220,21 @@ def cmd_install_sounds(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_install_unit(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from stasis_dnd.cli.units import UnitError, install_units
+
+    try:
+        written = install_units(Path(args.dest))
+    except UnitError as error:
+        raise UserError(f"install-unit: {error}") from None
+    for path in written:
+        print(f"wrote {path}")
+    print("now run: systemctl daemon-reload")
+    return 0
+
+
 def cmd_outbox(args: argparse.Namespace) -> int:
     from stasis_dnd.cli.outbox import run_outbox_command
 
@@ -205,6 +248,7 @@ _COMMANDS = {
     "run": cmd_run,
     "outbox": cmd_outbox,
     "install-sounds": cmd_install_sounds,
+    "install-unit": cmd_install_unit,
     "check": cmd_check,
 }
 

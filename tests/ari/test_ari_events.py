@@ -21,6 +21,8 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
+import websocket
+from websocket._handshake import handshake_response
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -396,6 +398,36 @@ def test_a_redirect_is_not_followed_and_the_password_goes_nowhere_else(
         assert PASSWORD not in message
     finally:
         elsewhere.close()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_as_websocket_client_1_2_reports_it_is_a_failed_attempt(
+    status: int,
+    harness: Harness,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Debian 12's websocket-client 1.2.3 returns from connect() on a 301/302/303 it
+    # was told not to follow, and raises WebSocketBadStatusException on a 307/308.
+    location = "ws://elsewhere.example/ari/events"
+
+    def connect(self: websocket.WebSocket, url: str, **options: Any) -> None:
+        if status >= 307:
+            raise websocket.WebSocketBadStatusException(
+                "Handshake status %d %s", status, "Redirect", {"location": location}
+            )
+        self.handshake_response = handshake_response(status, {"location": location}, None)
+        self.connected = True
+
+    monkeypatch.setattr(websocket.WebSocket, "connect", connect)
+    caplog.set_level(logging.WARNING, logger="stasis_dnd.ari.events")
+    stream = harness.stream(1)
+    stream.start()
+    harness.rec.wait_for(lambda: stream.backoff.failures >= 2)
+    assert not stream.connected and harness.rec.log == []
+    [record] = [r for r in caplog.records if r.name == "stasis_dnd.ari.events"]
+    assert record.levelno == logging.ERROR
+    assert f"ARI answered with a redirect (HTTP {status} to {location})" in record.getMessage()
 
 
 def test_refused_connection_is_reported_differently(
