@@ -314,6 +314,12 @@ class CallRegistry:
             return
         if call is not None and call.connection >= recover.generation:
             return  # heard from on this connection already: nothing was lost
+        if call is not None and call.flow.state is State.STORING:
+            # No ARI event comes while a request is stored, and none is lost: the
+            # answer (bounded by store_timeout) moves the call on; a fresh menu
+            # would offer the key again to a caller whose request is on its way.
+            call.connection = recover.generation
+            return
         if call is not None:
             # Events may have been lost while disconnected: start this call afresh.
             if call.flow.playing is not None:
