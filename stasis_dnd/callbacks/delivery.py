@@ -45,6 +45,8 @@ AUTH_PAUSE = 60.0
 # A claimed request is held this much longer than the CRM timeout allows one
 # attempt to take (connect, then the capped read).
 CLAIM_MARGIN = 5.0
+# How soon a pass looks again at a request held by its direct try (a few seconds at most).
+HELD_RECHECK = 0.25
 # Real seconds between looks at the outbox when idle: notices `outbox retry`
 # run by the operator in another process.
 POLL_INTERVAL = 5.0
@@ -68,6 +70,7 @@ class Delivery:
         rng: random.Random,
         auth_pause: float = AUTH_PAUSE,
         poll_interval: float = POLL_INTERVAL,
+        held: Callable[[str], bool] = lambda request_id: False,
     ) -> None:
         self._crm_settings = crm
         self._settings = outbox
@@ -77,6 +80,7 @@ class Delivery:
         self._rng = rng
         self._auth_pause = auth_pause
         self._poll = poll_interval
+        self._held = held
         self._lease = 2 * crm.timeout + CLAIM_MARGIN
         self._outbox: Outbox | None = None
         self._thread: threading.Thread | None = None
@@ -102,11 +106,6 @@ class Delivery:
         only when `deliver_due()` is called."""
         self._outbox = outbox
         if thread:
-            # Claims a killed process left would hold its requests for a lease;
-            # a back-off this releases early ends within the lease anyway.
-            released = outbox.release_claims(self._clock(), self._lease)
-            if released:
-                log.info("event=outbox_claims_released count=%d", released)
             self._stopping.clear()
             self._thread = threading.Thread(target=self._run, name="outbox-delivery", daemon=True)
             self._thread.start()
@@ -157,9 +156,13 @@ class Delivery:
             if now < self._paused_until:
                 return self._paused_until - now
             due = outbox.due(now, _BATCH, max_wait=REQUEST_CAP)
+            held = False
             for entry in due:
                 if self._stopping.is_set():
                     return 0.0
+                if self._held(entry.request_id):
+                    held = True  # the direct try may be sending it right now
+                    continue
                 try:
                     wait = self._deliver(outbox, entry)
                 except OutboxError:
@@ -173,7 +176,9 @@ class Delivery:
                 return 0.0
             # Each failed request has its own next_attempt_at: wait for the earliest.
             next_due = outbox.next_due()
-            return self._poll if next_due is None else max(0.0, next_due - self._clock())
+            wait = self._poll if next_due is None else max(0.0, next_due - self._clock())
+            # A held request is due but not ours to send yet: look again soon, not at once.
+            return max(wait, HELD_RECHECK) if held else wait
 
     def _dead(self, entry: Entry, now: float) -> None:
         self._count("dead")

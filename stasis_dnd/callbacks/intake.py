@@ -120,6 +120,7 @@ class CallbackService:
             rng=rng or random.Random(),  # noqa: S311 - jitter, not security
             auth_pause=auth_pause,
             poll_interval=poll_interval,
+            held=self.held,
         )
 
     # --- life cycle ---------------------------------------------------------------
@@ -163,6 +164,11 @@ class CallbackService:
         """Store a callback request for `phone` (blocking: call from a worker thread)."""
         request_id = str(uuid.uuid4())
         outbox, writer = self._outbox, self._writer
+        # Held from delivery until we know whether the direct try has sent it:
+        # a write that commits just as its wait times out must not go out twice.
+        late = _LateWrite()
+        with self._late_lock:
+            self._late[request_id] = late
         try:
             if outbox is None or writer is None:
                 raise OutboxError("the outbox is not open")
@@ -170,16 +176,15 @@ class CallbackService:
             write = writer.submit(lambda: outbox.add(phone, channel_id, request_id, now, window))
             entry = write.result(timeout=self._settings.write_timeout)
         except OutboxError as exc:
+            self._forget_late(request_id)
             return self._send_directly(phone, channel_id, request_id, str(exc))
         except concurrent.futures.TimeoutError:
-            late = _LateWrite()
-            with self._late_lock:
-                self._late[request_id] = late
             write.add_done_callback(lambda done: self._late_write_done(request_id, done))
             why = f"the outbox did not finish writing within {self._settings.write_timeout:g} s"
             result = self._send_directly(phone, channel_id, request_id, why)
             self._direct_try_done(request_id, late, result.ok)
             return result
+        self._forget_late(request_id)
         if entry.state == DUPLICATE:
             self._count("duplicates")
             log.info(
@@ -266,6 +271,17 @@ class CallbackService:
             str(result),
         )
         return RequestResult(False, FAILED, f"{reason}; CRM: {result}")
+
+    def held(self, request_id: str) -> bool:
+        """Whether delivery must leave this request alone for now: its write was
+        late and the direct try that may have sent it is still running."""
+        with self._late_lock:
+            late = self._late.get(request_id)
+            return late is not None and late.direct_delivered is None
+
+    def _forget_late(self, request_id: str) -> None:
+        with self._late_lock:
+            self._late.pop(request_id, None)
 
     def _direct_try_done(self, request_id: str, late: _LateWrite, delivered: bool) -> None:
         with self._late_lock:

@@ -31,6 +31,8 @@ STATES = (PENDING, DELIVERED, DEAD, DUPLICATE)
 
 # A caller waits in silence while the row is written: do not wait long for a lock.
 DEFAULT_BUSY_TIMEOUT = 1.0
+# How long anything but a new request's write waits for the connection.
+LOCK_TIMEOUT = 2.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -117,8 +119,12 @@ class Outbox:
         return cls(path, db)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        # A write hung on a dead disk holds the lock: leave the file to the exit.
+        if self._lock.acquire(timeout=LOCK_TIMEOUT):
+            try:
+                self._db.close()
+            finally:
+                self._lock.release()
 
     def pragma(self, statement: str) -> None:
         """Run `PRAGMA statement` on this connection (tests use `query_only = 1`
@@ -134,6 +140,7 @@ class Outbox:
         """Store a request durably; return it (state `duplicate` if it repeats
         a pending or delivered request for the same number within the window).
         Raises OutboxError if it could not be stored."""
+        # The writer thread may wait for the lock: its caller's wait is bounded.
         with self._lock, self._write("store the request"):
             original = None
             if dedupe_window > 0 and phone:
@@ -178,7 +185,7 @@ class Outbox:
         """Take a due request for one attempt: move its next attempt to `until`
         if it is still pending and still due at `seen_next` (as `due()` read
         it). False: another process (an instance sharing this file) took it."""
-        with self._lock, self._write("claim a request"):
+        with self._locked(), self._write("claim a request"):
             cursor = self._db.execute(
                 "UPDATE requests SET next_attempt_at = ?"
                 " WHERE id = ? AND state = ? AND next_attempt_at = ?",
@@ -186,27 +193,16 @@ class Outbox:
             )
         return cursor.rowcount == 1
 
-    def release_claims(self, now: float, lease: float) -> int:
-        """Make pending requests due within `lease` due now (claims of a process
-        that died, and back-offs about to end anyway); return how many."""
-        with self._lock, self._write("release claims"):
-            cursor = self._db.execute(
-                "UPDATE requests SET next_attempt_at = ?"
-                " WHERE state = ? AND next_attempt_at > ? AND next_attempt_at <= ?",
-                (now, PENDING, now, now + lease),
-            )
-        return cursor.rowcount
-
     def next_due(self) -> float | None:
         """When the earliest pending request is due, or None if none is pending."""
-        with self._lock, self._read():
+        with self._locked(), self._read():
             row = self._db.execute(
                 "SELECT MIN(next_attempt_at) FROM requests WHERE state = ?", (PENDING,)
             ).fetchone()
         return None if row[0] is None else float(row[0])
 
     def mark_delivered(self, row_id: int, now: float) -> None:
-        with self._lock, self._write("mark a request delivered"):
+        with self._locked(), self._write("mark a request delivered"):
             self._db.execute(
                 "UPDATE requests SET state = ?, finished_at = ?, attempts = attempts + 1"
                 " WHERE id = ? AND state = ?",
@@ -218,7 +214,7 @@ class Outbox:
     ) -> None:
         """Record a failed attempt and when to try this request again; `counted`:
         count it in `attempts` (not when the CRM as a whole was unreachable)."""
-        with self._lock, self._write("record a failed attempt"):
+        with self._locked(), self._write("record a failed attempt"):
             self._db.execute(
                 "UPDATE requests SET attempts = attempts + ?, last_error = ?,"
                 " next_attempt_at = ? WHERE id = ? AND state = ?",
@@ -234,7 +230,7 @@ class Outbox:
         if not self._select(f"{where} LIMIT 1", args):
             return []
         # No UPDATE ... RETURNING: it needs SQLite 3.35, older systems have less.
-        with self._lock, self._write("dead-letter old requests"):
+        with self._locked(), self._write("dead-letter old requests"):
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM requests WHERE {where} ORDER BY id",  # noqa: S608
                 args,
@@ -267,7 +263,7 @@ class Outbox:
     def retry(self, row_id: int, now: float) -> Entry:
         """Send a dead (or pending) request again at once, with a fresh max_age.
         Raises OutboxError if there is no such request or it is not retryable."""
-        with self._lock, self._write("retry the request"):
+        with self._locked(), self._write("retry the request"):
             # Conditional, in one transaction: a row the delivery thread has just
             # marked delivered (another process, maybe) must not become pending again.
             changed = self._db.execute(
@@ -287,7 +283,7 @@ class Outbox:
 
     def retry_dead(self, now: float) -> int:
         """Send every dead request again; return how many."""
-        with self._lock, self._write("retry dead requests"):
+        with self._locked(), self._write("retry dead requests"):
             cursor = self._db.execute(
                 "UPDATE requests SET state = ?, attempts = 0, next_attempt_at = ?, age_from = ?,"
                 " finished_at = NULL WHERE state = ?",
@@ -298,7 +294,7 @@ class Outbox:
     def purge(self, before: float) -> int:
         """Delete finished (delivered, dead, duplicate) requests created before
         `before`; pending ones are never purged. Return how many."""
-        with self._lock, self._write("purge old requests"):
+        with self._locked(), self._write("purge old requests"):
             cursor = self._db.execute(
                 "DELETE FROM requests WHERE state != ? AND created_at < ?", (PENDING, before)
             )
@@ -311,7 +307,7 @@ class Outbox:
         removed only by hand (`outbox retry` or `outbox purge`)."""
         # SQLite reuses the freed pages for new rows: the file stops growing
         # without a VACUUM, which would lock out callers while it rewrites it.
-        with self._lock, self._write("prune delivered requests"):
+        with self._locked(), self._write("prune delivered requests"):
             cursor = self._db.execute(
                 "DELETE FROM requests WHERE state IN (?, ?) AND finished_at < ?",
                 (DELIVERED, DUPLICATE, before),
@@ -320,7 +316,7 @@ class Outbox:
 
     def has_channel(self, channel_id: str) -> bool:
         """Whether a request (of any state) was stored for this channel."""
-        with self._lock, self._read():
+        with self._locked(), self._read():
             row = self._db.execute(
                 "SELECT 1 FROM requests WHERE channel_id = ? LIMIT 1", (channel_id,)
             ).fetchone()
@@ -328,7 +324,7 @@ class Outbox:
 
     def counts(self) -> dict[str, int]:
         """How many requests are in each state."""
-        with self._lock, self._read():
+        with self._locked(), self._read():
             rows = self._db.execute("SELECT state, COUNT(*) FROM requests GROUP BY state")
             found = dict(rows.fetchall())
         return {state: int(found.get(state, 0)) for state in STATES}
@@ -336,9 +332,23 @@ class Outbox:
     # --- plumbing -------------------------------------------------------------
 
     def _select(self, where: str, args: Sequence[object]) -> list[Entry]:
-        with self._lock, self._read():
+        with self._locked(), self._read():
             query = f"SELECT {_COLUMNS} FROM requests WHERE {where}"  # noqa: S608 - fixed text
             return [Entry(*row) for row in self._db.execute(query, args).fetchall()]
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The connection's lock, waited for at most LOCK_TIMEOUT: a write hung
+        inside SQLite (a failing disk) must not hang shutdown, metrics or recovery."""
+        if not self._lock.acquire(timeout=LOCK_TIMEOUT):
+            raise OutboxError(
+                f"the outbox {self.path} is busy: a write has not finished within"
+                f" {LOCK_TIMEOUT:g} s (a failing or very slow disk?)"
+            )
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     @contextmanager
     def _read(self) -> Iterator[None]:

@@ -55,6 +55,18 @@ def hang_writes(service: CallbackService) -> threading.Event:
     return release
 
 
+def make_service(
+    crm: CrmEmulator, tmp_path: Path, *, timeout: float = 2.0, **options: Any
+) -> CallbackService:
+    """A service on the test's outbox file; `options` go to OutboxSettings or the service."""
+    outbox = {k: options.pop(k) for k in list(options) if k in ("write_timeout",)}
+    return CallbackService(
+        CrmSettings(url=crm.url, username="dnd", password=PASSWORD, timeout=timeout),
+        OutboxSettings(path=str(tmp_path / "outbox.sqlite3"), **outbox),
+        **options,
+    )
+
+
 def rows(service: CallbackService) -> list[tuple[str, str, str]]:
     assert service.outbox is not None
     return [(e.phone, e.state, e.request_id) for e in service.outbox.entries()]
@@ -154,22 +166,78 @@ def test_two_services_on_one_outbox_file_send_a_request_once(
         other.stop(timeout=5)
 
 
-def test_a_claim_left_by_a_killed_process_is_released_at_the_next_start(
+def test_a_claim_left_by_a_killed_process_expires_after_its_lease(
     service: CallbackService, crm: CrmEmulator, tmp_path: Path
 ) -> None:
     assert service.request(A, "chan-1").result == "stored"
     assert service.outbox is not None
     [entry] = service.outbox.entries()
-    # Claimed for one attempt (lease: 2 x the 2 s CRM timeout + 5 s), then killed.
-    assert service.outbox.claim(entry.id, entry.next_attempt_at, time.time() + 9.0)
+    # Claimed for one attempt, then the process was killed.
+    assert service.outbox.claim(entry.id, entry.next_attempt_at, time.time() + 0.5)
     service.deliver_due()
     assert crm.requests == []  # still claimed
-    restarted = CallbackService(
-        CrmSettings(url=crm.url, username="dnd", password=PASSWORD, timeout=2.0),
-        OutboxSettings(path=str(tmp_path / "outbox.sqlite3")),
-    )
+    restarted = make_service(crm, tmp_path)
     restarted.start(deliver=True)
     try:
         assert crm.wait_for(lambda c: c.delivered_phones() == [A])
     finally:
         restarted.stop(timeout=5)
+
+
+def test_a_second_instance_starting_does_not_take_a_live_claim(
+    crm: CrmEmulator, tmp_path: Path
+) -> None:
+    first = make_service(crm, tmp_path, timeout=5.0)
+    first.start(deliver=True)
+    second = make_service(crm, tmp_path, timeout=5.0)
+    try:
+        crm.script(slow(1.0))  # the first instance's send takes a second ...
+        assert first.request(A, "chan-1").result == "stored"
+        assert crm.wait_for(lambda c: len(c.requests) == 1)
+        second.start(deliver=True)  # ... while the second one starts on the same file
+        wait_until(lambda: [s for _, s, _ in rows(first)] == [DELIVERED])
+    finally:
+        second.stop(timeout=5)
+        first.stop(timeout=5)
+    assert len(crm.requests) == 1  # counted after both stopped: nothing more can come
+
+
+def test_a_late_write_is_not_delivered_while_its_direct_try_runs(
+    crm: CrmEmulator, tmp_path: Path
+) -> None:
+    # A short poll stands for the wake-ups other callers' requests give the delivery thread.
+    late = make_service(crm, tmp_path, timeout=5.0, write_timeout=0.2, poll_interval=0.05)
+    late.start(deliver=True)
+    try:
+        outbox = late.outbox
+        assert outbox is not None
+        real_add = outbox.add
+
+        def slow_add(*args: Any, **kwargs: Any) -> Entry:
+            time.sleep(0.5)  # done 0.3 s after write_timeout, during the direct try
+            return real_add(*args, **kwargs)
+
+        outbox.add = slow_add  # type: ignore[method-assign]
+        crm.script(slow(1.5))  # the direct try waits for the CRM meanwhile
+        assert late.request(A, "chan-1").result == "sent"
+        wait_until(lambda: [s for _, s, _ in rows(late)] == [DELIVERED])
+    finally:
+        late.stop(timeout=5)
+    assert len(crm.requests) == 1
+
+
+def test_a_write_hung_inside_sqlite_does_not_hang_reads_metrics_or_stop(
+    crm: CrmEmulator, tmp_path: Path
+) -> None:
+    service = make_service(crm, tmp_path)
+    service.start(deliver=False)
+    outbox = service.outbox
+    assert outbox is not None
+    # A write stuck in fsync holds the connection's lock, as this does.
+    outbox._lock.acquire()
+    try:
+        assert service.stored_for_channel("chan-1") is False  # answers, after LOCK_TIMEOUT
+        assert service.stats().pending == -1
+        service.stop(timeout=5)  # returns; the file is left to the process's exit
+    finally:
+        outbox._lock.release()
