@@ -373,8 +373,11 @@ class CallRegistry:
         the channel back to the dialplan like any final command, rather than
         leave it with a flow whose commands were never carried out."""
         call = self._calls.get(channel_id)
-        # As the flow itself would: a caller with a stored request hears goodbye only.
-        stored = call is not None and call.flow.callback_stored
+        # As the flow itself would: a caller with a stored request hears goodbye
+        # only; so does one whose request is being stored (it may well succeed).
+        stored = call is not None and (
+            call.flow.callback_stored or call.flow.state is State.STORING
+        )
         if call is not None:
             if call.flow.playing is not None:
                 # A continue waits for the playing prompt to end: stop it first.
