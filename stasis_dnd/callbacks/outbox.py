@@ -120,11 +120,8 @@ class Outbox:
 
     def close(self) -> None:
         # A write hung on a dead disk holds the lock: leave the file to the exit.
-        if self._lock.acquire(timeout=LOCK_TIMEOUT):
-            try:
-                self._db.close()
-            finally:
-                self._lock.release()
+        with suppress(OutboxError), self._locked():
+            self._db.close()
 
     def pragma(self, statement: str) -> None:
         """Run `PRAGMA statement` on this connection (tests use `query_only = 1`

@@ -48,7 +48,7 @@ from stasis_dnd.core.events import (
 )
 from stasis_dnd.core.states import FINAL, Ending, Outcome, State, media_uri
 from stasis_dnd.core.table import build_table
-from stasis_dnd.settings import IvrSettings
+from stasis_dnd.settings import DialplanTarget, IvrSettings
 
 # The first `Stasis()` argument that marks a queue break-out.
 BREAKOUT_ARG = "breakout"
@@ -74,18 +74,15 @@ class CallFlow:
         self.callback_stored = False
         # Set by `handle()` when the event did not fit the state; else None.
         self.anomaly: str | None = None
-        # Set by `handle()` when something went wrong that the operator
-        # should see (a playback that never ended); else None.
+        # Set by `handle()` for trouble the operator should see; else None.
         self.warning: str | None = None
         self._breakout = False
         self._closing = False
         self._failures = 0
         self._seq = 0
         self._playing: str | None = None
-        # Whether Asterisk reported the playback in `_playing` started.
-        self._started = False
-        # Recovered: the next playback may be queued behind an old one.
-        self._behind_old_play = False
+        self._started = False  # Asterisk reported the playback in `_playing` started
+        self._behind_old_play = False  # recovered: the next play may queue behind an old one
         self._timer: str | None = None
 
     @property
@@ -289,8 +286,7 @@ class CallFlow:
         return self._sorry()
 
     def _on_late_stored(self, event: CallbackStored) -> list[Command]:
-        # After store_timeout the caller heard sorry; the request is stored
-        # all the same, so a hand-back to the dialplan must not offer the menu.
+        # Stored after store_timeout (the caller heard sorry): no menu on a hand-back.
         if self.callback_requested:
             self.callback_stored = True
         else:
@@ -349,11 +345,15 @@ class CallFlow:
     def _ignore(self, event: Event) -> list[Command]:
         return []
 
+    def continue_target(self) -> DialplanTarget | None:
+        """Where a hand-back to the dialplan sends this call now: goodbye only
+        once its request is stored or being stored, else the dialplan's menu."""
+        stored = self.callback_stored or self.state is State.STORING
+        return self.settings.continue_stored_to if stored else self.settings.continue_to
+
     def _continue(self) -> list[Command]:
         self.state = State.CONTINUED
-        if self.callback_stored:
-            return [ContinueInDialplan(self.settings.continue_stored_to)]
-        return [ContinueInDialplan(self.settings.continue_to)]
+        return [ContinueInDialplan(self.continue_target())]
 
     # --- helpers ------------------------------------------------------------
 

@@ -373,11 +373,8 @@ class CallRegistry:
         the channel back to the dialplan like any final command, rather than
         leave it with a flow whose commands were never carried out."""
         call = self._calls.get(channel_id)
-        # As the flow itself would: a caller with a stored request hears goodbye
-        # only; so does one whose request is being stored (it may well succeed).
-        stored = call is not None and (
-            call.flow.callback_stored or call.flow.state is State.STORING
-        )
+        # Where the flow itself would send it (asked before the call is dropped).
+        target = call.flow.continue_target() if call is not None else self._ivr.continue_to
         if call is not None:
             if call.flow.playing is not None:
                 # A continue waits for the playing prompt to end: stop it first.
@@ -387,7 +384,6 @@ class CallRegistry:
             "event=fail_safe channel=%s (handling it failed; sent back to the dialplan)",
             channel_id,
         )
-        target = self._ivr.continue_stored_to if stored else self._ivr.continue_to
         self.final_commands.send(channel_id, ContinueInDialplan(target))
 
     def hand_over(self, channel_id: str) -> None:

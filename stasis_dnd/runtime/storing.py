@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from stasis_dnd.ari.rest import AriError, AriRest
+from stasis_dnd.callbacks.intake import SENT
 from stasis_dnd.core import CallbackNotStored, CallbackStored, Event
 from stasis_dnd.metrics import Metrics
 from stasis_dnd.runtime.dispatch import Dispatcher
@@ -23,8 +24,6 @@ log = logging.getLogger("stasis_dnd")
 # Set on a channel whose request went to the CRM directly: recovery and the
 # dialplan's fallback read it (the outbox, which would say so, was broken).
 SENT_VARIABLE = "STASIS_DND_CALLBACK"
-# The callback service's result label for a request sent directly.
-_SENT_DIRECTLY = "sent"
 
 
 class CallbackStore(Protocol):
@@ -74,7 +73,7 @@ class Storing:
             log.exception("event=store_error channel=%s", channel_id)
             ok, result, reason = False, "failed", f"internal error: {error!r}"
         self._metrics.callback_requests.labels(result).inc()
-        if result == _SENT_DIRECTLY:
+        if result == SENT:
             try:
                 self._rest.set_variable(channel_id, SENT_VARIABLE, "sent")
             except AriError as error:
