@@ -7,11 +7,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from callbacks_kit import PASSWORD, A, B, C, FakeClock, Services, wait_until
+from callbacks_kit import PASSWORD, A, B, C, FakeClock, wait_until
 
 from stasis_dnd.callbacks.delivery import MIN_ATTEMPTS, PRUNE_INTERVAL, REQUEST_CAP
 from stasis_dnd.callbacks.intake import CallbackService
@@ -20,34 +20,7 @@ from stasis_dnd.settings import CrmSettings, OutboxSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 from stasis_dnd.testing.crm_replies import SERVER_ERROR
 
-
-@pytest.fixture(scope="module")
-def crm() -> Iterator[CrmEmulator]:
-    with CrmEmulator("dnd", PASSWORD) as emulator:
-        yield emulator
-
-
-@pytest.fixture(autouse=True)
-def fresh_crm(crm: CrmEmulator, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    crm.clear()
-    crm.password = PASSWORD
-    caplog.set_level(logging.INFO, logger="stasis_dnd")
-    yield
-    crm.restore()
-    crm.check()
-    assert PASSWORD not in caplog.text
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def make(crm: CrmEmulator, tmp_path: Path, clock: FakeClock) -> Iterator[Services]:
-    services = Services(crm, tmp_path, clock)
-    yield services
-    services.stop_all()
+pytestmark = pytest.mark.usefixtures("fresh_crm")
 
 
 def states(service: CallbackService) -> list[tuple[str, str]]:

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from callbacks_kit import PASSWORD, A, B, C, CeilingJitter, FakeClock, Services, wait_until
@@ -39,34 +38,7 @@ from stasis_dnd.testing.crm_replies import (
     slow,
 )
 
-
-@pytest.fixture(scope="module")
-def crm() -> Iterator[CrmEmulator]:
-    with CrmEmulator("dnd", PASSWORD) as emulator:
-        yield emulator
-
-
-@pytest.fixture(autouse=True)
-def fresh_crm(crm: CrmEmulator, caplog: pytest.LogCaptureFixture) -> Iterator[None]:
-    crm.clear()
-    crm.password = PASSWORD
-    caplog.set_level(logging.INFO, logger="stasis_dnd")
-    yield
-    crm.restore()
-    crm.check()
-    assert PASSWORD not in caplog.text
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def make(crm: CrmEmulator, tmp_path: Path, clock: FakeClock) -> Iterator[Services]:
-    services = Services(crm, tmp_path, clock)
-    yield services
-    services.stop_all()
+pytestmark = pytest.mark.usefixtures("fresh_crm")
 
 
 def entries(service: CallbackService) -> list[Entry]:
