@@ -18,7 +18,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -218,29 +218,22 @@ class App:
     def _drain(self) -> None:
         drain = self.settings.ari.drain_timeout
         log.info("event=stopping calls=%d drain=%.0fs", len(self.calls), drain)
-        deadline = time.monotonic() + drain
+        finals = self.calls.final_commands
         # Hang-ups and continues still being retried are calls not yet over, too.
-        while (
-            len(self.calls) or self.calls.final_commands.retrying()
-        ) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_while(lambda: bool(len(self.calls) or finals.retrying()), drain)
         now = time.monotonic()
         for channel_id in self.calls.channel_ids():
             self._dispatcher.submit(channel_id, (now, self._generation, DrainEnded()))
         self._dispatcher.wait_idle(timeout=5)
         # A call storing its request is continued once the answer is in
         # (within store_timeout): where it goes depends on that answer.
-        deadline = time.monotonic() + self.settings.ivr.store_timeout + 1.0
-        while len(self.calls) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_while(lambda: bool(len(self.calls)), self.settings.ivr.store_timeout + 1.0)
         # A continue that failed just now gets a few retries before the exit.
-        deadline = time.monotonic() + FINAL_GRACE
-        while self.calls.final_commands.retrying() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if self.calls.final_commands.retrying():
+        _wait_while(lambda: bool(finals.retrying()), FINAL_GRACE)
+        if finals.retrying():
             log.warning(
                 "event=left_parked channels=%d (ARI keeps failing; the next start takes them over)",
-                self.calls.final_commands.retrying(),
+                finals.retrying(),
             )
 
     def _install_signals(self) -> None:
@@ -388,3 +381,10 @@ class App:
         # Counted and logged by the dispatcher; here only the caller matters.
         if not self._replaced.is_set():
             self.calls.fail_safe(channel_id)
+
+
+def _wait_while(condition: Callable[[], bool], seconds: float) -> None:
+    """Poll `condition` until it is false or `seconds` have passed (shutdown only)."""
+    deadline = time.monotonic() + seconds
+    while condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
