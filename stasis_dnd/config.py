@@ -117,6 +117,37 @@ def _params(value: str) -> tuple[tuple[str, str], ...]:
     return pairs
 
 
+_SWITCH = {
+    "yes": True,
+    "on": True,
+    "true": True,
+    "1": True,
+    "no": False,
+    "off": False,
+    "false": False,
+    "0": False,
+}
+
+
+def _switch(value: str) -> bool:
+    try:
+        return _SWITCH[value.strip().lower()]
+    except KeyError:
+        raise ValueError(f"expected yes or no, got {value!r}") from None
+
+
+def _rewrites(value: str) -> tuple[tuple[str, str], ...]:
+    rules = []
+    for line in value.splitlines():
+        if not line.strip():
+            continue
+        find, arrow, replace = line.partition("=>")
+        if not arrow or not find.strip() or not replace.strip():
+            raise ValueError(f"expected PATTERN => REPLACEMENT on each line, got {line.strip()!r}")
+        rules.append((find.strip(), replace.strip()))
+    return tuple(rules)
+
+
 def _listen(value: str) -> str:
     value = value.strip()
     if value and not re.fullmatch(r"[\w.\-\[\]:]*:\d{1,5}", value):
@@ -140,6 +171,9 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "CaFile": _ca_file,
     "Secret": str,
     "HostPort": _listen,
+    "Switch": _switch,
+    "Pattern": _text,
+    "Rewrites": _rewrites,
     "DialplanTarget | None": DialplanTarget.parse,
     "tuple[tuple[str, str], ...]": _params,
 }

@@ -7,6 +7,7 @@ from an INI file and the environment.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 # What a field holds, where the INI file spells it differently from its Python
@@ -16,11 +17,24 @@ Url = str  # http:// or https://, without a user or password in it
 CaFile = str  # a PEM file of CAs; "" means the system's CAs
 Secret = str  # taken as written (not stripped), never shown
 HostPort = str  # host:port to listen on; "" for off
+Switch = bool  # yes/no, on/off, true/false, 1/0
+Pattern = str  # a regular expression the whole value must match
+# Number rewrite rules, one per line "PATTERN => REPLACEMENT" (first full match wins).
+Rewrites = tuple[tuple[str, str], ...]
 
 # Media names without a scheme are Asterisk sounds; "sound:" is prepended.
 DEFAULT_PROMPT = "custom/IVR_DND_OPERATORS"
 DEFAULT_SORRY = "sorry-youre-having-problems"
 DEFAULT_GOODBYE = "vm-goodbye"
+DEFAULT_CONFIRMATION = "custom/IVR_DND_CALLBACK_CONFIRMED"
+DEFAULT_ALREADY_REQUESTED = "custom/IVR_DND_ALREADY_REQUESTED"
+DEFAULT_READBACK = "custom/IVR_DND_READBACK"
+DEFAULT_READBACK_MENU = "custom/IVR_DND_READBACK_MENU"
+DEFAULT_ENTRY = "custom/IVR_DND_ENTER_NUMBER"
+DEFAULT_ENTRY_INVALID = "custom/IVR_DND_NUMBER_INVALID"
+DEFAULT_NO_NUMBER = "custom/IVR_DND_NO_NUMBER"
+# 6 to 15 digits (E.164's longest), with an optional leading +.
+DEFAULT_NUMBER_PATTERN = r"\+?[0-9]{6,15}"
 
 CALLERID_SOURCES = ("number", "name", "number_then_name")
 PROMPT_FAILURE_ACTIONS = ("continue", "sorry", "wait")
@@ -85,7 +99,37 @@ class IvrSettings:
     sorry: str = DEFAULT_SORRY
     goodbye: str = DEFAULT_GOODBYE
     # Played after the callback request is stored, before goodbye ("" = none).
-    confirmation: str = ""
+    confirmation: str = DEFAULT_CONFIRMATION
+    # Played instead of the confirmation when the number already has a request
+    # within [outbox] dedupe_window (nothing new is sent).
+    already_requested: str = DEFAULT_ALREADY_REQUESTED
+    # After the key: "we will call you back at" + the number, digit by digit,
+    # + "press 1 to confirm, 2 to enter another number".
+    readback: Switch = True
+    readback_prompt: str = DEFAULT_READBACK
+    readback_menu: str = DEFAULT_READBACK_MENU
+    confirm_digit: str = "1"
+    change_digit: str = "2"
+    # Silence after the read-back confirms the number (else it counts as a wrong key).
+    silence_confirms: Switch = True
+    # How many times the read-back is offered before sorry (wrong keys, silence).
+    confirm_attempts: int = 2
+    # A caller without a usable number hears no_number_prompt and may key one in.
+    hidden_number_entry: Switch = True
+    no_number_prompt: str = DEFAULT_NO_NUMBER
+    # "Please enter the number, then the hash key"; * starts over.
+    entry_prompt: str = DEFAULT_ENTRY
+    entry_invalid: str = DEFAULT_ENTRY_INVALID
+    # The longest wait for the next digit; the number so far is then taken as entered.
+    entry_digit_timeout: Duration = 5.0
+    # Entry ends by itself at this many digits.
+    entry_max_digits: int = 16
+    # How many numbers a caller may key in before sorry (invalid or changed).
+    entry_attempts: int = 3
+    # Every number the CRM gets (caller id or keyed in) matches this after the rewrites.
+    number_pattern: Pattern = DEFAULT_NUMBER_PATTERN
+    # E.g. "8(\d{10}) => +7\1": a national Russian number to E.164.
+    number_rewrite: Rewrites = ()
     # The original's Wait(1) after Answer, so the caller's audio path is open.
     answer_pause: float = 1.0
     callerid_source: str = "number"
@@ -130,6 +174,36 @@ class IvrSettings:
         for name in ("prompt", "sorry", "goodbye"):
             if not getattr(self, name):
                 raise ValueError(f"{name} must name a sound")
+        for name in ("confirm_digit", "change_digit"):
+            if len(getattr(self, name)) != 1 or getattr(self, name) not in "0123456789*#":
+                raise ValueError(f"{name} must be one DTMF key: 0-9, * or #")
+        if self.confirm_digit == self.change_digit:
+            raise ValueError("confirm_digit and change_digit must be different keys")
+        for name in ("confirm_attempts", "entry_attempts", "entry_max_digits"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.entry_digit_timeout <= 0:
+            raise ValueError("entry_digit_timeout must be greater than 0")
+        needed = ["readback_prompt", "readback_menu"] if self.readback else []
+        if self.hidden_number_entry:
+            needed += ["no_number_prompt", "entry_prompt", "entry_invalid"]
+        for name in needed:
+            if not getattr(self, name):
+                raise ValueError(f"{name} must name a sound")
+        check_number_rules(self.number_pattern, self.number_rewrite)
+
+
+def check_number_rules(pattern: str, rewrites: Rewrites) -> None:
+    """Raise ValueError naming the first rule that is not a usable regular expression."""
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"number_pattern is not a valid regular expression: {error}") from None
+    for find, replace in rewrites:
+        try:
+            re.compile(find).sub(replace, "")
+        except (re.error, IndexError) as error:
+            raise ValueError(f"number_rewrite rule {find!r}: {error}") from None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,9 @@ class Answer:
 
 @dataclass(frozen=True, slots=True)
 class Play:
-    """Play `media` (an ARI media URI such as "sound:vm-goodbye") in `language`.
+    """Play `media` in `language`: one ARI media URI ("sound:vm-goodbye"), or
+    several joined by commas, played one after the other as one playback
+    ("sound:custom/IVR_DND_READBACK,digits:79001234567,sound:...").
 
     The flow chooses `playback_id`, so it knows the id before any event for it.
     """
@@ -48,12 +50,16 @@ class CancelTimer:
 
 @dataclass(frozen=True, slots=True)
 class RequestCallback:
-    """Store a callback request for `phone` (normalised: `+` and digits only).
+    """Store a callback request for `phone`, the number to call (`+` and digits
+    only, matching `[ivr] number_pattern`).
 
-    The shell answers with `CallbackStored` or `CallbackNotStored`.
+    `caller_id` is the caller's own number, cleaned the same way, when the
+    caller keyed in a different one; else "". The shell answers with
+    `CallbackStored` or `CallbackNotStored`.
     """
 
     phone: str
+    caller_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,13 @@ class TimerFired:
 
 @dataclass(frozen=True, slots=True)
 class CallbackStored:
-    """The callback request is stored durably (or already delivered)."""
+    """The callback request is stored durably (or already delivered).
+
+    `already_requested`: the number has a request within the dedupe window,
+    so nothing new was filed; the caller is told so.
+    """
+
+    already_requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)
