@@ -29,8 +29,9 @@ SENT_VARIABLE = "STASIS_DND_CALLBACK"
 class CallbackStore(Protocol):
     """What the calls need of the outbox (`callbacks.intake.CallbackService`)."""
 
-    def request(self, phone: str, channel_id: str) -> tuple[bool, str, str]:
-        """Store a request: (promise may be made, result label, reason)."""
+    def request(self, phone: str, channel_id: str, caller_id: str) -> tuple[bool, str, str]:
+        """Store a request to call `phone` (`caller_id`: the caller's own number
+        when it is another one, else ""): (promise may be made, result label, reason)."""
         ...
 
     def stored_for_channel(self, channel_id: str) -> bool: ...
@@ -52,7 +53,9 @@ class Storing:
         self._store = store
         self._submit = submit
         self._metrics = metrics
-        self._pool: Dispatcher[str] = Dispatcher(self._store_request, workers=workers, name="store")
+        self._pool: Dispatcher[tuple[str, str]] = Dispatcher(
+            self._store_request, workers=workers, name="store"
+        )
 
     def start(self) -> None:
         self._pool.start()
@@ -61,14 +64,15 @@ class Storing:
         # Daemon threads: a store hung on a dead disk must not keep the process alive.
         self._pool.stop(timeout=0.5)
 
-    def request(self, channel_id: str, phone: str) -> None:
+    def request(self, channel_id: str, phone: str, caller_id: str) -> None:
         """Store a request for this channel's caller; the answer comes as an event."""
-        self._pool.submit(channel_id, phone)
+        self._pool.submit(channel_id, (phone, caller_id))
 
-    def _store_request(self, channel_id: str, phone: str) -> None:
+    def _store_request(self, channel_id: str, numbers: tuple[str, str]) -> None:
         """On a storing thread: store the request, tell the call how it went."""
+        phone, caller_id = numbers
         try:
-            ok, result, reason = self._store.request(phone, channel_id)
+            ok, result, reason = self._store.request(phone, channel_id, caller_id)
         except Exception as error:  # a bug must not leave the caller waiting in silence
             log.exception("event=store_error channel=%s", channel_id)
             ok, result, reason = False, "failed", f"internal error: {error!r}"
