@@ -1,7 +1,8 @@
 """Callback requests stored off the call's worker, on a pool of their own: a
 disk that hangs delays only the callers who pressed the key, and each answer
-comes back to its call through the dispatcher as `CallbackStored` or
-`CallbackNotStored`. A request that went to the CRM directly (the outbox
+comes back to its call through the dispatcher as `CallbackStored` (with
+`already_requested` when the number already had a request within the dedupe
+window) or `CallbackNotStored`. A request that went to the CRM directly (the outbox
 could not store it) is marked on the channel (`STASIS_DND_CALLBACK`), so a
 recovery after a crash, and the dialplan's fallback, know the caller is served.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from stasis_dnd.ari.rest import AriError, AriRest
-from stasis_dnd.callbacks.intake import SENT
+from stasis_dnd.callbacks.intake import DUPLICATE_RESULT, SENT
 from stasis_dnd.core import CallbackNotStored, CallbackStored, Event
 from stasis_dnd.metrics import Metrics
 from stasis_dnd.runtime.dispatch import Dispatcher
@@ -84,5 +85,8 @@ class Storing:
                 # Only a crash before the call ends would need it: not worth failing for.
                 log.warning("event=mark_sent_failed channel=%s error=%r", channel_id, str(error))
         # A failure was logged by the callback service already, at critical level.
-        event: Event = CallbackStored() if ok else CallbackNotStored(reason)
+        event: Event = CallbackNotStored(reason)
+        if ok:
+            # A repeat within the dedupe window: the caller hears "already registered".
+            event = CallbackStored(already_requested=result == DUPLICATE_RESULT)
         self._submit(channel_id, (time.monotonic(), 0, event))

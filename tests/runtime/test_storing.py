@@ -13,9 +13,10 @@ from unittest import mock
 
 import pytest
 
-from stasis_dnd.callbacks.intake import FAILED, STORED
+from stasis_dnd.callbacks.intake import DUPLICATE_RESULT, FAILED, SENT, STORED
 from stasis_dnd.core import (
     CallbackNotStored,
+    CallbackStored,
     Channel,
     Event,
     RequestCallback,
@@ -23,7 +24,7 @@ from stasis_dnd.core import (
 )
 from stasis_dnd.metrics import Metrics
 from stasis_dnd.runtime.registry import CallRegistry
-from stasis_dnd.runtime.storing import Storing
+from stasis_dnd.runtime.storing import SENT_VARIABLE, Storing
 from stasis_dnd.runtime.timers import TimerWheel
 from stasis_dnd.settings import IvrSettings
 
@@ -93,6 +94,30 @@ def test_the_caller_id_is_passed_to_the_store(pools: list[Pool]) -> None:
     pool.storing.request("c2", B, "")
     pool.answer()
     assert store.asked == [(A, "c1", B), (B, "c2", "")]
+
+
+@pytest.mark.parametrize(
+    ("answer", "event"),
+    [
+        ((True, STORED, ""), CallbackStored()),
+        ((True, DUPLICATE_RESULT, "repeats request 1"), CallbackStored(already_requested=True)),
+        ((True, SENT, "outbox: disk full"), CallbackStored()),
+        (
+            (False, FAILED, "disk full; CRM: unavailable"),
+            CallbackNotStored("disk full; CRM: unavailable"),
+        ),
+    ],
+    ids=["stored", "duplicate", "sent", "failed"],
+)
+def test_each_result_becomes_the_event_the_call_is_told(
+    pools: list[Pool], answer: tuple[bool, str, str], event: Event
+) -> None:
+    pool = pool_for(pools, Store(answer))
+    pool.storing.request("c1", A, "")
+    assert pool.answer() == ("c1", event)
+    assert pool.counted(answer[1]) == 1  # the result label, "duplicate" for a repeat
+    marked = [c.args for c in pool.rest.set_variable.call_args_list]
+    assert marked == ([("c1", SENT_VARIABLE, "sent")] if answer[1] == SENT else [])
 
 
 def test_a_store_that_raises_is_not_stored(pools: list[Pool]) -> None:
