@@ -160,9 +160,9 @@ class CallbackService:
     # --- what the calls use ----------------------------------------------------------
 
     def request(self, phone: str, channel_id: str, caller_id: str = "") -> RequestResult:
-        """Store a callback request for `phone`, from `caller_id` when that is
-        the caller's own, other number (blocking: call from a worker thread).
-        A repeat is one for the same `phone` within the dedupe window."""
+        """Store a callback request for `phone` (blocking: call from a worker
+        thread). `caller_id`: the caller's own number when it is not `phone`,
+        else "". A repeat is one for the same `phone` within the dedupe window."""
         request_id = str(uuid.uuid4())
         outbox, writer = self._outbox, self._writer
         # Held from delivery until we know whether the direct try has sent it:
