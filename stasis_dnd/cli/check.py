@@ -34,7 +34,7 @@ READBACK_SOUNDS = ("readback_prompt", "readback_menu")
 # Also played after the read-back when the caller presses change_digit.
 ENTRY_SOUNDS = ("entry_prompt", "entry_invalid")
 HIDDEN_NUMBER_SOUNDS = ("no_number_prompt",)
-# The read-back says the number with these (media digits:...).
+# The read-back says the number with these, one sound per digit.
 DIGIT_SOUNDS = tuple(f"digits/{digit}" for digit in range(10))
 INSTALL_PROMPTS = "install the prompts with: stasis-dnd install-sounds <Asterisk sounds folder>"
 INSTALL_DIGITS = (

@@ -20,7 +20,7 @@ class Answer:
 class Play:
     """Play `media` in `language`: one ARI media URI ("sound:vm-goodbye"), or
     several joined by commas, played one after the other as one playback
-    ("sound:custom/IVR_DND_READBACK,digits:79001234567,sound:...").
+    ("sound:custom/IVR_DND_READBACK,sound:digits/7,sound:digits/9,...").
 
     The flow chooses `playback_id`, so it knows the id before any event for it.
     """

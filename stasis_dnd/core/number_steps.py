@@ -37,9 +37,11 @@ class NumberSteps(FlowBase):
 
     def _read_back(self, notice: str = "") -> list[Command]:
         self.state = State.READBACK
-        digits = "digits:" + self.phone.lstrip("+")
+        # One sound per digit, not a `digits:` media: Asterisk 22 cannot stop
+        # a playback while it says a `digits:` part, and a key must stop it.
+        digits = [f"digits/{digit}" for digit in self.phone.lstrip("+")]
         return self._play(
-            notice, self.settings.readback_prompt, digits, self.settings.readback_menu
+            notice, self.settings.readback_prompt, *digits, self.settings.readback_menu
         )
 
     def _on_readback_finished(self, event: PlaybackFinished) -> list[Command]:

@@ -74,7 +74,7 @@ _C = TypeVar("_C")
 # How long a sound plays when the test does not say; shorter than the digit
 # timeout so "wait for the prompt to end" and "time out" stay distinct.
 DEFAULT_SOUND_SECONDS = 2.0
-# How long Asterisk takes to say one digit of a `digits:` media.
+# How long Asterisk takes to say one digit (sound digits/N).
 DIGIT_SECONDS = 0.5
 
 _PLUMBING = (StartTimer, CancelTimer, StopPlayback)
@@ -224,8 +224,9 @@ class Conversation:
     def expect_readback(self, number: str, *, after: str = "") -> Play:
         """The caller hears `number` read back, digit by digit, between the
         read-back prompt and its menu (after the sound `after`, if given)."""
-        parts = (after, self.settings.readback_prompt, "digits:" + number.lstrip("+"))
-        return self._expect_sounds(*parts, self.settings.readback_menu)
+        digits = [f"digits/{digit}" for digit in number.lstrip("+")]
+        parts = (after, self.settings.readback_prompt, *digits, self.settings.readback_menu)
+        return self._expect_sounds(*parts)
 
     def expect_entry_prompt(self, *, after: str = "") -> Play:
         """The caller is asked to key in a number (after the sound `after`, if given)."""
@@ -361,8 +362,8 @@ class Conversation:
         self._playing = (command.playback_id, entry)
 
     def _part_seconds(self, part: str) -> float:
-        if part.startswith("digits:") and part not in self._seconds:
-            return DIGIT_SECONDS * len(part.removeprefix("digits:"))
+        if part.startswith("sound:digits/") and part not in self._seconds:
+            return DIGIT_SECONDS
         return self._seconds.get(part, DEFAULT_SOUND_SECONDS)
 
     def _at(self, seconds: float, event: Event) -> tuple[float, int, Event]:

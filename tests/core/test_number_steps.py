@@ -62,7 +62,8 @@ def test_read_back_is_one_playback_of_prompt_number_and_menu() -> None:
     flow = CallFlow()
     flow.handle(StasisStart(Channel("ch1", caller_number="+7 (900) 123-45-67", language="ru")))
     commands = flow.handle(ChannelDtmfReceived("1"))
-    media = "sound:custom/IVR_DND_READBACK,digits:79001234567,sound:custom/IVR_DND_READBACK_MENU"
+    digits = "".join(f"sound:digits/{digit}," for digit in "79001234567")
+    media = f"sound:custom/IVR_DND_READBACK,{digits}sound:custom/IVR_DND_READBACK_MENU"
     assert commands == [
         StopPlayback("ch1-p1"),
         CancelTimer("ch1-p1-start"),
@@ -133,7 +134,7 @@ def test_a_read_back_that_cannot_be_played_still_files_the_request() -> None:
 def test_plus_is_not_read_out() -> None:
     conversation = call(number="+4930123456")
     play = conversation.expect_readback("4930123456")
-    assert "digits:4930123456," in play.media
+    assert play.media.startswith("sound:custom/IVR_DND_READBACK,sound:digits/4,sound:digits/9,")
 
 
 def test_read_back_off_files_the_request_at_once() -> None:

@@ -22,16 +22,34 @@ from stasis_dnd.testing.fake_asterisk import (
 PROMPT = "sound:custom/IVR_DND_OPERATORS"
 GOODBYE = "sound:vm-goodbye"
 SORRY = "sound:sorry-youre-having-problems"
+CONFIRMED = "sound:custom/IVR_DND_CALLBACK_CONFIRMED"
+
+
+def readback(number: str) -> str:
+    """The read-back of `number`: one playback of three media."""
+    digits = "".join(f"sound:digits/{digit}," for digit in number.lstrip("+"))
+    return f"sound:custom/IVR_DND_READBACK,{digits}sound:custom/IVR_DND_READBACK_MENU"
+
+
+def keys(digits: str, when: str = "playback_start") -> list[tuple[object, ...]]:
+    """Press each key of `digits`, 0.1 s apart, once the next prompt starts."""
+    steps: list[tuple[object, ...]] = [(f"wait_{when}",)]
+    for digit in digits:
+        steps += [("sleep", 0.1), ("dtmf", digit)]
+    return steps
 
 
 def test_caller_presses_1_and_the_crm_gets_the_request(
     fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
 ) -> None:
-    call = fake.place_call("+7 (900) 123-45-67", state="Ring", script=press("1", after=0.3))
+    call = fake.place_call(
+        "+7 (900) 123-45-67", state="Ring", script=press("1", after=0.3) + press("1", after=0.3)
+    )
     assert call.wait_done(20) == HUNGUP_BY_APP
     assert call.answered
-    assert call.media_heard() == [PROMPT, GOODBYE]
+    assert call.media_heard() == [PROMPT, readback("+79001234567"), CONFIRMED, GOODBYE]
     assert call.heard[0].outcome == "stopped"
+    assert call.heard[1].outcome == "stopped"  # the confirming key stops the read-back
     assert crm.wait_for(lambda c: len(c.delivered()) == 1)
     assert crm.delivered_phones() == ["+79001234567"]
     app.wait_log(f"event=call channel={call.id} caller=+79*******67 outcome=callback")
@@ -137,7 +155,7 @@ def test_sigterm_drains_calls_then_continues_them(
 ) -> None:
     app = AppProcess(config).start()
     fake.wait_connected(20)
-    quick = fake.place_call("+79001110001", script=press("1", after=0.1))
+    quick = fake.place_call("+79001110001", script=keys("1") + keys("1"))
     stuck = fake.place_call("+79001110002", script=[])
     fake.wait_until(lambda: PROMPT in stuck.media_heard(), 10, "the prompt")
     app.signal(signal.SIGTERM)
@@ -228,3 +246,39 @@ def test_a_second_instance_takes_over_and_the_first_waits_for_the_name(
         assert "drain=none (another process holds the app name)" in first.text()
     finally:
         assert second.stop() == 0
+
+
+def test_hidden_number_keys_one_in_and_the_crm_gets_exactly_it(
+    fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
+) -> None:
+    entry = "sound:custom/IVR_DND_NO_NUMBER,sound:custom/IVR_DND_ENTER_NUMBER"
+    call = fake.place_call("anonymous", script=keys("1") + keys("4951234567#") + keys("1"))
+    assert call.wait_done(30) == HUNGUP_BY_APP
+    assert call.media_heard() == [PROMPT, entry, readback("4951234567"), CONFIRMED, GOODBYE]
+    assert crm.wait_for(lambda c: c.delivered_phones() == ["4951234567"])
+    # No caller id worth sending: the CRM gets the number to call only.
+    assert "callerId" not in dict(crm.delivered()[0].params)
+
+
+def test_another_number_reaches_the_crm_with_the_callers_own(
+    fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
+) -> None:
+    call = fake.place_call(
+        "+79001234567", script=keys("1") + keys("2") + keys("84951234567#") + keys("1")
+    )
+    assert call.wait_done(30) == HUNGUP_BY_APP
+    assert readback("84951234567") in call.media_heard()
+    assert crm.wait_for(lambda c: c.delivered_phones() == ["84951234567"])
+    assert dict(crm.delivered()[0].params)["callerId"] == "+79001234567"
+
+
+def test_a_second_request_within_the_dedupe_window_is_told_it_is_registered(
+    fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
+) -> None:
+    first = fake.place_call("+79005550001", script=keys("1") + keys("1"))
+    assert first.wait_done(30) == HUNGUP_BY_APP
+    again = fake.place_call("+79005550001", script=keys("1") + keys("1"))
+    assert again.wait_done(30) == HUNGUP_BY_APP
+    assert again.media_heard()[-2:] == ["sound:custom/IVR_DND_ALREADY_REQUESTED", GOODBYE]
+    assert crm.wait_for(lambda c: c.delivered_phones() == ["+79005550001"])
+    app.wait_log("outcome=already_requested")
