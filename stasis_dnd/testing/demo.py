@@ -40,6 +40,33 @@ def _silence(call: Conversation) -> None:
     pass
 
 
+def _confirm_read_back(call: Conversation) -> None:
+    call.wait(1.2)
+    call.press("1")
+    call.wait(4.0)
+    call.press("1")
+
+
+def _key_in_a_number(call: Conversation) -> None:
+    call.wait(1.2)
+    call.press("1")
+    call.wait(3.0)
+    call.press("84951234567#")
+    call.wait(4.0)
+    call.press("1")
+
+
+def _another_number(call: Conversation) -> None:
+    call.wait(1.2)
+    call.press("1")
+    call.wait(3.0)
+    call.press("2")
+    call.wait(1.0)
+    call.press("123*")  # a slip: star starts over
+    call.wait(1.0)
+    call.press("4951234567#")
+
+
 def _hang_up(call: Conversation) -> None:
     call.wait(0.8)
     call.hang_up()
@@ -51,11 +78,30 @@ SCENARIOS = (
         {"number": "+7 900 123-45-67", "state": "Ring", "language": "ru"},
         _press_during_prompt,
     ),
-    Scenario("presses 1 after the prompt", {"number": "8 (812) 555-01-02"}, _press_after_prompt),
+    Scenario(
+        "presses 1 after the prompt; silence confirms the number read back",
+        {"number": "8 (812) 555-01-02"},
+        _press_after_prompt,
+    ),
+    Scenario(
+        "presses 1, then 1 again during the read-back",
+        {"number": "+79001112233"},
+        _confirm_read_back,
+    ),
+    Scenario(
+        "calls with a hidden number, presses 1 and keys one in",
+        {"number": "anonymous"},
+        _key_in_a_number,
+    ),
+    Scenario(
+        "presses 2 at the read-back and gives another number",
+        {"number": "+79001112233"},
+        _another_number,
+    ),
     Scenario("presses a wrong key", {"number": "+79001112233"}, _wrong_key),
     Scenario("stays silent", {"number": "+79001112233"}, _silence),
     Scenario("hangs up during the prompt", {"number": "+79001112233"}, _hang_up),
-    Scenario("calls with a hidden number", {"number": "anonymous"}, _silence),
+    Scenario("calls with a hidden number and stays silent", {"number": "anonymous"}, _silence),
     Scenario(
         "pressed 1 while waiting in the queue (break-out)",
         {"number": "+79004445566", "args": ("breakout", "1")},
@@ -76,8 +122,10 @@ def run_demo(config: str | None = None) -> int:
         print(f"\nCall {number}: the caller {scenario.title}")
         for line in call.transcript:
             print("  " + line)
-        for phone in call.callback_requests:
-            print(f"  -> the CRM gets {settings.crm.phone_param}={phone} (sub={settings.crm.sub})")
+        crm = settings.crm
+        for phone, own in zip(call.callback_requests, call.caller_ids, strict=True):
+            also = f" {crm.callerid_param}={own}" if own and crm.callerid_param else ""
+            print(f"  -> the CRM gets {crm.phone_param}={phone}{also} (sub={crm.sub})")
         if not call.callback_requests:
             print("  -> the CRM gets nothing")
         outcome = call.flow.outcome.value if call.flow.outcome else "-"

@@ -18,6 +18,9 @@ def test_demo_prints_transcripts() -> None:
     assert "play sound:custom/IVR_DND_OPERATORS" in out
     assert "the CRM gets aon=+79001234567" in out
     assert "outcome: timeout" in out
-    assert "outcome: no_callerid" in out
+    # A hidden number keys one in; another caller gives a different number.
+    assert "play sound:custom/IVR_DND_NO_NUMBER,sound:custom/IVR_DND_ENTER_NUMBER" in out
+    assert "the CRM gets aon=84951234567 (sub" in out
+    assert "the CRM gets aon=4951234567 callerId=+79001112233 (sub" in out
     # Every scenario ends: hung up by the app or by the caller.
     assert out.count("ended: still in the app") == 0
