@@ -33,6 +33,7 @@ from stasis_dnd.core import (
     Channel,
     ChannelDtmfReceived,
     ChannelHangupRequest,
+    Ending,
     Event,
     Hangup,
     Play,
@@ -52,6 +53,10 @@ DESCRIPTION = "Events per second through the call-flow core, one thread."
 CHANNEL = Channel("1795759817.42", "Up", "Ivan", "+7 900 123-45-67", "en")
 UNANSWERED = Channel("1795759817.43", "Ring", "Ivan", "+7 900 123-45-67", "en")
 APP = "stasis-dnd"
+HIDDEN = Channel("1795759817.44", "Up", "Anonymous", "anonymous", "en")
+# The original's steps: no read-back, no confirmation (the default flow is
+# measured by the scenarios that say so).
+ORIGINAL = IvrSettings(readback=False, confirmation="")
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,13 @@ class Scenario:
     channel: Channel
     # What the caller does, given the commands so far: the next events to feed.
     events: tuple[Event, ...]
-    # Command types the flow must answer with over the whole call, in order.
+    # Command types the flow must answer with over the whole call, in order
+    # (empty: checked by `phone` and the ending only).
     expected: tuple[type, ...]
+    # The [ivr] settings; the first three scenarios are the original's flow.
+    settings: IvrSettings = ORIGINAL
+    # The one number the call must file a request for ("" = none).
+    phone: str = ""
 
 
 def _ids(channel: Channel, *kinds: str) -> list[str]:
@@ -136,27 +146,94 @@ def scenarios() -> list[Scenario]:
             *(RequestCallback, StartTimer, CancelTimer, *watched, CancelTimer, Hangup),
         ),
     )
-    return [press1, silent, unanswered]
+    return [press1, silent, unanswered, _read_back(), _keyed_in()]
 
 
-def check(scenario: Scenario, settings: IvrSettings) -> None:
+def _read_back(parts: int = 13) -> Scenario:
+    """The default flow: the key, the number read back (each of its `parts`
+    reports starting), 1 to confirm, confirmation, goodbye."""
+    menu, readback, _store, confirmed, goodbye = _ids(CHANNEL, "p", "p", "store", "p", "p")
+    return Scenario(
+        "default: press 1, confirm the read-back",
+        CHANNEL,
+        (
+            StasisStart(CHANNEL, ("TIMEOUT",)),
+            PlaybackStarted(menu),
+            ChannelDtmfReceived("1"),
+            PlaybackFinished(menu, "done"),
+            *[PlaybackStarted(readback)] * parts,
+            ChannelDtmfReceived("1"),
+            PlaybackFinished(readback, "done"),
+            CallbackStored(),
+            PlaybackStarted(confirmed),
+            PlaybackFinished(confirmed, "done"),
+            PlaybackStarted(goodbye),
+            PlaybackFinished(goodbye, "done"),
+            ChannelHangupRequest(),
+            StasisEnd(),
+        ),
+        (),
+        IvrSettings(),
+        "+79001234567",
+    )
+
+
+def _keyed_in() -> Scenario:
+    """The default flow for a hidden number: the key, the entry prompt, ten
+    digits and #, the read-back, 1 to confirm, confirmation, goodbye."""
+    menu, entry = _ids(HIDDEN, "p", "p")
+    # Each digit starts the inter-digit timer anew (ids 3 to 12), then the read-back.
+    readback, confirmed, goodbye = (f"{HIDDEN.id}-p{n}" for n in (13, 15, 16))
+    return Scenario(
+        "default: hidden number keys one in",
+        HIDDEN,
+        (
+            StasisStart(HIDDEN, ("TIMEOUT",)),
+            PlaybackStarted(menu),
+            ChannelDtmfReceived("1"),
+            PlaybackFinished(menu, "done"),
+            PlaybackStarted(entry),
+            PlaybackStarted(entry),
+            *[ChannelDtmfReceived(digit) for digit in "4951234567#"],
+            PlaybackFinished(entry, "done"),
+            *[PlaybackStarted(readback)] * 12,
+            ChannelDtmfReceived("1"),
+            PlaybackFinished(readback, "done"),
+            CallbackStored(),
+            PlaybackStarted(confirmed),
+            PlaybackFinished(confirmed, "done"),
+            PlaybackStarted(goodbye),
+            PlaybackFinished(goodbye, "done"),
+            ChannelHangupRequest(),
+            StasisEnd(),
+        ),
+        (),
+        IvrSettings(),
+        "4951234567",
+    )
+
+
+def check(scenario: Scenario) -> None:
     """The flow answers the scenario's events with the expected commands."""
-    flow = CallFlow(settings)
+    flow = CallFlow(scenario.settings)
     commands = [c for e in scenario.events for c in flow.handle(e)]
     kinds = tuple(type(c) for c in commands)
     wanted = scenario.expected
-    matches = len(kinds) == len(wanted) and all(
-        w is object or k is w for k, w in zip(kinds, wanted, strict=True)
+    matches = not wanted or (
+        len(kinds) == len(wanted)
+        and all(w is object or k is w for k, w in zip(kinds, wanted, strict=True))
     )
-    if not matches or flow.ending is None:
+    requests = [c.phone for c in commands if isinstance(c, RequestCallback)]
+    matches &= requests == ([scenario.phone] if scenario.phone else requests)
+    if not matches or flow.ending is not Ending.HUNG_UP:
         raise SystemExit(
             f"scenario {scenario.name!r}: the flow answered {kinds}, ended {flow.ending}"
         )
 
 
-def time_core(scenario: Scenario, settings: IvrSettings, calls: int) -> float:
+def time_core(scenario: Scenario, calls: int) -> float:
     """Seconds for `calls` whole calls through fresh flows."""
-    events = scenario.events
+    events, settings = scenario.events, scenario.settings
     start = time.perf_counter()
     for _ in range(calls):
         flow = CallFlow(settings)
@@ -218,14 +295,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2000 calls, 2 rounds")
     args = parser.parse_args(argv)
     calls, rounds = (2000, 2) if args.quick else (args.calls, args.rounds)
-    settings = IvrSettings()
     print(f"# Core: events per second through CallFlow, one thread\n\n{machine()}\n")
     rows = []
     total_events = total_core = total_base = 0.0
     for scenario in scenarios():
-        check(scenario, settings)
+        check(scenario)
         events = len(scenario.events)
-        core = best_of(rounds, lambda s=scenario: time_core(s, settings, calls))  # type: ignore[misc]
+        core = best_of(rounds, lambda s=scenario: time_core(s, calls))  # type: ignore[misc]
         messages = ari_messages(scenario)
         base = best_of(rounds, lambda m=messages: time_baseline(m, calls))  # type: ignore[misc]
         per_event = core / (calls * events)

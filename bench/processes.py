@@ -99,6 +99,8 @@ class AppConfig:
         path.write_text(
             f"[ari]\nurl = {self.ari_url}\nusername = {self.ari_user}\n"
             f"password = {self.ari_password}\napp = {self.app}\ndrain_timeout = 2s\n"
+            # The original's steps, so both setups do the same work per call.
+            "[ivr]\nreadback = no\nconfirmation =\n"
             f"[crm]\nurl = {self.crm_url}\nusername = {CRM_USER}\npassword = {CRM_PASSWORD}\n"
             f"[outbox]\npath = {self.folder / 'outbox.sqlite3'}\n{metrics}"
         )

@@ -245,6 +245,8 @@ class Soak:
             f"[ari]\nurl = {fake.url}\nusername = {USER}\npassword = {PASSWORD}\n"
             f"app = {APP}\ndrain_timeout = 5s\n"
             f"[ivr]\ndigit_timeout = {plan.digit_timeout}\nanswer_pause = {plan.sound_scale:g}\n"
+            # Storing and delivery are under test; a read-back would only lengthen calls.
+            "readback = no\n"
             f"[crm]\nurl = {self.crm.url}\nusername = {CRM_USER}\npassword = {CRM_PASSWORD}\n"
             f"timeout = 2\n[outbox]\npath = {self.outbox}\n"
         )

@@ -22,7 +22,6 @@ from bench.core import check, scenarios
 from bench.fake_load import bucket_quantile
 from bench.processes import read_crm_log
 from bench.sandbox_kit import read_original_log, read_phone_log
-from stasis_dnd.settings import IvrSettings
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,7 +82,7 @@ def test_fake_load_refuses_a_hold_beyond_the_prompt() -> None:
 
 def test_every_core_scenario_matches_the_flow() -> None:
     for scenario in scenarios():
-        check(scenario, IvrSettings())  # raises SystemExit when the flow answers otherwise
+        check(scenario)  # raises SystemExit when the flow answers otherwise
 
 
 def test_percentile_is_nearest_rank() -> None:
