@@ -413,6 +413,10 @@ def describe(settings: Settings) -> list[str]:
                 shown = _names_only(shown)
             elif item.name == "url":
                 shown = _url_without_query_values(shown)
+            elif isinstance(shown, bool):
+                shown = "yes" if shown else "no"
+            elif item.name == "number_rewrite":
+                shown = "; ".join(f"{find} => {to}" for find, to in shown) or "(none)"
             lines.append(f"{section}.{item.name} = {shown}")
     return lines
 

@@ -186,7 +186,9 @@ class IvrSettings:
             raise ValueError("entry_digit_timeout must be greater than 0")
         needed = ["readback_prompt", "readback_menu"] if self.readback else []
         if self.hidden_number_entry:
-            needed += ["no_number_prompt", "entry_prompt", "entry_invalid"]
+            needed += ["no_number_prompt"]
+        if self.hidden_number_entry or self.readback:  # change_digit leads to the entry
+            needed += ["entry_prompt", "entry_invalid"]
         for name in needed:
             if not getattr(self, name):
                 raise ValueError(f"{name} must name a sound")

@@ -341,3 +341,50 @@ def test_an_explicit_outbox_path_wins_over_the_state_directory(tmp_path: Path) -
     assert load_settings(write(tmp_path, text), env=env).outbox.path == "/srv/outbox.sqlite3"
     env["STASIS_DND_OUTBOX_PATH"] = "/srv/env.sqlite3"
     assert load_settings(write(tmp_path, text), env=env).outbox.path == "/srv/env.sqlite3"
+
+
+def test_number_rules_switches_and_their_display(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "[ivr]\nreadback = no\nsilence_confirms = Off\nhidden_number_entry = 1\n"
+        "number_pattern = \\+7[0-9]{10}\n"
+        "number_rewrite =\n    8(\\d{10}) => +7\\1\n\n    7(\\d{10}) => +7\\1\n"
+    )
+    settings = load_settings(write(tmp_path, text), env={})
+    ivr = settings.ivr
+    assert (ivr.readback, ivr.silence_confirms, ivr.hidden_number_entry) == (False, False, True)
+    assert ivr.number_pattern == r"\+7[0-9]{10}"
+    assert ivr.number_rewrite == ((r"8(\d{10})", r"+7\1"), (r"7(\d{10})", r"+7\1"))
+    lines = describe(settings)
+    assert "ivr.readback = no" in lines and "ivr.hidden_number_entry = yes" in lines
+    assert r"ivr.number_rewrite = 8(\d{10}) => +7\1; 7(\d{10}) => +7\1" in lines
+    defaults = describe(load_settings(write(tmp_path, MINIMAL), env={}))
+    assert "ivr.number_rewrite = (none)" in defaults
+
+
+@pytest.mark.parametrize(
+    ("ivr", "message"),
+    [
+        ("readback = maybe", "[ivr] readback: expected yes or no, got 'maybe'"),
+        ("number_pattern = [0-9", "number_pattern is not a valid regular expression"),
+        ("number_rewrite = 8(\\d+)", "expected PATTERN => REPLACEMENT on each line"),
+        ("number_rewrite = 8(\\d+) => \\2", "number_rewrite rule '8(\\\\d+)': invalid group"),
+        ("number_rewrite = 8(\\d+ => \\1", "number_rewrite rule '8(\\\\d+'"),
+        ("confirm_digit = 2", "confirm_digit and change_digit must be different keys"),
+        ("change_digit = 22", "change_digit must be one DTMF key"),
+        ("entry_attempts = 0", "entry_attempts must be at least 1"),
+        ("entry_digit_timeout = 0", "entry_digit_timeout must be greater than 0"),
+        ("entry_prompt =", "entry_prompt must name a sound"),
+    ],
+)
+def test_number_rule_mistakes_are_one_sentence(tmp_path: Path, ivr: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, MINIMAL + "[ivr]\n" + ivr + "\n"), env={})
+    assert message in str(caught.value)
+
+
+def test_entry_prompt_may_be_empty_only_when_entry_and_read_back_are_off(tmp_path: Path) -> None:
+    text = MINIMAL + "[ivr]\nreadback = no\nhidden_number_entry = no\nentry_prompt =\n"
+    assert load_settings(write(tmp_path, text), env={}).ivr.entry_prompt == ""
+    # The read-back's change_digit leads to the entry, hidden numbers or not.
+    with pytest.raises(ConfigError, match="entry_prompt must name a sound"):
+        load_settings(write(tmp_path, text.replace("readback = no", "readback = yes")), env={})
