@@ -38,10 +38,9 @@ import itertools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Any, Literal, TypeVar
+from typing import Literal
 
 from stasis_dnd.core import (
-    Answer,
     CallbackNotStored,
     CallbackStored,
     CallFlow,
@@ -67,9 +66,9 @@ from stasis_dnd.core import (
 )
 from stasis_dnd.core.states import media_uri
 from stasis_dnd.settings import IvrSettings
+from stasis_dnd.testing.expectations import Expectations, describe
 
 CallbackMode = Literal["stored", "not_stored", "already_requested", "manual"]
-_C = TypeVar("_C")
 
 # How long a sound plays when the test does not say; shorter than the digit
 # timeout so "wait for the prompt to end" and "time out" stay distinct.
@@ -77,14 +76,8 @@ DEFAULT_SOUND_SECONDS = 2.0
 # How long Asterisk takes to say one digit (sound digits/N).
 DIGIT_SECONDS = 0.5
 
-_PLUMBING = (StartTimer, CancelTimer, StopPlayback)
 
-
-class ConversationError(AssertionError):
-    """The flow did not do what the test expected."""
-
-
-class Conversation:
+class Conversation(Expectations):
     """One simulated call through a `CallFlow`.
 
     `callbacks` says what the outbox answers to a callback request: "stored"
@@ -193,96 +186,6 @@ class Conversation:
         self._say("event", repr(event))
         self._feed(event)
 
-    # --- expectations -------------------------------------------------------
-
-    def expect_answer(self) -> None:
-        self._expect(Answer, "answer the channel")
-
-    def expect_play(self, sound: str) -> Play:
-        """The next thing the caller hears is `sound` (a name or media URI)."""
-        uri = media_uri(sound)
-        command = self._expect(Play, f"play {uri}")
-        if command.media != uri:
-            self._fail(f"play {uri}", f"played {command.media}")
-        return command
-
-    def expect_prompt(self) -> Play:
-        return self.expect_play(self.settings.prompt)
-
-    def expect_invalid_notice(self) -> Play:
-        return self.expect_play(self.settings.invalid_prompt)
-
-    def expect_sorry(self) -> Play:
-        return self.expect_play(self.settings.sorry)
-
-    def expect_confirmation(self) -> Play:
-        return self.expect_play(self.settings.confirmation)
-
-    def expect_already_requested(self) -> Play:
-        return self.expect_play(self.settings.already_requested)
-
-    def expect_readback(self, number: str, *, after: str = "") -> Play:
-        """The caller hears `number` read back, digit by digit, between the
-        read-back prompt and its menu (after the sound `after`, if given)."""
-        digits = [f"digits/{digit}" for digit in number.lstrip("+")]
-        parts = (after, self.settings.readback_prompt, *digits, self.settings.readback_menu)
-        return self._expect_sounds(*parts)
-
-    def expect_entry_prompt(self, *, after: str = "") -> Play:
-        """The caller is asked to key in a number (after the sound `after`, if given)."""
-        return self._expect_sounds(after, self.settings.entry_prompt)
-
-    def expect_no_number(self) -> Play:
-        """The caller is told their number cannot be seen and asked for one."""
-        return self.expect_entry_prompt(after=self.settings.no_number_prompt)
-
-    def expect_number_invalid(self) -> Play:
-        """The number keyed in is not valid: the caller is asked again."""
-        return self.expect_entry_prompt(after=self.settings.entry_invalid)
-
-    def expect_goodbye(self) -> Play:
-        return self.expect_play(self.settings.goodbye)
-
-    def expect_stop(self) -> StopPlayback:
-        """The playing sound is cut short (a key was pressed, or shutdown)."""
-        return self._expect(StopPlayback, "stop the playing sound")
-
-    def expect_callback(self, phone: str, *, caller_id: str | None = None) -> None:
-        """The flow asks for a callback request for exactly `phone` (and, if
-        given, with exactly `caller_id` as the caller's own number)."""
-        command = self._expect(RequestCallback, f"request a callback for {phone}")
-        if command.phone != phone:
-            self._fail(f"request a callback for {phone}", f"requested one for {command.phone}")
-        if caller_id is not None and command.caller_id != caller_id:
-            wanted = f"send caller id {caller_id!r} with the request"
-            self._fail(wanted, f"sent {command.caller_id!r}")
-
-    def expect_hangup(self) -> None:
-        self._expect(Hangup, "hang up")
-
-    def expect_continue(self, target: str | None = None) -> None:
-        """The call is sent back to the dialplan (its fallback serves it);
-        `target` ("context,extension,priority") checks where, if given."""
-        command = self._expect(ContinueInDialplan, "continue in the dialplan")
-        where = str(command.target) if command.target else "after Stasis()"
-        if target is not None and where != target:
-            self._fail(f"continue in the dialplan at {target}", f"continued at {where}")
-
-    def expect_nothing_more(self) -> None:
-        """Whatever time passes, the flow does nothing the caller would notice."""
-        self._advance_to(float("inf"))
-        rest = [c for c in self._unchecked if not isinstance(c, _PLUMBING)]
-        if rest:
-            self._fail("nothing more", "did " + ", ".join(map(_describe, rest)))
-        self._unchecked.clear()
-
-    def _expect_sounds(self, *sounds: str) -> Play:
-        uri = ",".join(media_uri(sound) for sound in sounds if sound)
-        command = self._expect(Play, f"play {uri}")
-        if command.media != uri:
-            self._fail(f"play {uri}", f"played {command.media}")
-        return command
-
     # --- the simulated Asterisk ---------------------------------------------
 
     def _feed(self, event: Event) -> None:
@@ -295,7 +198,7 @@ class Conversation:
             for command in self.flow.handle(event):
                 self.commands.append(command)
                 self._unchecked.append(command)
-                self._say("app", _describe(command))
+                self._say("app", describe(command))
                 self._carry_out(command)
             if self.flow.anomaly:
                 self._say("flow", self.flow.anomaly)
@@ -389,45 +292,5 @@ class Conversation:
         if until != float("inf"):
             self.now = until
 
-    # --- checking -----------------------------------------------------------
-
-    def _expect(self, kind: type[_C], wanted: str) -> _C:
-        while True:
-            while not self._unchecked and self._schedule:
-                self._advance_to(self._schedule[0][0])
-            if not self._unchecked:
-                self._fail(wanted, "did nothing more")
-            command = self._unchecked.popleft()
-            if isinstance(command, kind):
-                return command
-            if not isinstance(command, _PLUMBING):
-                self._fail(wanted, "did: " + _describe(command))
-
-    def _fail(self, wanted: str, got: str) -> Any:
-        lines = "\n".join("  " + line for line in self.transcript)
-        raise ConversationError(
-            f"expected the flow to {wanted}, but it {got}\nconversation so far:\n{lines}"
-        )
-
     def _say(self, who: str, what: str) -> None:
         self.transcript.append(f"{self.now:6.2f}s  {who:<8} {what}")
-
-
-def _describe(command: Command) -> str:
-    if isinstance(command, Play):
-        return f"play {command.media} ({command.language})"
-    if isinstance(command, StopPlayback):
-        return "stop the playing sound"
-    if isinstance(command, StartTimer):
-        return f"start a {command.seconds:g} s timer"
-    if isinstance(command, CancelTimer):
-        return "cancel the timer"
-    if isinstance(command, RequestCallback):
-        own = f" (caller id {command.caller_id})" if command.caller_id else ""
-        return f"request a callback for {command.phone}{own}"
-    if isinstance(command, Hangup):
-        return "hang up"
-    if isinstance(command, ContinueInDialplan):
-        where = f" at {command.target}" if command.target else ""
-        return f"continue in the dialplan{where}"
-    return "answer the channel"
