@@ -241,8 +241,23 @@ class CrmSettings:
     timeout: float = 5.0
     # Sent with every request so the CRM can recognise a repeat ("" = off).
     request_id_param: str = "requestId"
+    # Carries the caller's own number when they keyed in another one to be
+    # called at ("" = never sent).
+    callerid_param: str = "callerId"
     # "" means the system's CA bundle.
     ca_bundle: CaFile = ""
+
+    def __post_init__(self) -> None:
+        name = self.callerid_param
+        if not name:
+            return
+        if breaks_crm_answer(name):
+            raise ValueError(
+                "callerid_param must not be callback: that name breaks the CRM's JSON answer"
+            )
+        for other in ("phone_param", "request_id_param"):
+            if name == getattr(self, other):
+                raise ValueError(f"callerid_param must differ from {other} (both are {name!r})")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The project's prompts: where they are shipped, and copying them into Asterisk.
 
-The prompts (``custom/IVR_DND_OPERATORS``, ``custom/IVR_DND_CALLBACK_CONFIRMED``
-in every language, every format) live in ``sounds/<lang>/custom/`` of a
-source checkout; an installed package carries the same tree as data files
+The prompts (``custom/IVR_DND_*``, every one of ``sounds/prompts.toml`` in
+every language, every format) live in ``sounds/<lang>/custom/`` of a source
+checkout; an installed package carries the same tree as data files
 under ``<prefix>/share/stasis-dnd/sounds/``. ``install_sounds`` copies them
 into Asterisk's sounds folder (``stasis-dnd install-sounds DEST``).
 
@@ -29,7 +29,7 @@ from pathlib import Path, PurePosixPath
 # (setup.cfg [options.data_files]).
 DATA_FILES_DIR = PurePosixPath("share/stasis-dnd/sounds")
 DISTRIBUTION = "stasis-dnd"
-# Sound formats Asterisk plays; anything else (the prompts' .txt texts) stays.
+# Sound formats Asterisk plays; any other file there is not installed.
 AUDIO_SUFFIXES = frozenset(
     {".wav", ".wav16", ".sln", ".sln16", ".ulaw", ".alaw", ".g722", ".gsm", ".g729"}
 )

@@ -55,6 +55,7 @@ def test_minimal_config_gives_the_original_setup(tmp_path: Path) -> None:
     assert settings.crm.url == "http://127.0.0.1:9088"
     assert settings.crm.sub == "dndoperator"
     assert settings.crm.phone_param == "aon"
+    assert settings.crm.callerid_param == "callerId"
     assert settings.crm.class_name == "ru.bgcrm.dyn.utils.asterisk.AsteriskIn"
     assert settings.ivr.accept_digit == "1"
     assert settings.ivr.attempts == 1
@@ -117,6 +118,8 @@ def test_params_are_parsed() -> None:
         ("[crm]\nstyle = soap\n", "[crm] style: expected one of dynamic, run"),
         ("[crm]\nurl = 127.0.0.1:9088\n", "[crm] url: expected a http or https URL"),
         ("[crm]\nparams = callback=x\n", "a parameter named callback"),
+        ("[crm]\ncallerid_param = aon\n", "[crm] callerid_param must differ from phone_param"),
+        ("[crm]\ncallerid_param = callback\n", "[crm] callerid_param must not be callback"),
         ("[outbox]\nmax_age = forever\n", "[outbox] max_age: expected a duration"),
         ("[metrics]\nlisten = everywhere\n", "[metrics] listen: expected host:port"),
         ("[crm]\npassword_file = /nonexistent/pw\n", "cannot read password file"),

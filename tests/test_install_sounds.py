@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -28,8 +29,16 @@ from stasis_dnd.sounds import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-PROMPTS = ("IVR_DND_OPERATORS", "IVR_DND_CALLBACK_CONFIRMED")
+# Every prompt with a text in sounds/prompts.toml must reach Asterisk.
+PROMPTS = tuple(tomllib.loads((REPO / "sounds" / "prompts.toml").read_text(encoding="utf-8")))
 LANGUAGES = ("en", "ru")
+FORMATS = ("wav", "sln16", "ulaw", "alaw")
+EVERY_FILE = {
+    f"{language}/custom/{prompt}.{suffix}"
+    for language in LANGUAGES
+    for prompt in PROMPTS
+    for suffix in FORMATS
+}
 
 
 @pytest.fixture
@@ -53,14 +62,10 @@ def mode(path: Path) -> int:
     return path.stat().st_mode & 0o777
 
 
-def test_checkout_ships_every_prompt_in_every_language_without_texts(source: Path) -> None:
+def test_checkout_ships_every_prompt_of_the_texts_in_every_format(source: Path) -> None:
     assert source == REPO / "sounds"
-    names = relative_names(source)
-    for language in LANGUAGES:
-        for prompt in PROMPTS:
-            for suffix in ("wav", "sln16", "ulaw", "alaw"):
-                assert f"{language}/custom/{prompt}.{suffix}" in names
-    assert not any(name.endswith(".txt") for name in names)
+    assert len(PROMPTS) == 8
+    assert relative_names(source) == EVERY_FILE
 
 
 def test_installs_into_language_folders_readable_by_asterisk(
@@ -68,7 +73,7 @@ def test_installs_into_language_folders_readable_by_asterisk(
 ) -> None:
     written = install_sounds(tmp_path, source=source)
 
-    assert {p.relative_to(tmp_path).as_posix() for p in written} == relative_names(source)
+    assert {p.relative_to(tmp_path).as_posix() for p in written} == EVERY_FILE
     for src in shipped_prompt_files(source):
         target = tmp_path / src.relative_to(source)
         assert target.read_bytes() == src.read_bytes()

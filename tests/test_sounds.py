@@ -1,4 +1,5 @@
-"""The project's prompts in sounds/: every prompt, every language, every format.
+"""The project's prompts in sounds/: every prompt of sounds/prompts.toml, every
+language, every format.
 
 Asterisk plays a .wav only as 8 kHz 16-bit mono PCM; the headerless formats
 carry no header to check, so their lengths are compared with the .wav's.
@@ -12,18 +13,23 @@ names is shipped).
 
 from __future__ import annotations
 
+import tomllib
 import wave
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
+from stasis_dnd.settings import IvrSettings
+
 SOUNDS_DIR = Path(__file__).resolve().parent.parent / "sounds"
+# Every prompt's text in every language: the one list of the shipped prompts.
+TEXTS: dict[str, dict[str, str]] = tomllib.loads(
+    (SOUNDS_DIR / "prompts.toml").read_text(encoding="utf-8")
+)
 
 # Prompt names as Asterisk sees them (relative to the language directory).
-PROMPTS: tuple[str, ...] = (
-    "custom/IVR_DND_OPERATORS",
-    "custom/IVR_DND_CALLBACK_CONFIRMED",
-)
+PROMPTS: tuple[str, ...] = tuple(f"custom/{name}" for name in TEXTS)
 LANGUAGES: tuple[str, ...] = ("en", "ru")
 
 # Bytes per second of each headerless format.
@@ -32,7 +38,7 @@ RAW_FORMATS: dict[str, int] = {
     "ulaw": 8000,
     "alaw": 8000,
 }
-FORMATS: tuple[str, ...] = ("wav", *RAW_FORMATS, "txt")
+FORMATS: tuple[str, ...] = ("wav", *RAW_FORMATS)
 
 # Shorter than this is surely broken, longer is surely not a short prompt.
 MIN_SECONDS = 0.5
@@ -61,7 +67,7 @@ CASES = [(p, lang) for p in PROMPTS for lang in LANGUAGES]
 
 
 @pytest.mark.parametrize(("prompt", "language"), CASES)
-def test_every_format_and_text_exists(prompt: str, language: str) -> None:
+def test_every_format_exists(prompt: str, language: str) -> None:
     missing = [str(p) for p in prompt_files(prompt, language).values() if not p.is_file()]
     assert not missing, f"missing: {missing} (run sounds/generate)"
 
@@ -89,10 +95,21 @@ def test_raw_format_matches_wav_length(prompt: str, language: str, ext: str) -> 
     assert seconds == pytest.approx(wav_seconds(files["wav"]), abs=LENGTH_TOLERANCE_SECONDS)
 
 
-@pytest.mark.parametrize(("prompt", "language"), CASES)
-def test_text_is_utf8_and_not_empty(prompt: str, language: str) -> None:
-    text = prompt_files(prompt, language)["txt"].read_text(encoding="utf-8")
-    assert text.strip()
+def test_every_prompt_has_a_text_in_every_language_and_no_other() -> None:
+    for name, texts in TEXTS.items():
+        assert sorted(texts) == sorted(LANGUAGES), name
+        assert all(isinstance(t, str) and t.strip() for t in texts.values()), name
+
+
+def test_every_default_custom_sound_of_the_settings_is_shipped() -> None:
+    defaults = [f.default for f in fields(IvrSettings) if isinstance(f.default, str)]
+    # And every shipped prompt is played by default: none is dead weight.
+    assert {d for d in defaults if d.startswith("custom/")} == set(PROMPTS)
+
+
+def test_no_text_files_beside_the_audio() -> None:
+    # The texts live in prompts.toml only; a stray .txt would be a second copy.
+    assert not list(SOUNDS_DIR.glob("*/custom/*.txt"))
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -106,8 +106,9 @@ def check_settings(settings: CrmSettings) -> None:
         raise ValueError(f"[crm] method must be one of {', '.join(CRM_METHODS)}")
     if not settings.phone_param:
         raise ValueError("[crm] phone_param must name the parameter for the caller's number")
-    own = {settings.phone_param, settings.request_id_param, "sub" if settings.sub else ""} - {""}
-    for name in (settings.phone_param, settings.request_id_param):
+    names = (settings.phone_param, settings.request_id_param, settings.callerid_param)
+    own = {*names, "sub" if settings.sub else ""} - {""}
+    for name in names:
         if breaks_crm_answer(name) or name in _RESERVED:
             raise ValueError(f"[crm] parameter name {name!r} is used by the CRM protocol itself")
     for name, _ in settings.params:
@@ -165,13 +166,18 @@ class CrmClient:
     def close(self) -> None:
         self._session.close()
 
-    def params(self, phone: str, request_id: str = "") -> list[tuple[str, str]]:
-        """Every parameter of one request, in the order sent (with the password)."""
+    def params(
+        self, phone: str, request_id: str = "", caller_id: str = ""
+    ) -> list[tuple[str, str]]:
+        """Every parameter of one request, in the order sent (with the password).
+        `caller_id`: the caller's own number, when it is not `phone`; else ""."""
         s = self.settings
         pairs = [*self._endpoint_params, ("class", s.class_name)]
         if s.sub:
             pairs.append(("sub", s.sub))
         pairs.append((s.phone_param, phone))
+        if s.callerid_param and caller_id:
+            pairs.append((s.callerid_param, caller_id))
         pairs.extend(s.params)
         if s.request_id_param and request_id:
             pairs.append((s.request_id_param, request_id))
@@ -183,10 +189,18 @@ class CrmClient:
         ]
         return pairs
 
-    def send(self, phone: str, request_id: str = "", *, timeout: float | None = None) -> CrmResult:
-        """File one callback request for `phone`; never raises for I/O trouble."""
+    def send(
+        self,
+        phone: str,
+        request_id: str = "",
+        *,
+        caller_id: str = "",
+        timeout: float | None = None,
+    ) -> CrmResult:
+        """File one callback request for `phone` (with `caller_id`, the caller's
+        own number, when it is not ""); never raises for I/O trouble."""
         limit = timeout if timeout is not None else self.timeout
-        return self._exchange(self.params(phone, request_id), limit)
+        return self._exchange(self.params(phone, request_id, caller_id), limit)
 
     def probe(self) -> CrmResult:
         """Log in at the endpoint naming no class, so nothing is filed: a BGCRM/BGERP

@@ -56,6 +56,14 @@ _BATCH = 100
 PRUNE_INTERVAL = 3600.0
 
 
+def caller_fields(phone: str, caller_id: str) -> str:
+    """The log fields naming a request's numbers, masked: `caller=` the number
+    to call, then `caller_id=` the caller's own when it is another one."""
+    # str(): SQLite keeps whatever type a row was written with.
+    text = f"caller={mask_phone(str(phone))}"
+    return f"{text} caller_id={mask_phone(str(caller_id))}" if caller_id else text
+
+
 class Delivery:
     """The delivery thread of a `CallbackService`; see the module doc."""
 
@@ -183,11 +191,11 @@ class Delivery:
     def _dead(self, entry: Entry, now: float) -> None:
         self._count("dead")
         log.critical(
-            "event=callback_dead id=%d request_id=%s caller=%s attempts=%d age=%.0fs error=%r"
+            "event=callback_dead id=%d request_id=%s %s attempts=%d age=%.0fs error=%r"
             " (no callback will be filed; `stasis-dnd outbox retry %d` sends it again)",
             entry.id,
             entry.request_id,
-            mask_phone(entry.phone),
+            caller_fields(entry.phone, entry.caller_id),
             entry.attempts,
             now - entry.age_from,
             entry.last_error,
@@ -227,7 +235,7 @@ class Delivery:
                 return None
         except OutboxError:
             pass  # a disk that takes no writes must not keep the CRM from getting it
-        result = self._client.send(entry.phone, entry.request_id)
+        result = self._client.send(entry.phone, entry.request_id, caller_id=entry.caller_id)
         now = self._clock()
         if result.delivered:
             self._delivered(outbox, entry, now)
@@ -257,11 +265,10 @@ class Delivery:
         """This request backs off on its own attempts; the others go on."""
         delay = full_jitter(entry.attempts, REQUEST_BASE, REQUEST_CAP, self._rng)
         log.warning(
-            "event=crm_request_failed id=%d request_id=%s caller=%s attempts=%d"
-            " retry_in=%.0fs error=%r",
+            "event=crm_request_failed id=%d request_id=%s %s attempts=%d retry_in=%.0fs error=%r",
             entry.id,
             entry.request_id,
-            mask_phone(str(entry.phone)),
+            caller_fields(entry.phone, entry.caller_id),
             entry.attempts + 1,
             delay,
             error,
@@ -282,10 +289,10 @@ class Delivery:
         self._crm_backoff.reset()
         self._auth_failed = False
         log.info(
-            "event=callback_delivered id=%d request_id=%s caller=%s attempts=%d waited=%.1fs",
+            "event=callback_delivered id=%d request_id=%s %s attempts=%d waited=%.1fs",
             entry.id,
             entry.request_id,
-            mask_phone(entry.phone),
+            caller_fields(entry.phone, entry.caller_id),
             entry.attempts + 1,
             now - entry.created_at,
         )

@@ -4,7 +4,7 @@ CRM in the background until the CRM has it or it is too old.
 
     service = CallbackService(settings.crm, settings.outbox)
     service.start()                      # delivers what a previous run left pending
-    result = service.request("+79001234567", channel_id)   # on a worker thread
+    result = service.request("+79001234567", channel_id, caller_id)  # on a worker thread
     if result.ok: ... promise a callback ...
     service.stop(timeout=10)
 
@@ -36,9 +36,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from stasis_dnd.callbacks.crm import CrmClient
-from stasis_dnd.callbacks.delivery import AUTH_PAUSE, POLL_INTERVAL, Delivery
+from stasis_dnd.callbacks.delivery import AUTH_PAUSE, POLL_INTERVAL, Delivery, caller_fields
 from stasis_dnd.callbacks.outbox import DEAD, DUPLICATE, PENDING, Entry, Outbox, OutboxError
-from stasis_dnd.logs import mask_phone
 from stasis_dnd.metrics import CallbackStats
 from stasis_dnd.settings import DIRECT_CRM_TIMEOUT, CrmSettings, OutboxSettings
 
@@ -160,8 +159,10 @@ class CallbackService:
 
     # --- what the calls use ----------------------------------------------------------
 
-    def request(self, phone: str, channel_id: str) -> RequestResult:
-        """Store a callback request for `phone` (blocking: call from a worker thread)."""
+    def request(self, phone: str, channel_id: str, caller_id: str = "") -> RequestResult:
+        """Store a callback request for `phone` (blocking: call from a worker
+        thread). `caller_id`: the caller's own number when it is not `phone`,
+        else "". A repeat is one for the same `phone` within the dedupe window."""
         request_id = str(uuid.uuid4())
         outbox, writer = self._outbox, self._writer
         # Held from delivery until we know whether the direct try has sent it:
@@ -173,35 +174,37 @@ class CallbackService:
             if outbox is None or writer is None:
                 raise OutboxError("the outbox is not open")
             now, window = self._clock(), self._settings.dedupe_window
-            write = writer.submit(lambda: outbox.add(phone, channel_id, request_id, now, window))
+            write = writer.submit(
+                lambda: outbox.add(phone, channel_id, request_id, now, window, caller_id=caller_id)
+            )
             entry = write.result(timeout=self._settings.write_timeout)
         except OutboxError as exc:
             self._forget_late(request_id)
-            return self._send_directly(phone, channel_id, request_id, str(exc))
+            return self._send_directly(phone, caller_id, channel_id, request_id, str(exc))
         except concurrent.futures.TimeoutError:
             write.add_done_callback(lambda done: self._late_write_done(request_id, done))
             why = f"the outbox did not finish writing within {self._settings.write_timeout:g} s"
-            result = self._send_directly(phone, channel_id, request_id, why)
+            result = self._send_directly(phone, caller_id, channel_id, request_id, why)
             self._direct_try_done(request_id, late, result.ok)
             return result
         self._forget_late(request_id)
         if entry.state == DUPLICATE:
             self._count("duplicates")
             log.info(
-                "event=callback_duplicate id=%d of=%s channel=%s caller=%s",
+                "event=callback_duplicate id=%d of=%s channel=%s %s",
                 entry.id,
                 entry.duplicate_of,
                 channel_id,
-                mask_phone(phone),
+                caller_fields(phone, caller_id),
             )
             return RequestResult(True, DUPLICATE_RESULT, f"repeats request {entry.duplicate_of}")
         self._count("stored")
         log.info(
-            "event=callback_stored id=%d request_id=%s channel=%s caller=%s",
+            "event=callback_stored id=%d request_id=%s channel=%s %s",
             entry.id,
             request_id,
             channel_id,
-            mask_phone(phone),
+            caller_fields(phone, caller_id),
         )
         self._delivery.wake()
         return RequestResult(True, STORED)
@@ -234,18 +237,19 @@ class CallbackService:
         )
 
     def _send_directly(
-        self, phone: str, channel_id: str, request_id: str, reason: str
+        self, phone: str, caller_id: str, channel_id: str, request_id: str, reason: str
     ) -> RequestResult:
+        who = caller_fields(phone, caller_id)
         log.error(
-            "event=outbox_write_failed channel=%s caller=%s error=%r (trying the CRM directly)",
+            "event=outbox_write_failed channel=%s %s error=%r (trying the CRM directly)",
             channel_id,
-            mask_phone(phone),
+            who,
             reason,
         )
         # Its own session: this runs on a worker thread, beside the delivery thread.
         client = CrmClient(self._crm_settings, timeout=self._direct_timeout)
         try:
-            result = client.send(phone, request_id)
+            result = client.send(phone, request_id, caller_id=caller_id)
         finally:
             client.close()
         if result.delivered:
@@ -255,18 +259,18 @@ class CallbackService:
                 while len(self._direct_channels) > _DIRECT_MEMORY:
                     self._direct_channels.popitem(last=False)
             log.warning(
-                "event=callback_sent_directly request_id=%s channel=%s caller=%s",
+                "event=callback_sent_directly request_id=%s channel=%s %s",
                 request_id,
                 channel_id,
-                mask_phone(phone),
+                who,
             )
             return RequestResult(True, SENT, f"outbox: {reason}")
         self._count("failed")
         log.critical(
-            "event=callback_not_stored channel=%s caller=%s outbox=%r crm=%r"
+            "event=callback_not_stored channel=%s %s outbox=%r crm=%r"
             " (the caller is told sorry, no callback is promised)",
             channel_id,
-            mask_phone(phone),
+            who,
             reason,
             str(result),
         )
@@ -320,10 +324,10 @@ class CallbackService:
             except OutboxError as exc:
                 log.warning("event=outbox_write_failed id=%d error=%r", entry.id, str(exc))
         log.warning(
-            "event=callback_stored_late id=%d request_id=%s caller=%s %s",
+            "event=callback_stored_late id=%d request_id=%s %s %s",
             entry.id,
             entry.request_id,
-            mask_phone(entry.phone),
+            caller_fields(entry.phone, entry.caller_id),
             "(already sent directly)" if delivered else "(will be delivered)",
         )
         self._delivery.wake()

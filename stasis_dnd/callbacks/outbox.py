@@ -2,13 +2,14 @@
 
 A request is committed (WAL, synchronous=FULL) before the caller is promised a
 callback, so a crash, a power cut or a SIGKILL after that loses nothing: the
-next start delivers what is still pending, in order. Rows keep the caller's
-number, the channel id, a request id (uuid) and times; never a password.
+next start delivers what is still pending, in order. Rows keep the number to
+call, the caller's own number when it differs, the channel id, a request id
+(uuid) and times; never a password. A file written by an older version gets
+the columns it lacks when it is opened.
 
 States: pending -> delivered | dead (given up after max_age and enough
-attempts); a repeat "1"
-within the dedupe window is stored as a `duplicate` of the first request and
-never sent. Times are Unix seconds passed in by the caller (the clock is
+attempts); a repeat "1" within the dedupe window is stored as a `duplicate`
+of the first request and never sent. Times are Unix seconds passed in by the caller (the clock is
 injectable). Safe to use from several threads and, through SQLite's locking,
 from several processes (the `outbox` command works on a running service's file).
 """
@@ -48,16 +49,20 @@ CREATE TABLE IF NOT EXISTS requests (
     age_from REAL NOT NULL,
     last_error TEXT NOT NULL DEFAULT '',
     finished_at REAL,
-    duplicate_of INTEGER
+    duplicate_of INTEGER,
+    -- the caller's own number when they asked to be called at another one
+    caller_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state, id);
 CREATE INDEX IF NOT EXISTS requests_phone ON requests (phone, created_at);
 CREATE INDEX IF NOT EXISTS requests_channel ON requests (channel_id);
 """
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
+# Columns added since version 1, as ALTER TABLE adds them to an older file.
+_ADDED_COLUMNS = {"caller_id": "caller_id TEXT NOT NULL DEFAULT ''"}
 _COLUMNS = (
     "id, request_id, phone, channel_id, created_at, state, attempts, "
-    "next_attempt_at, age_from, last_error, finished_at, duplicate_of"
+    "next_attempt_at, age_from, last_error, finished_at, duplicate_of, caller_id"
 )
 
 
@@ -81,6 +86,8 @@ class Entry:
     last_error: str
     finished_at: float | None
     duplicate_of: int | None
+    # The caller's own number when `phone` is another one they keyed in; else "".
+    caller_id: str = ""
 
 
 class Outbox:
@@ -110,6 +117,7 @@ class Outbox:
             # FULL: a commit is on disk (WAL fsynced) before the caller is promised.
             db.execute("PRAGMA synchronous = FULL")
             db.executescript(_SCHEMA)
+            _add_missing_columns(db)
             # Also proves the file is writable now rather than at the first caller.
             db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
         except sqlite3.Error as exc:
@@ -132,11 +140,19 @@ class Outbox:
     # --- storing -------------------------------------------------------------
 
     def add(
-        self, phone: str, channel_id: str, request_id: str, now: float, dedupe_window: float = 0.0
+        self,
+        phone: str,
+        channel_id: str,
+        request_id: str,
+        now: float,
+        dedupe_window: float = 0.0,
+        *,
+        caller_id: str = "",
     ) -> Entry:
-        """Store a request durably; return it (state `duplicate` if it repeats
-        a pending or delivered request for the same number within the window).
-        Raises OutboxError if it could not be stored."""
+        """Store a request to call `phone` durably; return it (state `duplicate`
+        if it repeats a pending or delivered request for the same number to
+        call within the window, whoever asked). Raises OutboxError if it could
+        not be stored."""
         # The writer thread may wait for the lock: its caller's wait is bounded.
         with self._lock, self._write("store the request"):
             original = None
@@ -149,8 +165,8 @@ class Outbox:
             state = DUPLICATE if original else PENDING
             cursor = self._db.execute(
                 "INSERT INTO requests (request_id, phone, channel_id, created_at, state,"
-                " next_attempt_at, age_from, finished_at, duplicate_of)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " next_attempt_at, age_from, finished_at, duplicate_of, caller_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     request_id,
                     phone,
@@ -161,6 +177,7 @@ class Outbox:
                     now,
                     now if original else None,
                     original[0] if original else None,
+                    caller_id,
                 ),
             )
             row_id = cursor.lastrowid
@@ -372,3 +389,18 @@ class Outbox:
         # SQLite may have rolled back on its own already (e.g. on disk full).
         with suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a file written by an older version up to this schema. In one
+    write transaction: the service and `outbox list` may open it at once."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        present = {row[1] for row in db.execute("PRAGMA table_info(requests)")}
+        for name, definition in _ADDED_COLUMNS.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE requests ADD COLUMN {definition}")
+        db.execute("COMMIT")
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")

@@ -2,7 +2,8 @@
 
 Connects to ARI with the configured credentials (over https, verifying the
 certificate as `run` does) and asks Asterisk whether every sound the IVR is
-configured to play exists, and in which languages. Then logs in at the CRM's
+configured to play exists, and in which languages (with the read-back on,
+also the digits/0..digits/9 it says the number with). Then logs in at the CRM's
 endpoint without naming a class, so nothing is filed: that shows the CRM is
 reachable, answers as BGCRM/BGERP and takes the credentials, but not whether
 the configured class exists and files callbacks (only a real request shows it).
@@ -11,31 +12,99 @@ the configured class exists and files callbacks (only a real request shows it).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from stasis_dnd.ari.rest import AriError, AriRest
 from stasis_dnd.callbacks.crm import CrmClient, CrmOutcome
-from stasis_dnd.settings import Settings
+from stasis_dnd.settings import IvrSettings, Settings
 
 # Languages the shipped prompts come in; a prompt missing in one is a warning.
 EXPECTED_LANGUAGES = ("en", "ru")
+
+# The [ivr] settings that name a sound, by when the flow plays them.
+ALWAYS_PLAYED = (
+    "prompt",
+    "invalid_prompt",
+    "sorry",
+    "goodbye",
+    "confirmation",
+    "already_requested",
+)
+READBACK_SOUNDS = ("readback_prompt", "readback_menu")
+# Also played after the read-back when the caller presses change_digit.
+ENTRY_SOUNDS = ("entry_prompt", "entry_invalid")
+HIDDEN_NUMBER_SOUNDS = ("no_number_prompt",)
+# The read-back says the number with these (media digits:...).
+DIGIT_SOUNDS = tuple(f"digits/{digit}" for digit in range(10))
+INSTALL_PROMPTS = "install the prompts with: stasis-dnd install-sounds <Asterisk sounds folder>"
+INSTALL_DIGITS = (
+    "install Asterisk's core sounds in every language callers use "
+    "(Debian: apt-get install asterisk-core-sounds-en asterisk-core-sounds-ru), "
+    "or set [ivr] readback = no"
+)
 
 
 @dataclass(frozen=True)
 class Finding:
     ok: bool
     text: str
+    # What to do about it when not ok, one sentence ("" = nothing to say).
+    fix: str = ""
+
+
+def sound_settings(ivr: IvrSettings) -> list[str]:
+    """Names of the [ivr] settings whose sounds the flow may play, as switched."""
+    names = list(ALWAYS_PLAYED)
+    if ivr.readback:
+        names += READBACK_SOUNDS
+    if ivr.readback or ivr.hidden_number_entry:
+        names += ENTRY_SOUNDS
+    if ivr.hidden_number_entry:
+        names += HIDDEN_NUMBER_SOUNDS
+    return names
 
 
 def configured_sounds(settings: Settings) -> list[str]:
-    """Sound ids the IVR may play (media URIs other than sound: are skipped)."""
-    ivr = settings.ivr
-    names = [ivr.prompt, ivr.invalid_prompt, ivr.sorry, ivr.goodbye, ivr.confirmation]
+    """Sound ids the IVR may play, each once (empty settings and media URIs
+    other than sound: are skipped)."""
     sounds: list[str] = []
-    for name in names:
+    for setting in sound_settings(settings.ivr):
+        name = getattr(settings.ivr, setting)
         scheme, _, rest = name.rpartition(":")
         if name and scheme in ("", "sound") and rest not in sounds:
             sounds.append(rest)
     return sounds
+
+
+def _languages(sound: dict[str, Any]) -> list[str]:
+    formats = sound.get("formats", [])
+    return sorted({f.get("language", "?") for f in formats if isinstance(f, dict)})
+
+
+def _digits_finding(rest: AriRest) -> Finding:
+    """Whether Asterisk can say a number digit by digit in the expected languages."""
+    where = f"sounds {DIGIT_SOUNDS[0]}..{DIGIT_SOUNDS[-1]} (the read-back says the number)"
+    absent: list[str] = []
+    lacking: set[str] = set()  # expected languages some digit is missing in
+    for sound_id in DIGIT_SOUNDS:
+        sound = rest.sound(sound_id)
+        if sound is None:
+            absent.append(sound_id)
+        else:
+            lacking |= set(EXPECTED_LANGUAGES) - set(_languages(sound))
+    if absent:
+        return Finding(
+            False, f"{where}: {', '.join(absent)} missing on this Asterisk", INSTALL_DIGITS
+        )
+    if not lacking:
+        return Finding(True, f"{where}: {', '.join(EXPECTED_LANGUAGES)}")
+    languages = [lang for lang in EXPECTED_LANGUAGES if lang in lacking]
+    packages = " ".join(f"asterisk-core-sounds-{lang}" for lang in languages)
+    return Finding(
+        True,
+        f"{where}: not in {', '.join(languages)} (callers with that language hear the "
+        f"number in another language or not at all; Debian: apt-get install {packages})",
+    )
 
 
 def check_asterisk(settings: Settings) -> list[Finding]:
@@ -53,16 +122,17 @@ def check_asterisk(settings: Settings) -> list[Finding]:
         for sound_id in configured_sounds(settings):
             sound = rest.sound(sound_id)
             if sound is None:
-                findings.append(Finding(False, f"sound {sound_id}: missing on this Asterisk"))
+                missing_text = f"sound {sound_id}: missing on this Asterisk"
+                findings.append(Finding(False, missing_text, INSTALL_PROMPTS))
                 continue
-            languages = sorted(
-                {f.get("language", "?") for f in sound.get("formats", []) if isinstance(f, dict)}
-            )
+            languages = _languages(sound)
             missing = [lang for lang in EXPECTED_LANGUAGES if lang not in languages]
             text = f"sound {sound_id}: {', '.join(languages) or 'no formats'}"
             if missing:
                 text += f" (no {', '.join(missing)}: callers with that language hear English)"
             findings.append(Finding(True, text))
+        if settings.ivr.readback:
+            findings.append(_digits_finding(rest))
     return findings
 
 
@@ -91,4 +161,11 @@ def check_crm(settings: Settings) -> Finding:
     )
 
 
-__all__ = ["AriError", "Finding", "check_asterisk", "check_crm", "configured_sounds"]
+__all__ = [
+    "AriError",
+    "Finding",
+    "check_asterisk",
+    "check_crm",
+    "configured_sounds",
+    "sound_settings",
+]

@@ -187,8 +187,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         findings, status = [], CHECK_ARI_FAILED
     for finding in findings:
         print(("ok      " if finding.ok else "MISSING ") + finding.text)
+    for fix in dict.fromkeys(f.fix for f in findings if not f.ok and f.fix):
+        print(fix)
     if not all(f.ok for f in findings):
-        print("install the prompts with: stasis-dnd install-sounds <Asterisk sounds folder>")
         status = status or CHECK_PROMPT_MISSING
     try:
         crm = check_crm(settings)

@@ -5,8 +5,10 @@ requests, also while the service runs (SQLite locks keep both consistent).
     stasis-dnd outbox retry ID | --dead
     stasis-dnd outbox purge --older-than 7d
 
-Output is a plain table with the caller's number (the operator may have to
-call back by hand) and never a credential.
+Output is a plain table with the number to call (the operator may have to
+call back by hand), the caller's own number when they keyed in another one
+(a CALLER_ID column, shown when a listed request has one), and never a
+credential.
 """
 
 from __future__ import annotations
@@ -156,20 +158,34 @@ def _purge(store: Outbox, older_than: float) -> int:
 def format_table(entries: list[Entry], now: float) -> str:
     """The requests as an aligned text table (`now`: to tell a request that
     waits its own back-off)."""
-    header = ("ID", "STATE", "CREATED", "CALLER", "CHANNEL", "TRIES", "NOTE")
+    # The caller id column only when a request has one: most never do.
+    with_caller_id = any(e.caller_id for e in entries)
+    header: tuple[str, ...] = (
+        "ID",
+        "STATE",
+        "CREATED",
+        "NUMBER",
+        "CALLER_ID",
+        "CHANNEL",
+        "TRIES",
+        "NOTE",
+    )
     rows = [header] + [
         (
             str(e.id),
             e.state,
             _when(e.created_at),
-            _printable(e.phone) or "(none)",
+            _printable(str(e.phone)) or "(none)",
+            _printable(str(e.caller_id)) or "(same)",
             _printable(e.channel_id),
             str(e.attempts),
             _note(e, now),
         )
         for e in entries
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    if not with_caller_id:
+        rows = [row[:4] + row[5:] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))
         + "  "

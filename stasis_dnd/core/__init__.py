@@ -13,11 +13,13 @@ Background(prompt), WaitExten with a 3 s digit timeout):
 2. The menu prompt plays. A key pressed during it stops it at once (as
    `Background()` does; ARI does not stop playbacks on DTMF by itself).
 3. After the prompt the flow waits `digit_timeout` for a key.
-4. The accepted key files a callback request (`RequestCallback`); only when
-   the shell says it is stored does the caller hear the confirmation (if any)
-   and goodbye, then the flow hangs up. If it could not be stored, or the
-   shell has not answered within `store_timeout` (a hung disk), the caller
-   hears sorry and goodbye: no promise that cannot be kept.
+4. The accepted key leads to the number to call (rules 10 to 12), then
+   files a callback request (`RequestCallback`); only when the shell says it
+   is stored does the caller hear the confirmation (or, for a number that
+   already has a request, that it is registered) and goodbye, then the flow
+   hangs up. If it could not be stored, or the shell has not answered within
+   `store_timeout` (a hung disk), the caller hears sorry and goodbye: no
+   promise that cannot be kept.
 5. Any other key, or silence: the menu is repeated while attempts remain
    (after the optional "invalid" notice), then sorry, goodbye, hang up.
 6. The caller may hang up at any moment: from then on no command is issued,
@@ -37,8 +39,22 @@ Background(prompt), WaitExten with a 3 s digit timeout):
    plays per channel, and ARI cannot list or stop another process's plays).
 8. A caller who pressed the key while still in the queue (`Stasis()` args
    `breakout,<key>`) goes straight to rule 4.
-9. A caller without a usable number is never offered a callback: sorry,
-   goodbye.
+9. Every number the CRM gets, from the caller id or keyed in, matches
+   `number_pattern` after `number_rewrite`. A caller id that does not is
+   no number: after the key the caller is told so and asked to key one in
+   (`hidden_number_entry`), or, with that off, hears sorry and goodbye.
+10. Read-back (`readback`): "we will call you back at", the number digit by
+   digit, "press 1 to confirm, 2 to enter another number", as one playback a
+   key stops. `confirm_digit` (or silence, with `silence_confirms`) files the
+   request, `change_digit` asks for another number; a wrong key repeats the
+   read-back up to `confirm_attempts` times, then sorry.
+11. Entry: the entry prompt, then digits with `entry_digit_timeout` between
+   them; `#`, that timeout or `entry_max_digits` ends the number, `*` starts
+   over. An invalid number gets the invalid notice and another try; every
+   number asked for (also after `change_digit`) counts against
+   `entry_attempts`, then sorry. A valid one is read back as in rule 10.
+12. The request carries the caller's own number too when it passed the rules
+   and differs from the number to call.
 """
 
 from stasis_dnd.core.callerid import normalize_number

@@ -6,9 +6,12 @@ comes out of here is only ever `+` and ASCII digits.
 
 from __future__ import annotations
 
+import re
+
 # Separators people and PBXes put into numbers; they carry no meaning.
 _SEPARATORS = frozenset(" -.()")
 _DIGITS = frozenset("0123456789")
+_CLEAN = re.compile(r"\+?[0-9]+")
 
 # Shorter than this is an internal extension or junk; E.164 allows 15 digits
 # and a dialled international prefix adds a few more.
@@ -50,3 +53,22 @@ def phone_of(caller_number: str, caller_name: str, source: str) -> str:
     if number or source == "number":
         return number
     return normalize_number(caller_name)
+
+
+def callback_number(number: str, pattern: str, rewrites: tuple[tuple[str, str], ...] = ()) -> str:
+    """Apply the first rewrite rule whose pattern matches all of `number`,
+    then return it if all of it matches `pattern`, else "".
+
+    `number` is already clean (`+` and digits); the result is checked to be
+    clean again, so no rule can bring in anything else.
+    """
+    if not number:
+        return ""
+    for find, replace in rewrites:
+        match = re.fullmatch(find, number)
+        if match:
+            number = match.expand(replace)
+            break
+    if not _CLEAN.fullmatch(number) or not re.fullmatch(pattern, number):
+        return ""
+    return number

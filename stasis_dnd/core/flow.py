@@ -21,16 +21,13 @@ way (until it starts, then until it ends).
 
 from __future__ import annotations
 
-from stasis_dnd.core.callerid import phone_of
+from stasis_dnd.core.callerid import callback_number, phone_of
 from stasis_dnd.core.commands import (
     Answer,
-    CancelTimer,
     Command,
     ContinueInDialplan,
     Hangup,
-    Play,
     RequestCallback,
-    StartTimer,
     StopPlayback,
 )
 from stasis_dnd.core.events import (
@@ -46,9 +43,10 @@ from stasis_dnd.core.events import (
     StasisStart,
     TimerFired,
 )
-from stasis_dnd.core.states import FINAL, Ending, Outcome, State, media_uri
+from stasis_dnd.core.number_steps import NumberSteps
+from stasis_dnd.core.states import Outcome, State
 from stasis_dnd.core.table import build_table
-from stasis_dnd.settings import DialplanTarget, IvrSettings
+from stasis_dnd.settings import DialplanTarget
 
 # The first `Stasis()` argument that marks a queue break-out.
 BREAKOUT_ARG = "breakout"
@@ -57,43 +55,8 @@ _DIGIT_TIMER = "digit"
 _STORE_TIMER = "store"
 
 
-class CallFlow:
+class CallFlow(NumberSteps):
     """The IVR for one call. Feed it events; carry out the commands it returns."""
-
-    def __init__(self, settings: IvrSettings | None = None, *, id_prefix: str = "") -> None:
-        self.settings = settings or IvrSettings()
-        # Playback and timer ids start with this, so a flow restarted for the
-        # same channel (recovery) never reuses an id of its predecessor.
-        self._id_prefix = id_prefix
-        self.state = State.NEW
-        self.channel: Channel | None = None
-        self.phone = ""
-        self.outcome: Outcome | None = None
-        self.callback_requested = False
-        # True once the shell said the request is stored (or found it stored).
-        self.callback_stored = False
-        # Set by `handle()` when the event did not fit the state; else None.
-        self.anomaly: str | None = None
-        # Set by `handle()` for trouble the operator should see; else None.
-        self.warning: str | None = None
-        self._breakout = False
-        self._closing = False
-        self._failures = 0
-        self._seq = 0
-        self._playing: str | None = None
-        self._started = False  # Asterisk reported the playback in `_playing` started
-        self._behind_old_play = False  # recovered: the next play may queue behind an old one
-        self._timer: str | None = None
-
-    @property
-    def playing(self) -> str | None:
-        """The id of the playback the flow is waiting on, if any."""
-        return self._playing
-
-    @property
-    def ending(self) -> Ending | None:
-        """How the call ended, or None while it is still in the flow."""
-        return FINAL.get(self.state)
 
     def handle(self, event: Event) -> list[Command]:
         """Advance the flow by one event and return the commands to carry out."""
@@ -133,9 +96,9 @@ class CallFlow:
             # The app is shutting down: the dialplan's fallback serves this caller.
             self.outcome = self.outcome or Outcome.SHUTDOWN
             return self._continue()
-        self.phone = phone_of(
-            channel.caller_number, channel.caller_name, self.settings.callerid_source
-        )
+        own = phone_of(channel.caller_number, channel.caller_name, self.settings.callerid_source)
+        rules = self.settings.number_pattern, self.settings.number_rewrite
+        self.phone = self.caller_number = callback_number(own, *rules)
         self._breakout = breakout
         if channel.state == "Up":
             return self._after_pause()
@@ -148,17 +111,16 @@ class CallFlow:
     def _after_pause(self) -> list[Command]:
         if self.callback_requested:
             return self._goodbye()
-        if not self.phone:
+        if not self.phone and not self.settings.hidden_number_entry:
             self.outcome = Outcome.NO_CALLERID
             return self._sorry()
         if self._breakout:
-            return self._request_callback()
+            return self._accepted()
         return self._play_menu()
 
     def _on_pause_over(self, event: TimerFired) -> list[Command]:
-        if event.timer_id != self._timer:
+        if not self._is_current(event.timer_id):
             return []  # a timer cancelled or replaced before it fired
-        self._timer = None
         return self._after_pause()
 
     # --- the menu -----------------------------------------------------------
@@ -198,9 +160,8 @@ class CallFlow:
         return stop + self._playback_over() + self._choose(event.digit)
 
     def _on_playback_stuck(self, event: TimerFired) -> list[Command]:
-        if event.timer_id != self._timer:
+        if not self._is_current(event.timer_id):
             return []  # a timer cancelled or replaced before it fired
-        self._timer = None
         stuck = self._playing
         assert stuck is not None  # the watchdog runs only while a playback does
         if self._started:
@@ -227,14 +188,13 @@ class CallFlow:
         return self._cancel_timer() + self._choose(event.digit)
 
     def _on_digit_timeout(self, event: TimerFired) -> list[Command]:
-        if event.timer_id != self._timer:
+        if not self._is_current(event.timer_id):
             return []
-        self._timer = None
         return self._no_choice(Outcome.TIMEOUT)
 
     def _choose(self, digit: str) -> list[Command]:
         if digit == self.settings.accept_digit:
-            return self._request_callback()
+            return self._accepted()
         return self._no_choice(Outcome.INVALID)
 
     def _no_choice(self, outcome: Outcome) -> list[Command]:
@@ -254,25 +214,29 @@ class CallFlow:
         self.callback_requested = True
         self.outcome = Outcome.CALLBACK
         timer = self._start_timer(_STORE_TIMER, self.settings.store_timeout)
-        return [RequestCallback(self.phone), *timer]
+        caller_id = self.caller_number if self.caller_number != self.phone else ""
+        return [RequestCallback(self.phone, caller_id), *timer]
 
     def _on_stored(self, event: CallbackStored) -> list[Command]:
         self.callback_stored = True
         done = self._cancel_timer()
         if self._closing:
             return done + self._continue()
-        if self.settings.confirmation:
+        words = self.settings.confirmation
+        if event.already_requested:
+            self.outcome = Outcome.ALREADY_REQUESTED
+            words = self.settings.already_requested or words
+        if words:
             self.state = State.CONFIRMING
-            return done + self._play(self.settings.confirmation)
+            return done + self._play(words)
         return done + self._goodbye()
 
     def _on_not_stored(self, event: CallbackNotStored) -> list[Command]:
         return self._cancel_timer() + self._not_stored()
 
     def _on_store_timeout(self, event: TimerFired) -> list[Command]:
-        if event.timer_id != self._timer:
+        if not self._is_current(event.timer_id):
             return []
-        self._timer = None
         self.warning = (
             f"the callback request was not stored within {self.settings.store_timeout:g} s;"
             " the caller hears sorry (a late answer is delivered all the same)"
@@ -354,46 +318,6 @@ class CallFlow:
     def _continue(self) -> list[Command]:
         self.state = State.CONTINUED
         return [ContinueInDialplan(self.continue_target())]
-
-    # --- helpers ------------------------------------------------------------
-
-    def _next_id(self, kind: str) -> str:
-        self._seq += 1
-        assert self.channel is not None
-        return f"{self._id_prefix}{self.channel.id}-{kind}{self._seq}"
-
-    def _play(self, sound: str) -> list[Command]:
-        assert self.channel is not None
-        self._playing = self._next_id("p")
-        self._started = False
-        # The watchdogs are named after their playback: ids stay unique per call.
-        self._timer = self._playing + "-start"
-        start = self.settings.playback_start_timeout
-        if self._behind_old_play:
-            start, self._behind_old_play = self.settings.playback_timeout, False
-        return [
-            Play(self._playing, media_uri(sound), self.channel.language),
-            StartTimer(self._timer, start),
-        ]
-
-    def _watch(self, timer_id: str) -> list[Command]:
-        self._timer = timer_id
-        return [StartTimer(timer_id, self.settings.playback_timeout)]
-
-    def _playback_over(self) -> list[Command]:
-        # The playback we waited on ended (or was stopped): call off its watchdog.
-        self._playing = None
-        return self._cancel_timer()
-
-    def _start_timer(self, kind: str, seconds: float) -> list[Command]:
-        self._timer = self._next_id(kind)
-        return [StartTimer(self._timer, seconds)]
-
-    def _cancel_timer(self) -> list[Command]:
-        if self._timer is None:
-            return []
-        timer, self._timer = self._timer, None
-        return [CancelTimer(timer)]
 
 
 _TABLE = build_table(CallFlow)

@@ -12,6 +12,10 @@ class State(enum.Enum):
     MENU = "menu"  # the menu prompt is playing; a key stops it
     NOTICE = "notice"  # the "invalid" notice before the menu repeats
     WAITING = "waiting"  # the menu has played; waiting for a key
+    READBACK = "readback"  # reading the number back; a key stops it
+    CONFIRM_WAIT = "confirm_wait"  # the read-back has played; waiting for confirm or change
+    ENTRY_PROMPT = "entry_prompt"  # asking for a number; a key stops it and is typed
+    ENTERING = "entering"  # collecting the digits of a number
     STORING = "storing"  # callback requested; waiting for the shell to store it
     CONFIRMING = "confirming"  # playing the confirmation
     SORRY = "sorry"  # playing the apology
@@ -37,6 +41,9 @@ class Outcome(enum.Enum):
     TIMEOUT = "timeout"  # no key pressed
     INVALID = "invalid"  # only wrong keys pressed
     NO_CALLERID = "no_callerid"  # nothing to call back
+    NOT_CONFIRMED = "not_confirmed"  # the read-back was answered only with wrong keys
+    INVALID_NUMBER = "invalid_number"  # no valid number keyed in within entry_attempts
+    ALREADY_REQUESTED = "already_requested"  # the number has a request already
     PROMPT_FAILED = "prompt_failed"  # the menu prompt could not be played
     ABANDONED = "abandoned"  # the caller hung up before choosing
     SHUTDOWN = "shutdown"  # the app shut down mid-call
@@ -49,9 +56,17 @@ FINAL = {
 }
 LIVE = tuple(s for s in State if s is not State.NEW and s not in FINAL)
 # States in which a key stops the playing prompt and counts as the answer.
-KEY_STOPS_PROMPT = (State.MENU, State.NOTICE)
+KEY_STOPS_PROMPT = (State.MENU, State.NOTICE, State.READBACK, State.ENTRY_PROMPT)
 # States in which a playback is under way, watched by a `playback_timeout` timer.
-PLAYING = (State.MENU, State.NOTICE, State.CONFIRMING, State.SORRY, State.GOODBYE)
+PLAYING = (
+    State.MENU,
+    State.NOTICE,
+    State.READBACK,
+    State.ENTRY_PROMPT,
+    State.CONFIRMING,
+    State.SORRY,
+    State.GOODBYE,
+)
 
 
 def media_uri(name: str) -> str:

@@ -25,7 +25,7 @@ from stasis_dnd.core.events import (
     StasisStart,
     TimerFired,
 )
-from stasis_dnd.core.states import FINAL, KEY_STOPS_PROMPT, LIVE, PLAYING, State
+from stasis_dnd.core.states import FINAL, LIVE, PLAYING, State
 
 if TYPE_CHECKING:
     from stasis_dnd.core.flow import CallFlow
@@ -62,6 +62,14 @@ def build_table(flow: type[CallFlow]) -> dict[tuple[State, type], Handler]:
         (State.NOTICE, PlaybackFinished): flow._on_notice_finished,
         (State.WAITING, ChannelDtmfReceived): flow._on_key_while_waiting,
         (State.WAITING, TimerFired): flow._on_digit_timeout,
+        (State.READBACK, PlaybackFinished): flow._on_readback_finished,
+        (State.READBACK, ChannelDtmfReceived): flow._on_key_during_readback,
+        (State.CONFIRM_WAIT, ChannelDtmfReceived): flow._on_key_while_confirming,
+        (State.CONFIRM_WAIT, TimerFired): flow._on_confirm_timeout,
+        (State.ENTRY_PROMPT, PlaybackFinished): flow._on_entry_prompt_finished,
+        (State.ENTRY_PROMPT, ChannelDtmfReceived): flow._on_key_during_entry_prompt,
+        (State.ENTERING, ChannelDtmfReceived): flow._on_key_while_entering,
+        (State.ENTERING, TimerFired): flow._on_entry_timeout,
         (State.STORING, CallbackStored): flow._on_stored,
         (State.STORING, CallbackNotStored): flow._on_not_stored,
         (State.STORING, TimerFired): flow._on_store_timeout,
@@ -73,7 +81,7 @@ def build_table(flow: type[CallFlow]) -> dict[tuple[State, type], Handler]:
     for state in PLAYING:
         table[(state, TimerFired)] = flow._on_playback_stuck
         table[(state, PlaybackStarted)] = flow._on_playback_started
-    for state in KEY_STOPS_PROMPT:
+    for state in (State.MENU, State.NOTICE):
         table[(state, ChannelDtmfReceived)] = flow._on_key_during_prompt
     # The caller can leave at any moment, even before the flow has started.
     for state in (State.NEW, *LIVE):

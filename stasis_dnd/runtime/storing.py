@@ -1,7 +1,8 @@
 """Callback requests stored off the call's worker, on a pool of their own: a
 disk that hangs delays only the callers who pressed the key, and each answer
-comes back to its call through the dispatcher as `CallbackStored` or
-`CallbackNotStored`. A request that went to the CRM directly (the outbox
+comes back to its call through the dispatcher as `CallbackStored` (with
+`already_requested` when the number already had a request within the dedupe
+window) or `CallbackNotStored`. A request that went to the CRM directly (the outbox
 could not store it) is marked on the channel (`STASIS_DND_CALLBACK`), so a
 recovery after a crash, and the dialplan's fallback, know the caller is served.
 """
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from stasis_dnd.ari.rest import AriError, AriRest
-from stasis_dnd.callbacks.intake import SENT
+from stasis_dnd.callbacks.intake import DUPLICATE_RESULT, SENT
 from stasis_dnd.core import CallbackNotStored, CallbackStored, Event
 from stasis_dnd.metrics import Metrics
 from stasis_dnd.runtime.dispatch import Dispatcher
@@ -29,8 +30,9 @@ SENT_VARIABLE = "STASIS_DND_CALLBACK"
 class CallbackStore(Protocol):
     """What the calls need of the outbox (`callbacks.intake.CallbackService`)."""
 
-    def request(self, phone: str, channel_id: str) -> tuple[bool, str, str]:
-        """Store a request: (promise may be made, result label, reason)."""
+    def request(self, phone: str, channel_id: str, caller_id: str) -> tuple[bool, str, str]:
+        """Store a request to call `phone` (`caller_id`: the caller's own number
+        when it is another one, else ""): (promise may be made, result label, reason)."""
         ...
 
     def stored_for_channel(self, channel_id: str) -> bool: ...
@@ -52,7 +54,9 @@ class Storing:
         self._store = store
         self._submit = submit
         self._metrics = metrics
-        self._pool: Dispatcher[str] = Dispatcher(self._store_request, workers=workers, name="store")
+        self._pool: Dispatcher[tuple[str, str]] = Dispatcher(
+            self._store_request, workers=workers, name="store"
+        )
 
     def start(self) -> None:
         self._pool.start()
@@ -61,14 +65,15 @@ class Storing:
         # Daemon threads: a store hung on a dead disk must not keep the process alive.
         self._pool.stop(timeout=0.5)
 
-    def request(self, channel_id: str, phone: str) -> None:
+    def request(self, channel_id: str, phone: str, caller_id: str) -> None:
         """Store a request for this channel's caller; the answer comes as an event."""
-        self._pool.submit(channel_id, phone)
+        self._pool.submit(channel_id, (phone, caller_id))
 
-    def _store_request(self, channel_id: str, phone: str) -> None:
+    def _store_request(self, channel_id: str, numbers: tuple[str, str]) -> None:
         """On a storing thread: store the request, tell the call how it went."""
+        phone, caller_id = numbers
         try:
-            ok, result, reason = self._store.request(phone, channel_id)
+            ok, result, reason = self._store.request(phone, channel_id, caller_id)
         except Exception as error:  # a bug must not leave the caller waiting in silence
             log.exception("event=store_error channel=%s", channel_id)
             ok, result, reason = False, "failed", f"internal error: {error!r}"
@@ -80,5 +85,8 @@ class Storing:
                 # Only a crash before the call ends would need it: not worth failing for.
                 log.warning("event=mark_sent_failed channel=%s error=%r", channel_id, str(error))
         # A failure was logged by the callback service already, at critical level.
-        event: Event = CallbackStored() if ok else CallbackNotStored(reason)
+        event: Event = CallbackNotStored(reason)
+        if ok:
+            # A repeat within the dedupe window: the caller hears "already registered".
+            event = CallbackStored(already_requested=result == DUPLICATE_RESULT)
         self._submit(channel_id, (time.monotonic(), 0, event))

@@ -10,9 +10,20 @@ expectation needs the next thing to happen.
     call = Conversation(number="+7 900 123-45-67")
     call.expect_prompt()
     call.press("1")
-    call.expect_callback("+79001234567")
+    call.expect_readback("+79001234567")
+    call.press("2")                      # another number
+    call.expect_entry_prompt()
+    call.press("4951234567#")
+    call.expect_readback("4951234567")
+    call.press("1")
+    call.expect_callback("4951234567", caller_id="+79001234567")
+    call.expect_confirmation()
     call.expect_goodbye()
     call.expect_hangup()
+
+A play of several sounds (the read-back: prompt, number, menu) is one
+playback, as on Asterisk: it lasts as long as its parts together, and a key
+stops all of it.
 
 Expectations consume the flow's commands in order. Timers and playback stops
 are plumbing: an expectation steps over them unless it asks for one itself.
@@ -57,12 +68,14 @@ from stasis_dnd.core import (
 from stasis_dnd.core.states import media_uri
 from stasis_dnd.settings import IvrSettings
 
-CallbackMode = Literal["stored", "not_stored", "manual"]
+CallbackMode = Literal["stored", "not_stored", "already_requested", "manual"]
 _C = TypeVar("_C")
 
 # How long a sound plays when the test does not say; shorter than the digit
 # timeout so "wait for the prompt to end" and "time out" stay distinct.
 DEFAULT_SOUND_SECONDS = 2.0
+# How long Asterisk takes to say one digit of a `digits:` media.
+DIGIT_SECONDS = 0.5
 
 _PLUMBING = (StartTimer, CancelTimer, StopPlayback)
 
@@ -75,7 +88,8 @@ class Conversation:
     """One simulated call through a `CallFlow`.
 
     `callbacks` says what the outbox answers to a callback request: "stored"
-    (default), "not_stored", or "manual" (the test calls `callback_stored()`
+    (default), "not_stored", "already_requested" (the number has a request
+    within the dedupe window), or "manual" (the test calls `callback_stored()`
     or `callback_not_stored()` itself). `missing_sounds` fail to play, as a
     sound file absent on the Asterisk would. `stuck_sounds` are accepted but
     never start nor end, as on an Asterisk 22 just after a freeze: the flow's
@@ -110,8 +124,9 @@ class Conversation:
         self.callbacks: CallbackMode = callbacks
         self.now = 0.0
         self.transcript: list[str] = []
-        self.heard: list[str] = []  # media URIs the caller heard start
+        self.heard: list[str] = []  # media URIs the caller heard start, part by part
         self.callback_requests: list[str] = []  # phones the flow asked to store
+        self.caller_ids: list[str] = []  # and the caller id sent with each
         self.commands: list[Command] = []  # every command, in order
         self._missing = {media_uri(s) for s in missing_sounds}
         self._stuck = {media_uri(s) for s in stuck_sounds}
@@ -156,10 +171,12 @@ class Conversation:
         self._inbox.append(StasisEnd())
         self._run()
 
-    def callback_stored(self) -> None:
+    def callback_stored(self, *, already_requested: bool = False) -> None:
         """The outbox reports the request stored (with `callbacks="manual"`)."""
-        self._say("outbox", "stored the request")
-        self._feed(CallbackStored())
+        self._say(
+            "outbox", "found a request already" if already_requested else "stored the request"
+        )
+        self._feed(CallbackStored(already_requested))
 
     def callback_not_stored(self, reason: str = "disk full") -> None:
         """The outbox reports it could not store the request."""
@@ -201,6 +218,27 @@ class Conversation:
     def expect_confirmation(self) -> Play:
         return self.expect_play(self.settings.confirmation)
 
+    def expect_already_requested(self) -> Play:
+        return self.expect_play(self.settings.already_requested)
+
+    def expect_readback(self, number: str, *, after: str = "") -> Play:
+        """The caller hears `number` read back, digit by digit, between the
+        read-back prompt and its menu (after the sound `after`, if given)."""
+        parts = (after, self.settings.readback_prompt, "digits:" + number.lstrip("+"))
+        return self._expect_sounds(*parts, self.settings.readback_menu)
+
+    def expect_entry_prompt(self, *, after: str = "") -> Play:
+        """The caller is asked to key in a number (after the sound `after`, if given)."""
+        return self._expect_sounds(after, self.settings.entry_prompt)
+
+    def expect_no_number(self) -> Play:
+        """The caller is told their number cannot be seen and asked for one."""
+        return self.expect_entry_prompt(after=self.settings.no_number_prompt)
+
+    def expect_number_invalid(self) -> Play:
+        """The number keyed in is not valid: the caller is asked again."""
+        return self.expect_entry_prompt(after=self.settings.entry_invalid)
+
     def expect_goodbye(self) -> Play:
         return self.expect_play(self.settings.goodbye)
 
@@ -208,11 +246,15 @@ class Conversation:
         """The playing sound is cut short (a key was pressed, or shutdown)."""
         return self._expect(StopPlayback, "stop the playing sound")
 
-    def expect_callback(self, phone: str) -> None:
-        """The flow asks for a callback request for exactly `phone`."""
+    def expect_callback(self, phone: str, *, caller_id: str | None = None) -> None:
+        """The flow asks for a callback request for exactly `phone` (and, if
+        given, with exactly `caller_id` as the caller's own number)."""
         command = self._expect(RequestCallback, f"request a callback for {phone}")
         if command.phone != phone:
             self._fail(f"request a callback for {phone}", f"requested one for {command.phone}")
+        if caller_id is not None and command.caller_id != caller_id:
+            wanted = f"send caller id {caller_id!r} with the request"
+            self._fail(wanted, f"sent {command.caller_id!r}")
 
     def expect_hangup(self) -> None:
         self._expect(Hangup, "hang up")
@@ -232,6 +274,13 @@ class Conversation:
         if rest:
             self._fail("nothing more", "did " + ", ".join(map(_describe, rest)))
         self._unchecked.clear()
+
+    def _expect_sounds(self, *sounds: str) -> Play:
+        uri = ",".join(media_uri(sound) for sound in sounds if sound)
+        command = self._expect(Play, f"play {uri}")
+        if command.media != uri:
+            self._fail(f"play {uri}", f"played {command.media}")
+        return command
 
     # --- the simulated Asterisk ---------------------------------------------
 
@@ -259,22 +308,7 @@ class Conversation:
 
     def _carry_out(self, command: Command) -> None:
         if isinstance(command, Play):
-            if command.media in self._stuck:
-                self._say("asterisk", f"accepts {command.media} but never plays it")
-                return
-            self.heard.append(command.media)
-            self._inbox.append(PlaybackStarted(command.playback_id))
-            if command.media in self._endless:
-                self._say("asterisk", f"starts {command.media} and never ends it")
-                self._playing = (command.playback_id, (float("inf"), -1, StasisEnd()))
-                return
-            if command.media in self._missing:
-                self._say("asterisk", f"cannot find {command.media}")
-                self._inbox.append(PlaybackFinished(command.playback_id, "failed"))
-                return
-            seconds = self._seconds.get(command.media, DEFAULT_SOUND_SECONDS)
-            entry = self._at(seconds, PlaybackFinished(command.playback_id, "done"))
-            self._playing = (command.playback_id, entry)
+            self._start_playback(command)
         elif isinstance(command, StopPlayback):
             if self._playing is not None and self._playing[0] == command.playback_id:
                 self._unschedule(self._playing[1])
@@ -287,9 +321,13 @@ class Conversation:
                 self._unschedule(self._timers.pop(command.timer_id))
         elif isinstance(command, RequestCallback):
             self.callback_requests.append(command.phone)
+            self.caller_ids.append(command.caller_id)
             if self.callbacks == "stored":
                 self._say("outbox", f"stored a callback request for {command.phone}")
                 self._inbox.append(CallbackStored())
+            elif self.callbacks == "already_requested":
+                self._say("outbox", f"{command.phone} has a request already")
+                self._inbox.append(CallbackStored(already_requested=True))
             elif self.callbacks == "not_stored":
                 self._say("outbox", "could not store the request")
                 self._inbox.append(CallbackNotStored("the outbox refused it"))
@@ -297,6 +335,35 @@ class Conversation:
             self._inbox.append(StasisEnd())
         else:
             self.channel = replace(self.channel, state="Up")
+
+    def _start_playback(self, command: Play) -> None:
+        # As Asterisk does with several media: each part in turn, a missing
+        # one skipped; the playback fails only if none could be played.
+        parts = command.media.split(",")
+        if parts[0] in self._stuck:
+            self._say("asterisk", f"accepts {command.media} but never plays it")
+            return
+        self._inbox.append(PlaybackStarted(command.playback_id))
+        found = [part for part in parts if part not in self._missing]
+        self.heard += found
+        for part in parts:
+            if part in self._missing:
+                self._say("asterisk", f"cannot find {part}")
+        if any(part in self._endless for part in found):
+            self._say("asterisk", f"starts {command.media} and never ends it")
+            self._playing = (command.playback_id, (float("inf"), -1, StasisEnd()))
+            return
+        if not found:
+            self._inbox.append(PlaybackFinished(command.playback_id, "failed"))
+            return
+        seconds = sum(self._part_seconds(part) for part in found)
+        entry = self._at(seconds, PlaybackFinished(command.playback_id, "done"))
+        self._playing = (command.playback_id, entry)
+
+    def _part_seconds(self, part: str) -> float:
+        if part.startswith("digits:") and part not in self._seconds:
+            return DIGIT_SECONDS * len(part.removeprefix("digits:"))
+        return self._seconds.get(part, DEFAULT_SOUND_SECONDS)
 
     def _at(self, seconds: float, event: Event) -> tuple[float, int, Event]:
         entry = (self.now + seconds, next(self._order), event)
@@ -355,7 +422,8 @@ def _describe(command: Command) -> str:
     if isinstance(command, CancelTimer):
         return "cancel the timer"
     if isinstance(command, RequestCallback):
-        return f"request a callback for {command.phone}"
+        own = f" (caller id {command.caller_id})" if command.caller_id else ""
+        return f"request a callback for {command.phone}{own}"
     if isinstance(command, Hangup):
         return "hang up"
     if isinstance(command, ContinueInDialplan):

@@ -96,6 +96,19 @@ def test_a_hung_write_goes_to_the_crm_directly_and_the_late_row_is_not_sent_agai
     assert len(crm.requests) == 1
 
 
+def test_a_hung_write_sends_and_later_stores_the_caller_id(
+    service: CallbackService, crm: CrmEmulator
+) -> None:
+    release = hang_writes(service)
+    assert service.request(A, "chan-1", B).result == "sent"
+    [sent] = crm.delivered()
+    assert (sent.param("aon"), sent.param("callerId")) == (A, B)
+    release.set()
+    wait_until(lambda: [s for _, s, _ in rows(service)] == [DELIVERED])
+    assert service.outbox is not None
+    assert service.outbox.entries()[0].caller_id == B
+
+
 def test_a_hung_write_with_the_crm_down_is_not_promised_but_delivered_later(
     service: CallbackService, crm: CrmEmulator
 ) -> None:

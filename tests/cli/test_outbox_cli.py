@@ -64,7 +64,8 @@ def test_list_shows_a_table_of_every_request(
     status, out, _ = run("list")
     assert status == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["ID", "STATE", "CREATED", "CALLER", "CHANNEL", "TRIES", "NOTE"]
+    # No request has a caller id of its own: no column for it.
+    assert lines[0].split() == ["ID", "STATE", "CREATED", "NUMBER", "CHANNEL", "TRIES", "NOTE"]
     assert [line.split()[1] for line in lines[1:6]] == [
         "delivered",
         "duplicate",
@@ -82,6 +83,31 @@ def test_list_shows_a_table_of_every_request(
     assert "+79000000005?[2J" in out
     assert "\x1b" not in out
     assert lines[-1] == "pending 2, delivered 1, dead 1, duplicate 1"
+
+
+def test_list_shows_the_caller_id_of_requests_that_have_one(
+    box: Outbox, run: Callable[..., tuple[int, str, str]]
+) -> None:
+    now = time.time()
+    box.add("+79000000006", "1700000000.6", "r6", now, caller_id="+79000000007")
+    box.add("+79000000008", "1700000000.8", "r8", now, caller_id="+7900\x1b[2J")
+    _, out, _ = run("list")
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "ID",
+        "STATE",
+        "CREATED",
+        "NUMBER",
+        "CALLER_ID",
+        "CHANNEL",
+        "TRIES",
+        "NOTE",
+    ]
+    # Shown in full, as the number to call is: the operator may need either.
+    assert lines[6].split()[4:7] == ["+79000000006", "+79000000007", "1700000000.6"]
+    assert lines[7].split()[4:6] == ["+79000000008", "+7900?[2J"]
+    assert lines[1].split()[4:6] == ["+79000000001", "(same)"]  # called back at itself
+    assert "\x1b" not in out
 
 
 def test_list_by_state(box: Outbox, run: Callable[..., tuple[int, str, str]]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -36,6 +37,15 @@ from stasis_dnd.core import (
 )
 from stasis_dnd.settings import DialplanTarget, IvrSettings
 
+# The flow without read-back, number entry or confirmation: the original's
+# steps, which these tests pin (test_number_steps.py covers the rest).
+SIMPLE = IvrSettings(readback=False, hidden_number_entry=False, confirmation="")
+
+
+def simple(**changes: Any) -> IvrSettings:
+    return replace(SIMPLE, **changes)
+
+
 CH = Channel("ch1", "Up", "Ivan", "+7 900 123-45-67", "ru")
 PROMPT = "sound:custom/IVR_DND_OPERATORS"
 SORRY = "sound:sorry-youre-having-problems"
@@ -58,7 +68,7 @@ STORED_TARGET = ContinueInDialplan(DialplanTarget("dnd-fallback", "hang", "1"))
 
 def started(settings: IvrSettings | None = None, channel: Channel = CH) -> CallFlow:
     """A flow whose menu prompt (playback ch1-p1) is playing."""
-    flow = CallFlow(settings)
+    flow = CallFlow(settings or SIMPLE)
     assert flow.handle(StasisStart(channel, ("TIMEOUT",))) == play("ch1-p1", PROMPT)
     return flow
 
@@ -82,7 +92,7 @@ def test_answered_channel_hears_the_prompt_at_once() -> None:
 
 
 def test_ringing_channel_is_answered_then_paused_then_prompted() -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     ringing = replace(CH, state="Ring")
     assert flow.handle(StasisStart(ringing, ())) == [Answer(), StartTimer("ch1-pause1", 1.0)]
     assert flow.handle(ChannelDtmfReceived("1")) == []  # Wait() ignores keys too
@@ -91,14 +101,14 @@ def test_ringing_channel_is_answered_then_paused_then_prompted() -> None:
 
 
 def test_no_pause_configured_plays_right_after_answer() -> None:
-    flow = CallFlow(IvrSettings(answer_pause=0))
+    flow = CallFlow(simple(answer_pause=0))
     ringing = replace(CH, state="Ringing")
     assert flow.handle(StasisStart(ringing, ())) == [Answer(), *play("ch1-p1", PROMPT)]
 
 
 @pytest.mark.parametrize("number", ["", "anonymous", "Unknown", "restricted", "12", "1&a=2"])
 def test_unusable_caller_id_gets_sorry_not_an_offer(number: str) -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     channel = replace(CH, caller_number=number)
     assert flow.handle(StasisStart(channel, ())) == play("ch1-p1", SORRY)
     assert flow.handle(PlaybackFinished("ch1-p1")) == [off("ch1-p1"), *play("ch1-p2", GOODBYE)]
@@ -108,21 +118,21 @@ def test_unusable_caller_id_gets_sorry_not_an_offer(number: str) -> None:
 
 
 def test_callerid_from_name_as_the_original_did() -> None:
-    flow = CallFlow(IvrSettings(callerid_source="name"))
+    flow = CallFlow(simple(callerid_source="name"))
     channel = replace(CH, caller_name="8 (900) 111-22-33", caller_number="100")
     flow.handle(StasisStart(channel, ()))
     assert flow.phone == "89001112233"
 
 
 def test_callerid_number_then_name() -> None:
-    flow = CallFlow(IvrSettings(callerid_source="number_then_name"))
+    flow = CallFlow(simple(callerid_source="number_then_name"))
     channel = replace(CH, caller_name="+7 900 1112233", caller_number="anonymous")
     flow.handle(StasisStart(channel, ()))
     assert flow.phone == "+79001112233"
 
 
 def test_breakout_goes_straight_to_the_callback() -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     assert flow.handle(StasisStart(CH, ("breakout", "1"))) == [
         RequestCallback("+79001234567"),
         StartTimer("ch1-store1", 10.0),
@@ -131,7 +141,7 @@ def test_breakout_goes_straight_to_the_callback() -> None:
 
 
 def test_breakout_on_a_ringing_channel_answers_and_pauses_first() -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     event = StasisStart(replace(CH, state="Ring"), ("BREAKOUT", "1"))
     assert flow.handle(event) == [Answer(), StartTimer("ch1-pause1", 1.0)]
     assert flow.handle(TimerFired("ch1-pause1")) == [
@@ -141,7 +151,7 @@ def test_breakout_on_a_ringing_channel_answers_and_pauses_first() -> None:
 
 
 def test_breakout_with_another_key_hears_the_menu() -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     assert flow.handle(StasisStart(CH, ("breakout", "5"))) == play("ch1-p1", PROMPT)
 
 
@@ -219,7 +229,7 @@ def test_silence_times_out() -> None:
 
 
 def test_custom_digit_and_timeout() -> None:
-    flow = started(IvrSettings(accept_digit="5", digit_timeout=7))
+    flow = started(simple(accept_digit="5", digit_timeout=7))
     assert flow.handle(PlaybackFinished("ch1-p1")) == [off("ch1-p1"), StartTimer("ch1-digit2", 7)]
     assert flow.handle(ChannelDtmfReceived("5")) == [
         CancelTimer("ch1-digit2"),
@@ -229,7 +239,7 @@ def test_custom_digit_and_timeout() -> None:
 
 
 def test_attempts_repeat_the_menu_after_a_notice() -> None:
-    flow = waiting(IvrSettings(attempts=2, invalid_prompt="option-is-invalid"))
+    flow = waiting(simple(attempts=2, invalid_prompt="option-is-invalid"))
     assert flow.handle(ChannelDtmfReceived("9")) == [
         CancelTimer("ch1-digit2"),
         *play("ch1-p3", "sound:option-is-invalid"),
@@ -246,7 +256,7 @@ def test_attempts_repeat_the_menu_after_a_notice() -> None:
 
 
 def test_key_during_the_notice_counts_as_the_answer() -> None:
-    flow = waiting(IvrSettings(attempts=3, invalid_prompt="option-is-invalid"))
+    flow = waiting(simple(attempts=3, invalid_prompt="option-is-invalid"))
     flow.handle(TimerFired("ch1-digit2"))
     assert flow.handle(ChannelDtmfReceived("1")) == [
         StopPlayback("ch1-p3"),
@@ -257,7 +267,7 @@ def test_key_during_the_notice_counts_as_the_answer() -> None:
 
 
 def test_attempts_without_notice_repeat_the_menu_at_once() -> None:
-    flow = waiting(IvrSettings(attempts=2))
+    flow = waiting(simple(attempts=2))
     assert flow.handle(TimerFired("ch1-digit2")) == play("ch1-p3", PROMPT)
     assert flow.state is State.MENU
 
@@ -266,7 +276,7 @@ def test_attempts_without_notice_repeat_the_menu_at_once() -> None:
 
 
 def test_confirmation_is_played_after_the_request_is_stored() -> None:
-    flow = waiting(IvrSettings(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
+    flow = waiting(simple(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
     flow.handle(ChannelDtmfReceived("1"))
     assert flow.handle(CallbackStored()) == [
         CancelTimer("ch1-store3"),
@@ -289,7 +299,7 @@ def test_request_that_cannot_be_stored_gets_sorry_not_a_promise() -> None:
 
 
 def test_storing_that_hangs_past_store_timeout_gets_sorry() -> None:
-    flow = waiting(IvrSettings(store_timeout=4))
+    flow = waiting(simple(store_timeout=4))
     assert flow.handle(ChannelDtmfReceived("1"))[-1] == StartTimer("ch1-store3", 4)
     assert flow.handle(TimerFired("stale")) == []
     assert flow.state is State.STORING
@@ -315,7 +325,7 @@ def test_late_failure_after_store_timeout_changes_nothing() -> None:
 
 
 def test_media_uris_pass_through() -> None:
-    flow = CallFlow(IvrSettings(prompt="recording:dnd-menu"))
+    flow = CallFlow(simple(prompt="recording:dnd-menu"))
     assert flow.handle(StasisStart(CH, ())) == play("ch1-p1", "recording:dnd-menu")
 
 
@@ -339,7 +349,7 @@ def test_failed_prompt_continues_in_dialplan_by_default() -> None:
 
 
 def test_failed_prompt_can_say_sorry() -> None:
-    flow = started(IvrSettings(on_prompt_failure="sorry"))
+    flow = started(simple(on_prompt_failure="sorry"))
     assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [
         off("ch1-p1"),
         *play("ch1-p2", SORRY),
@@ -348,7 +358,7 @@ def test_failed_prompt_can_say_sorry() -> None:
 
 
 def test_failed_prompt_can_wait_for_a_key_anyway() -> None:
-    flow = started(IvrSettings(on_prompt_failure="wait"))
+    flow = started(simple(on_prompt_failure="wait"))
     assert flow.handle(PlaybackFinished("ch1-p1", "failed")) == [
         off("ch1-p1"),
         StartTimer("ch1-digit2", 3.0),
@@ -382,7 +392,7 @@ def test_hangup_while_storing_keeps_the_request() -> None:
 
 
 def test_hangup_before_start() -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     assert flow.handle(StasisEnd()) == []
     assert flow.ending is Ending.CALLER_GONE
 
@@ -422,7 +432,7 @@ def test_recovered_call_with_stored_callback_hears_goodbye() -> None:
 
 
 def test_recovered_call_without_callback_starts_again() -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     assert flow.handle(CallRecovered(CH)) == behind_old("ch1-p1", PROMPT)
     # Only the first play waits that long to start; the next ones have the short bound.
     assert flow.handle(PlaybackFinished("ch1-p1", "done"))[-1] == StartTimer("ch1-digit2", 3.0)
@@ -472,7 +482,7 @@ def test_drain_while_storing_is_bounded_by_the_store_timeout() -> None:
 
 
 def test_drain_after_the_request_is_stored_continues_to_goodbye_not_the_menu() -> None:
-    flow = waiting(IvrSettings(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
+    flow = waiting(simple(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
     flow.handle(ChannelDtmfReceived("1"))
     flow.handle(CallbackStored())  # the confirmation (ch1-p4) plays
     assert flow.handle(DrainEnded()) == [StopPlayback("ch1-p4"), off("ch1-p4"), STORED_TARGET]
@@ -480,7 +490,7 @@ def test_drain_after_the_request_is_stored_continues_to_goodbye_not_the_menu() -
 
 
 def test_continue_targets_are_configurable_and_none_means_after_stasis() -> None:
-    settings = IvrSettings(continue_to=None, continue_stored_to=DialplanTarget("bye", "s", "done"))
+    settings = simple(continue_to=None, continue_stored_to=DialplanTarget("bye", "s", "done"))
     flow = waiting(settings)
     assert flow.handle(DrainEnded()) == [CancelTimer("ch1-digit2"), ContinueInDialplan()]
     flow = waiting(settings)
@@ -490,7 +500,7 @@ def test_continue_targets_are_configurable_and_none_means_after_stasis() -> None
 
 
 def test_recovered_stored_caller_during_shutdown_continues_to_goodbye() -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     flow.handle(DrainEnded())
     assert flow.handle(CallRecovered(CH, callback_stored=True)) == [STORED_TARGET]
     assert flow.outcome is Outcome.CALLBACK
@@ -510,7 +520,7 @@ def test_unexpected_event_is_reported_not_raised() -> None:
 
 
 def test_caller_arriving_during_shutdown_goes_back_to_the_dialplan() -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     assert flow.handle(DrainEnded()) == []
     assert flow.anomaly is None
     assert flow.handle(StasisStart(replace(CH, state="Ring"), ())) == [MENU_TARGET]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,13 +36,19 @@ from stasis_dnd.core import (
     normalize_number,
 )
 from stasis_dnd.core.callerid import phone_of
-from stasis_dnd.settings import DEFAULT_CONTINUE, DEFAULT_CONTINUE_STORED, IvrSettings
+from stasis_dnd.core.states import KEY_STOPS_PROMPT
+from stasis_dnd.settings import (
+    DEFAULT_CONTINUE,
+    DEFAULT_CONTINUE_STORED,
+    DEFAULT_NUMBER_PATTERN,
+    IvrSettings,
+)
 
 # Stand-ins for "the playback the flow waits on" and "the timer it runs now",
 # so random sequences often hit the live ids, not only stale ones.
 PLAYING = "<playing>"
 RUNNING = "<running timer>"
-DIGITS = st.sampled_from([*list("0123456789*#ABCD"), "", "11", "x"])
+DIGITS = st.sampled_from([*list("0123456789*#ABCD"), "1", "2", "8", "#", "", "11", "x"])
 IDS = st.sampled_from(["ch1-p1", "ch1-p2", "ch1-p3", "ch1-p4", "ch1-p5", "other", PLAYING])
 TIMERS = st.sampled_from(
     ["ch1-pause1", "ch1-digit2", "ch1-digit3", "ch1-store2", "ch1-store3"]
@@ -53,7 +60,9 @@ CHANNELS = st.builds(
     id=st.just("ch1"),
     state=st.sampled_from(["Up", "Ring", "Ringing", "Down"]),
     caller_name=st.sampled_from(["", "Ivan", "+7 900 1112233", "anonymous"]),
-    caller_number=st.sampled_from(["", "+79001234567", "8 (900) 123-45-67", "Unknown", "1&x"]),
+    caller_number=st.sampled_from(
+        ["", "+79001234567", "8 (900) 123-45-67", "Unknown", "1&x", "123", "7"]
+    ),
     language=st.sampled_from(["en", "ru", ""]),
 )
 ARGS = st.lists(st.sampled_from(["TIMEOUT", "breakout", "1", "2", "", "x,y"]), max_size=3)
@@ -74,7 +83,15 @@ ENDS: st.SearchStrategy[Event] = st.sampled_from(
 )
 # Mostly events of a call in progress, so sequences get deep into the flow
 # before a hang-up or a second start ends or upsets it.
-EVENTS: st.SearchStrategy[Event] = st.one_of(IN_CALL, IN_CALL, IN_CALL, IN_CALL, STARTS, ENDS)
+# Keys and the live playback's end or timer, most often, and an end rarely:
+# the read-back and number entry lie several steps deep.
+KEYS = st.sampled_from(["1", "1", "2", "#", "*", "8", "9", "5"])
+DEEPER: st.SearchStrategy[Event] = st.one_of(
+    st.builds(ChannelDtmfReceived, KEYS),
+    st.just(PlaybackFinished(PLAYING)),
+    st.just(TimerFired(RUNNING)),
+)
+EVENTS: st.SearchStrategy[Event] = st.one_of(*[IN_CALL] * 3, *[DEEPER] * 12, STARTS, ENDS)
 IVR_SETTINGS = st.builds(
     IvrSettings,
     attempts=st.integers(1, 3),
@@ -85,6 +102,14 @@ IVR_SETTINGS = st.builds(
     on_prompt_failure=st.sampled_from(["continue", "sorry", "wait"]),
     continue_to=st.sampled_from([None, DEFAULT_CONTINUE]),
     continue_stored_to=st.sampled_from([None, DEFAULT_CONTINUE_STORED, DEFAULT_CONTINUE]),
+    readback=st.booleans(),
+    silence_confirms=st.booleans(),
+    confirm_attempts=st.integers(1, 3),
+    hidden_number_entry=st.booleans(),
+    entry_attempts=st.integers(1, 3),
+    entry_max_digits=st.sampled_from([1, 6, 16]),
+    number_pattern=st.sampled_from([DEFAULT_NUMBER_PATTERN, r"[0-9]{1,3}", r"\+7[0-9]{10}"]),
+    number_rewrite=st.sampled_from([(), ((r"8(\d{10})", r"+7\1"),), ((r"(\d)", r"+\1\1"),)]),
 )
 GONE = (ChannelHangupRequest, StasisEnd, ChannelGone)
 
@@ -103,7 +128,13 @@ def resolve(event: Event, flow: CallFlow, running: set[str]) -> Event:
 def check_command(command: Command, ivr: IvrSettings, running: set[str], *, stored: bool) -> None:
     """One command's own promises; keeps `running` (the live timers) up to date."""
     if isinstance(command, RequestCallback):
+        # Never a number the rules did not pass, keyed in or from the caller id.
         assert re.fullmatch(r"\+?[0-9]+", command.phone)
+        assert re.fullmatch(ivr.number_pattern, command.phone)
+        if command.caller_id:
+            assert re.fullmatch(r"\+?[0-9]+", command.caller_id)
+            assert re.fullmatch(ivr.number_pattern, command.caller_id)
+            assert command.caller_id != command.phone
     if isinstance(command, StartTimer):
         assert command.seconds >= 0
         running.add(command.timer_id)
@@ -114,15 +145,31 @@ def check_command(command: Command, ivr: IvrSettings, running: set[str], *, stor
 
 
 @settings(max_examples=1500)
-@given(IVR_SETTINGS, st.lists(EVENTS, max_size=4), STARTS, st.lists(EVENTS, max_size=40))
+@given(
+    IVR_SETTINGS, st.lists(EVENTS, max_size=4), STARTS, st.lists(EVENTS, min_size=20, max_size=60)
+)
 def test_random_sequences_keep_the_promises(
     ivr: IvrSettings, before: list[Event], start: Event, after: list[Event]
 ) -> None:
+    check_sequence(ivr, [*before, start, *after])
+
+
+@settings(max_examples=800)
+@given(IVR_SETTINGS, CHANNELS, st.lists(EVENTS, min_size=10, max_size=60))
+def test_random_sequences_after_the_key_keep_the_promises(
+    ivr: IvrSettings, channel: Channel, after: list[Event]
+) -> None:
+    """The same, from the accepted key on: read-back, confirmation, entry."""
+    start = StasisStart(replace(channel, state="Up"), ("breakout", ivr.accept_digit))
+    check_sequence(ivr, [start, *after])
+
+
+def check_sequence(ivr: IvrSettings, events: list[Event]) -> None:
     """Whatever happens: no callback without the key, nothing after a hang-up,
-    one ending, every wait bounded by exactly one timer, and a hand-back to
+    one ending, every wait bounded by exactly one timer, a key stops the
+    prompt it interrupts, no number the rules did not pass, and a hand-back to
     the dialplan never offers the menu again to a caller whose request is stored."""
     flow = CallFlow(ivr)
-    events = [*before, start, *after]
     accept_seen = False
     gone = False
     requests: list[RequestCallback] = []
@@ -139,8 +186,10 @@ def test_random_sequences_keep_the_promises(
             accept_seen = True
         if isinstance(event, CallRecovered) and event.callback_stored:
             accept_seen = True  # the digit was pressed before the restart
-        state_before = flow.state
+        state_before, playing_before = flow.state, flow.playing
         commands: list[Command] = flow.handle(event)  # never raises
+        if state_before in KEY_STOPS_PROMPT and isinstance(event, ChannelDtmfReceived):
+            assert commands[0] == StopPlayback(playing_before or ""), "no barge-in"
         if flow.callback_stored and not stored_told:
             assert isinstance(event, CallbackStored | CallRecovered), "stored without being told"
             assert flow.callback_requested

@@ -9,6 +9,7 @@ a playback that started and never ends.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -37,6 +38,15 @@ from stasis_dnd.core import (
     TimerFired,
 )
 from stasis_dnd.settings import DEFAULT_CONTINUE, IvrSettings
+
+# The flow without read-back, number entry or confirmation: the original's
+# steps, which these tests pin (test_number_steps.py covers the rest).
+SIMPLE = IvrSettings(readback=False, hidden_number_entry=False, confirmation="")
+
+
+def simple(**changes: Any) -> IvrSettings:
+    return replace(SIMPLE, **changes)
+
 
 CH = Channel("ch1", "Up", "", "+79001234567", "en")
 PROMPT = "sound:custom/IVR_DND_OPERATORS"
@@ -71,7 +81,7 @@ def never_started(playback_id: str) -> TimerFired:
 
 def started(settings: IvrSettings | None = None) -> CallFlow:
     """A flow whose menu prompt ch1-p1 is playing (Asterisk reported its start)."""
-    flow = CallFlow(settings)
+    flow = CallFlow(settings or SIMPLE)
     start = flow.settings.playback_start_timeout
     assert flow.handle(StasisStart(CH, ())) == play("ch1-p1", PROMPT, start)
     begins(flow, "ch1-p1", flow.settings.playback_timeout)
@@ -79,7 +89,7 @@ def started(settings: IvrSettings | None = None) -> CallFlow:
 
 
 def test_every_playback_is_watched_for_its_start_then_for_playback_timeout() -> None:
-    flow = started(IvrSettings(playback_timeout=7, playback_start_timeout=2))
+    flow = started(simple(playback_timeout=7, playback_start_timeout=2))
     assert flow.handle(ChannelDtmfReceived("1")) == [
         StopPlayback("ch1-p1"),
         CancelTimer("ch1-p1-watchdog"),
@@ -98,11 +108,11 @@ def test_every_playback_is_watched_for_its_start_then_for_playback_timeout() -> 
 def test_timeouts_must_be_positive(name: str) -> None:
     zero: dict[str, Any] = {name: 0.0}
     with pytest.raises(ValueError, match=f"{name} must be greater than 0"):
-        IvrSettings(**zero)
+        simple(**zero)
 
 
 def test_menu_prompt_that_never_starts_counts_as_failed_after_the_start_timeout() -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     flow.handle(StasisStart(CH, ()))
     assert flow.handle(never_started("ch1-p1")) == [StopPlayback("ch1-p1"), TO_MENU]
     assert flow.outcome is Outcome.PROMPT_FAILED
@@ -115,7 +125,7 @@ def test_menu_prompt_that_never_starts_counts_as_failed_after_the_start_timeout(
 
 
 def test_goodbye_that_never_starts_still_hangs_up() -> None:
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     flow.handle(StasisStart(CH, ("breakout", "1")))
     flow.handle(CallbackStored())  # goodbye, ch1-p2
     assert flow.handle(never_started("ch1-p2")) == [StopPlayback("ch1-p2"), Hangup()]
@@ -123,7 +133,7 @@ def test_goodbye_that_never_starts_still_hangs_up() -> None:
 
 
 def test_a_start_watchdog_of_a_replaced_playback_is_ignored() -> None:
-    flow = CallFlow(IvrSettings(attempts=2))
+    flow = CallFlow(simple(attempts=2))
     flow.handle(StasisStart(CH, ()))
     flow.handle(PlaybackFinished("ch1-p1"))  # ended without a start report (failed early)
     flow.handle(TimerFired("ch1-digit2"))  # the menu again, as ch1-p3
@@ -148,13 +158,13 @@ def test_stuck_menu_prompt_stops_it_and_continues_in_the_dialplan() -> None:
 
 
 def test_stuck_menu_prompt_follows_on_prompt_failure_sorry() -> None:
-    flow = started(IvrSettings(on_prompt_failure="sorry"))
+    flow = started(simple(on_prompt_failure="sorry"))
     assert flow.handle(stuck("ch1-p1")) == [StopPlayback("ch1-p1"), *play("ch1-p2", SORRY)]
     assert flow.outcome is Outcome.PROMPT_FAILED
 
 
 def test_stuck_menu_prompt_follows_on_prompt_failure_wait() -> None:
-    flow = started(IvrSettings(on_prompt_failure="wait"))
+    flow = started(simple(on_prompt_failure="wait"))
     assert flow.handle(stuck("ch1-p1")) == [
         StopPlayback("ch1-p1"),
         StartTimer("ch1-digit2", 3.0),
@@ -163,7 +173,7 @@ def test_stuck_menu_prompt_follows_on_prompt_failure_wait() -> None:
 
 
 def test_stuck_notice_still_repeats_the_menu() -> None:
-    flow = started(IvrSettings(attempts=2, invalid_prompt="option-is-invalid"))
+    flow = started(simple(attempts=2, invalid_prompt="option-is-invalid"))
     flow.handle(ChannelDtmfReceived("7"))
     assert flow.state is State.NOTICE
     begins(flow, "ch1-p2")
@@ -174,7 +184,7 @@ def test_stuck_notice_still_repeats_the_menu() -> None:
 
 
 def test_stuck_confirmation_goes_on_to_goodbye() -> None:
-    flow = started(IvrSettings(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
+    flow = started(simple(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED"))
     flow.handle(ChannelDtmfReceived("1"))
     assert flow.handle(CallbackStored()) == [
         CancelTimer("ch1-store2"),
@@ -199,7 +209,7 @@ def test_stuck_sorry_goes_on_to_goodbye_and_stuck_goodbye_hangs_up() -> None:
 
 
 def test_a_watchdog_that_fires_after_its_playback_ended_is_ignored() -> None:
-    flow = started(IvrSettings(attempts=2))
+    flow = started(simple(attempts=2))
     flow.handle(PlaybackFinished("ch1-p1"))
     flow.handle(TimerFired("ch1-digit2"))  # silence: the menu again, as ch1-p3
     assert flow.handle(stuck("ch1-p1")) == []  # cancelled, but the shell was late
@@ -218,7 +228,7 @@ def test_hang_up_or_shutdown_during_a_playback_leaves_no_watchdog() -> None:
         CancelTimer("ch1-p1-watchdog"),
         TO_MENU,
     ]
-    flow = CallFlow()
+    flow = CallFlow(SIMPLE)
     flow.handle(StasisStart(CH, ()))
     assert flow.handle(DrainEnded()) == [
         StopPlayback("ch1-p1"),

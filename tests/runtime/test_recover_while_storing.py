@@ -25,7 +25,7 @@ class SlowStore:
         self.release = threading.Event()
         self.written = threading.Event()
 
-    def request(self, phone: str, channel_id: str) -> tuple[bool, str, str]:
+    def request(self, phone: str, channel_id: str, caller_id: str) -> tuple[bool, str, str]:
         self.release.wait(10)
         self.written.set()
         return True, "stored", ""
@@ -70,7 +70,8 @@ def test_a_reconnect_while_storing_keeps_the_call_and_its_answer() -> None:
         channel, item = items.get(timeout=10)
         registry.handle(channel, item)
         assert flow.callback_stored
-        assert rest.play.call_args.args[2] == "sound:vm-goodbye"
+        # Stored: the caller hears the confirmation (on by default), not the menu.
+        assert rest.play.call_args.args[2] == f"sound:{IvrSettings().confirmation}"
     finally:
         store.release.set()
         registry.stop()

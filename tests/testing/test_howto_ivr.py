@@ -16,9 +16,51 @@ def test_caller_presses_1_and_gets_a_callback(ivr: IvrKit) -> None:
     call = ivr.call(number="+7 900 123-45-67")
     call.expect_prompt()
     call.press("1")
+    call.expect_readback("+79001234567")  # "we will call you back at 7 9 0 0 ..."
+    call.press("1")  # confirms (so would silence)
     call.expect_callback("+79001234567")
+    call.expect_confirmation()
     call.expect_goodbye()
     call.expect_hangup()
+
+
+def test_caller_gives_another_number(ivr: IvrKit) -> None:
+    call = ivr.call(number="+79001234567")
+    call.expect_prompt()
+    call.press("1")
+    call.expect_readback("+79001234567")
+    call.press("2")
+    call.expect_entry_prompt()
+    call.press("84951234567#")
+    call.expect_readback("84951234567")
+    call.press("1")
+    call.expect_callback("84951234567", caller_id="+79001234567")
+    call.expect_confirmation()
+
+
+def test_hidden_number_keys_one_in_after_an_invalid_try(ivr: IvrKit) -> None:
+    ivr.configure(number_rewrite=((r"8(\d{10})", r"+7\1"),))
+    call = ivr.call(number="anonymous")
+    call.expect_prompt()
+    call.press("1")
+    call.expect_no_number()  # "we cannot see your number; please enter it, then hash"
+    call.press("123#")
+    call.expect_number_invalid()
+    call.press("89001234567#")
+    call.expect_readback("+79001234567")  # rewritten to the international form
+    call.wait(3)  # silence confirms
+    call.expect_callback("+79001234567", caller_id="")
+    call.expect_confirmation()
+
+
+def test_caller_who_asked_already_is_told_so(ivr: IvrKit) -> None:
+    call = ivr.call(callbacks="already_requested")
+    call.expect_prompt()
+    call.press("11")  # the second 1 confirms the read-back at once
+    call.expect_readback("+79001234567")
+    call.expect_callback("+79001234567")
+    call.expect_already_requested()
+    call.expect_goodbye()
 
 
 def test_unanswered_channel_is_answered_with_a_pause(ivr: IvrKit) -> None:
@@ -46,11 +88,11 @@ def test_two_attempts_with_an_invalid_notice(ivr: IvrKit) -> None:
     call.expect_invalid_notice()
     call.expect_prompt()
     call.press("1")
-    call.expect_callback("+79001234567")
+    call.expect_readback("+79001234567")
 
 
 def test_confirmation_after_the_request_is_stored(ivr: IvrKit) -> None:
-    ivr.configure(confirmation="custom/IVR_DND_CALLBACK_CONFIRMED")
+    ivr.configure(readback=False)
     call = ivr.call(callbacks="manual")
     call.expect_prompt()
     call.press("1")
@@ -63,6 +105,7 @@ def test_confirmation_after_the_request_is_stored(ivr: IvrKit) -> None:
 
 
 def test_no_false_promise_when_the_request_cannot_be_stored(ivr: IvrKit) -> None:
+    ivr.configure(readback=False)
     call = ivr.call(callbacks="not_stored")
     call.expect_prompt()
     call.press("1")
@@ -86,10 +129,12 @@ def test_missing_prompt_sends_the_caller_back_to_the_dialplan(ivr: IvrKit) -> No
     call.expect_continue()
 
 
-def test_queue_breakout_goes_straight_to_the_callback(ivr: IvrKit) -> None:
+def test_queue_breakout_goes_straight_to_the_read_back(ivr: IvrKit) -> None:
     call = ivr.call(args=("breakout", "1"))
+    call.expect_readback("+79001234567")
+    call.press("1")
     call.expect_callback("+79001234567")
-    call.expect_goodbye()
+    call.expect_confirmation()
 
 
 def test_a_failed_expectation_explains_itself() -> None:
@@ -130,8 +175,14 @@ def test_sound_lengths_recovery_and_stops(ivr: IvrKit) -> None:
     call.wait(9)
     call.press("1")
     call.expect_stop()
+    call.expect_readback("+79001234567")
+    call.press("1")
+    call.expect_stop()  # a key stops the read-back too
     call.expect_callback("+79001234567")
-    assert call.heard == ["sound:custom/IVR_DND_OPERATORS", "sound:vm-goodbye"]
+    call.expect_confirmation()
+    call.expect_goodbye()
+    assert call.heard[0] == "sound:custom/IVR_DND_OPERATORS"
+    assert call.heard[-2:] == ["sound:custom/IVR_DND_CALLBACK_CONFIRMED", "sound:vm-goodbye"]
 
 
 def test_recovered_call_whose_request_is_stored(ivr: IvrKit) -> None:
@@ -155,6 +206,8 @@ def test_raw_events_and_wrong_phone(ivr: IvrKit) -> None:
     call = ivr.call(number="8 900 000 00 00")
     call.expect_prompt()
     call.send(ChannelDtmfReceived("1"))
+    call.send(ChannelDtmfReceived("1"))
+    call.expect_readback("89000000000")
     with pytest.raises(ConversationError, match="requested one for 89000000000"):
         call.expect_callback("+79000000000")
 
@@ -162,7 +215,8 @@ def test_raw_events_and_wrong_phone(ivr: IvrKit) -> None:
 def test_manual_outbox_failure(ivr: IvrKit) -> None:
     call = ivr.call(callbacks="manual")
     call.expect_prompt()
-    call.press("1")
+    call.press("11")
+    call.expect_readback("+79001234567")
     call.expect_callback("+79001234567")
     call.callback_not_stored("disk full")
     call.expect_sorry()
@@ -196,7 +250,8 @@ def test_a_prompt_that_starts_and_never_ends_is_bounded_by_playback_timeout(ivr:
 def test_a_store_that_hangs_gets_sorry_after_store_timeout(ivr: IvrKit) -> None:
     call = ivr.call(callbacks="manual")  # the outbox never answers
     call.expect_prompt()
-    call.press("1")
+    call.press("11")
+    call.expect_readback("+79001234567")
     call.expect_callback("+79001234567")
     call.expect_sorry()  # no promise that cannot be kept
     assert call.now == 10.0  # store_timeout
@@ -208,9 +263,10 @@ def test_a_store_that_hangs_gets_sorry_after_store_timeout(ivr: IvrKit) -> None:
 def test_shutdown_after_the_key_sends_the_caller_to_goodbye_not_the_menu(ivr: IvrKit) -> None:
     call = ivr.call()
     call.expect_prompt()
-    call.press("1")
+    call.press("11")
+    call.expect_readback("+79001234567")
     call.expect_callback("+79001234567")
-    call.expect_goodbye()
+    call.expect_confirmation()
     call.drain_ends()
     call.expect_stop()
     call.expect_continue("dnd-fallback,hang,1")  # the dialplan plays only goodbye
