@@ -62,13 +62,12 @@ REST_FAULT_KINDS = frozenset({"answer", "play", "continue", "hangup", "get"})
 DEFAULT_SOUNDS: dict[str, float] = {
     "custom/IVR_DND_OPERATORS": 4.73,
     "custom/IVR_DND_CALLBACK_CONFIRMED": 4.75,
-    # Lengths estimated until the recordings are in sounds/.
-    "custom/IVR_DND_READBACK": 2.0,
-    "custom/IVR_DND_READBACK_MENU": 4.0,
-    "custom/IVR_DND_ENTER_NUMBER": 4.0,
-    "custom/IVR_DND_NUMBER_INVALID": 2.5,
-    "custom/IVR_DND_NO_NUMBER": 4.0,
-    "custom/IVR_DND_ALREADY_REQUESTED": 3.5,
+    "custom/IVR_DND_ALREADY_REQUESTED": 4.19,
+    "custom/IVR_DND_READBACK": 2.02,
+    "custom/IVR_DND_READBACK_MENU": 4.12,
+    "custom/IVR_DND_ENTER_NUMBER": 6.55,
+    "custom/IVR_DND_NUMBER_INVALID": 2.21,
+    "custom/IVR_DND_NO_NUMBER": 2.19,
     "sorry-youre-having-problems": 2.0,
     "vm-goodbye": 0.88,
 }
