@@ -3,12 +3,17 @@
 Callers come in two kinds, both scripted by ``[test-caller]`` in
 sandbox/extensions-sandbox.conf (``press1afterN``, ``press7afterN``,
 ``silent``, ``quitafterN``, ``press1if<VAR>``: press 1 once the global
-variable VAR is set, see ``Ari.set_global``):
+variable VAR is set, see ``Ari.set_global``; ``KEYPAD``: key in whatever
+``Ari.send_keys`` gives it, as often as it is given):
 
 - ``Ari.originate_caller``: a Local channel (cheap; DTMF as frames between
   the halves);
 - ``Ari.originate_sip_caller``: a call over real SIP and RTP from Asterisk to
-  itself on loopback, DTMF as RFC 4733 events, G.711 u-law.
+  itself on loopback, DTMF as RFC 4733 events, G.711 u-law; with
+  ``hidden=True`` the phone withholds its number.
+
+``Ari.originate_into_app`` puts a Local channel straight into an app, for
+tests of what ARI itself does (playbacks).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import threading
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -28,6 +34,10 @@ import requests
 import websocket
 
 CRM_OK = {"status": "ok", "message": "", "data": {}, "eventList": []}
+# The phone script that keys in what `Ari.send_keys` gives it ([test-caller] _keys.).
+KEYPAD = "keypad"
+# What Asterisk makes of a phone that withholds its number (see `originate_sip_caller`).
+HIDDEN_CALLER = {"name": "Anonymous", "number": "anonymous"}
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,7 @@ class SipCall:
 
     caller: str  # inbound PJSIP channel: runs the dialplan, enters Stasis
     phone: str  # outbound PJSIP channel: runs the phone's script
+    keys: str = ""  # the KEYPAD phone's global variable (`Ari.send_keys`)
 
 
 @dataclass(frozen=True)
@@ -160,12 +171,29 @@ class Ari:
         assert response.status_code == 200, response.text
         return str(response.json()["id"])
 
+    def originate_into_app(self, app: str, *, script: str = "silent") -> str:
+        """A Local channel straight into ``Stasis(app)``, answered by ``script``@test-caller
+        (half ;2); returns the id of half ;1, the channel in the app."""
+        response = self.request(
+            "POST",
+            "channels",
+            params={
+                "endpoint": f"Local/{script}@test-caller",
+                "app": app,
+                "callerId": '"Ivan" <+79001234567>',
+                "formats": "ulaw",
+            },
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["id"])
+
     def originate_sip_caller(
         self,
         script: str,
         *,
         number: str = "+79001234567",
         name: str = "Ivan",
+        hidden: bool = False,
         variables: dict[str, str] | None = None,
         extension: str = "s",
         context: str = "dnd-queue",
@@ -182,24 +210,43 @@ class Ari:
         ``context``/``extension`` with ``variables`` set on it (overriding
         dialplan globals; names and values without commas). This is the
         channel that enters Stasis. Returns both ids once the caller exists.
+
+        ``hidden``: the phone withholds its number, as a phone set to hide it
+        does: Asterisk sends From "Anonymous" <sip:anonymous@anonymous.invalid>
+        and ``Privacy: id``; the caller then arrives as ``HIDDEN_CALLER``.
+        ``script`` ``KEYPAD``: the phone keys in what ``send_keys`` gives it.
         """
         variables = variables or {}
         if any("," in key or "," in value for key, value in variables.items()):
             raise ValueError(f"commas cannot cross to the SIP caller: {variables}")
         phone = f"e2e-{uuid.uuid4().hex}"  # also the SIP user dialled: see [sip-self-in]
+        keys = f"E2E_KEYS_{phone[4:12]}" if script == KEYPAD else ""
+        params = {
+            "endpoint": f"PJSIP/{phone}@self",
+            "channelId": phone,
+            "context": "test-caller",
+            "extension": f"keys{keys}" if keys else script,
+            "priority": "1",
+        }
+        own: dict[str, str] = {}  # the phone leg's own settings, not copied to the caller
+        if hidden:
+            # originate's callerId would also set the connected line, presented
+            # "allowed", from which chan_pjsip builds From: set the parts instead.
+            own = {
+                "CALLERID(num)": number,
+                "CALLERID(name)": name,
+                "CALLERID(pres)": "prohib",
+                "PJSIP_HEADER(add,Privacy)": "id",
+            }
+        else:
+            params["callerId"] = f'"{name}" <{number}>'
         response = self.request(
             "POST",
             "channels",
-            params={
-                "endpoint": f"PJSIP/{phone}@self",
-                "channelId": phone,
-                "context": "test-caller",
-                "extension": script,
-                "priority": "1",
-                "callerId": f'"{name}" <{number}>',
-            },
+            params=params,
             json={
                 "variables": {
+                    **own,
                     **variables,
                     "E2E_VARS": ",".join(variables),
                     "E2E_TARGET": f"{context},{extension},1",
@@ -214,7 +261,7 @@ class Ari:
                 "GET", f"channels/{phone}/variable", params={"variable": "E2E_CALLER_ID"}
             )
             if answer.status_code == 200 and answer.json().get("value"):
-                return SipCall(caller=str(answer.json()["value"]), phone=phone)
+                return SipCall(caller=str(answer.json()["value"]), phone=phone, keys=keys)
             if answer.status_code == 404 and not self.channel_exists(phone):
                 raise AssertionError(f"the SIP phone leg {phone} ended before the call arrived")
             time.sleep(0.05)
@@ -246,6 +293,23 @@ class Ari:
             "POST", "asterisk/variable", params={"variable": name, "value": value}
         )
         assert response.status_code == 204, response.text
+
+    def global_variable(self, name: str) -> str:
+        response = self.request("GET", "asterisk/variable", params={"variable": name})
+        assert response.status_code == 200, response.text
+        return str(response.json()["value"])
+
+    def send_keys(self, call: SipCall, keys: str, timeout: float = 10.0) -> None:
+        """Have a ``KEYPAD`` phone key in ``keys`` (e.g. "79001234567#"): 120 ms per
+        key, 250 ms between keys, as RFC 4733 events. Returns once the phone has
+        taken them (it keys them in over the next 0.37 s per key)."""
+        assert call.keys, "the call's phone does not run the KEYPAD script"
+        assert self.global_variable(call.keys) == "", "the phone has not taken the last keys"
+        self.set_global(call.keys, keys)
+        deadline = time.monotonic() + timeout
+        while self.global_variable(call.keys):
+            assert time.monotonic() < deadline, f"the phone did not take {keys!r} in {timeout} s"
+            time.sleep(0.05)
 
     def app_channels(self, app: str) -> list[str]:
         """Ids of the channels parked in Stasis for ``app``."""
@@ -303,17 +367,63 @@ class AriEvents:
         self, event_type: str, channel_id: str, timeout: float = EVENT_TIMEOUT
     ) -> dict[str, Any]:
         """The next ``event_type`` event for ``channel_id``; others are skipped."""
+        return self.next(
+            lambda e: e.get("type") == event_type and e.get("channel", {}).get("id") == channel_id,
+            f"{event_type} for {channel_id}",
+            timeout,
+        )
+
+    def next(
+        self, wanted: Callable[[dict[str, Any]], bool], what: str, timeout: float = EVENT_TIMEOUT
+    ) -> dict[str, Any]:
+        """The next event ``wanted`` accepts; others are skipped."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no {event_type} for {channel_id} within {timeout} s")
+                raise AssertionError(f"no {what} within {timeout} s")
             try:
                 event = self.events.get(timeout=left)
             except queue.Empty:
                 continue
-            if event.get("type") == event_type and event.get("channel", {}).get("id") == channel_id:
+            if wanted(event):
                 return event
+
+    def next_playback_event(
+        self, channel_id: str, timeout: float = EVENT_TIMEOUT
+    ) -> dict[str, Any]:
+        """The next Playback* event of a playback on ``channel_id``."""
+        return self.next(
+            lambda e: (
+                str(e.get("type")).startswith("Playback")
+                and e["playback"].get("target_uri") == f"channel:{channel_id}"
+            ),
+            f"playback event on {channel_id}",
+            timeout,
+        )
+
+    def playback_until_finished(
+        self, playback_id: str, timeout: float = 30.0
+    ) -> list[tuple[str, str, str, str | None]]:
+        """The events of one playback up to its PlaybackFinished, each as
+        (type, state, media_uri, next_media_uri); other events are skipped."""
+        seen: list[tuple[str, str, str, str | None]] = []
+        deadline = time.monotonic() + timeout
+        while not seen or seen[-1][0] != "PlaybackFinished":
+            event = self.next(
+                lambda e: (
+                    str(e.get("type")).startswith("Playback")
+                    and e["playback"].get("id") == playback_id
+                ),
+                f"PlaybackFinished of {playback_id} (so far {seen})",
+                max(deadline - time.monotonic(), 0.01),
+            )
+            playback = event["playback"]
+            seen.append(
+                (event["type"], playback["state"], playback["media_uri"],
+                 playback.get("next_media_uri"))
+            )  # fmt: skip
+        return seen
 
     def close(self) -> None:
         self.socket.close()

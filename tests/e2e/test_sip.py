@@ -12,7 +12,14 @@ import os
 from collections.abc import Callable
 
 import pytest
-from e2e_kit import Ari, AriEvents, FakeCrm, SipCall, assert_one_fallback_request
+from e2e_kit import (
+    KEYPAD,
+    Ari,
+    AriEvents,
+    FakeCrm,
+    SipCall,
+    assert_one_fallback_request,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -106,3 +113,36 @@ def test_unanswered_sip_caller_enters_stasis_ringing(
     # Answering over ARI is what makes it Up (and lets the phone's script run).
     assert asterisk.request("POST", f"channels/{call.caller}/answer").status_code == 204
     assert asterisk.variable(call.caller, "CHANNEL(state)") == "Up"
+
+
+def test_sip_caller_with_a_hidden_number_arrives_as_anonymous_and_keys_in_a_number(
+    asterisk: Ari, app_events: AriEvents, cleanup_channels: Callable[[str], str]
+) -> None:
+    call = register(
+        asterisk.originate_sip_caller(
+            KEYPAD,
+            hidden=True,
+            variables={"DND_APP": app_events.app},
+            context="e2e-targets",
+            extension="stasis-unanswered",
+        ),
+        cleanup_channels,
+    )
+    start = app_events.wait_for("StasisStart", call.caller)
+    # Parsed from From: "Anonymous" <sip:anonymous@anonymous.invalid>.
+    assert start["channel"]["caller"] == {"name": "Anonymous", "number": "anonymous"}
+    from_header = asterisk.variable(call.caller, "PJSIP_HEADER(read,From)") or ""
+    assert from_header.startswith('"Anonymous" <sip:anonymous@anonymous.invalid>;tag=')
+    assert asterisk.variable(call.caller, "PJSIP_HEADER(read,Privacy)") == "id"
+    # The endpoint does not trust the peer's identity headers (trust_id_inbound
+    # is off), so Privacy: id does not make the presentation restricted.
+    assert asterisk.variable(call.caller, "CALLERID(pres)") == "allowed_not_screened"
+
+    assert asterisk.request("POST", f"channels/{call.caller}/answer").status_code == 204
+    asterisk.send_keys(call, "79001234567#")
+    keyed = [app_events.wait_for("ChannelDtmfReceived", call.caller) for _ in range(12)]
+    assert "".join(e["digit"] for e in keyed) == "79001234567#"
+    assert {e["duration_ms"] for e in keyed} == {120}
+    # The same phone keys in again when given more.
+    asterisk.send_keys(call, "1")
+    assert app_events.wait_for("ChannelDtmfReceived", call.caller)["digit"] == "1"

@@ -24,14 +24,15 @@ from stasis_dnd.testing.fake_asterisk.calls import (
     RestRequest,
     SentEvent,
 )
-from stasis_dnd.testing.fake_asterisk.pbx import DEFAULT_SOUNDS
-from stasis_dnd.testing.fake_asterisk.script import Step, hang_up, press
+from stasis_dnd.testing.fake_asterisk.pbx import DEFAULT_SOUNDS, DIGIT_SECONDS
+from stasis_dnd.testing.fake_asterisk.script import Step, hang_up, key_in, press
 from stasis_dnd.testing.fake_asterisk.server import FakeAsterisk
 
 __all__ = [
     "CALLER_HUNG_UP",
     "CONTINUED",
     "DEFAULT_SOUNDS",
+    "DIGIT_SECONDS",
     "HUNGUP_BY_APP",
     "STASIS_FAILED",
     "STILL_IN_APP",
@@ -43,5 +44,6 @@ __all__ = [
     "SentEvent",
     "Step",
     "hang_up",
+    "key_in",
     "press",
 ]

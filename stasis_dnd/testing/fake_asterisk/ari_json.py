@@ -68,16 +68,21 @@ def channel(
 
 
 def playback(
-    playback_id: str, media_uri: str, channel_id: str, language: str, state: str
+    playback_id: str,
+    media_uri: str,
+    channel_id: str,
+    language: str,
+    state: str,
+    *,
+    next_media_uri: str | None = None,
 ) -> dict[str, str]:
-    """An ARI Playback object; state is queued, playing, done or failed."""
-    return {
-        "id": playback_id,
-        "media_uri": media_uri,
-        "target_uri": f"channel:{channel_id}",
-        "language": language,
-        "state": state,
-    }
+    """An ARI Playback object; state is queued, playing, continuing, done or
+    failed. `media_uri` is the part playing; `next_media_uri` the one after it."""
+    body = {"id": playback_id, "media_uri": media_uri}
+    if next_media_uri is not None:
+        body["next_media_uri"] = next_media_uri
+    body.update(target_uri=f"channel:{channel_id}", language=language, state=state)
+    return body
 
 
 def event(kind: str, app: str, body: dict[str, Any], first: dict[str, Any] | None = None) -> str:

@@ -45,7 +45,9 @@ class Heard:
     """One prompt as the caller heard it.
 
     outcome: "" while playing, "done" (played to the end), "stopped" (the app
-    stopped it), "failed" (no such sound), "hangup" (the call ended during it).
+    stopped it), "failed" (its last part does not exist), "hangup" (the call
+    ended during it). `parts`: the media URIs of the play that started, in
+    order (a play of "a,b,c" stopped during b heard ["a", "b"]).
     """
 
     playback_id: str
@@ -53,6 +55,7 @@ class Heard:
     started: float
     ended: float | None = None
     outcome: str = ""
+    parts: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,15 @@ class FakeCall:
         return [e.type for e in list(self.events)]
 
     def media_heard(self) -> list[str]:
-        """Media URIs the caller heard start, in order."""
+        """The media of each play the caller heard start, in order (several
+        media of one play joined by commas, as the app asked)."""
         return [h.media for h in list(self.heard)]
+
+    def parts_heard(self) -> list[str]:
+        """Every media URI the caller heard start, one by one, in order: the
+        parts of a play of several media are separate entries
+        (["sound:custom/IVR_DND_READBACK", "digits:79001234567", ...])."""
+        return [part for h in list(self.heard) for part in list(h.parts)]
 
     def commands(self) -> list[str]:
         """The app's requests as "METHOD path", in order."""
@@ -128,7 +138,12 @@ class FakeCall:
             "events": self.event_types(),
             "requests": self.commands(),
             "heard": [
-                {"media": h.media, "outcome": h.outcome, "seconds": _span(h.started, h.ended)}
+                {
+                    "media": h.media,
+                    "parts": list(h.parts),
+                    "outcome": h.outcome,
+                    "seconds": _span(h.started, h.ended),
+                }
                 for h in list(self.heard)
             ],
             "seconds": _span(self.placed, self.ended),

@@ -21,16 +21,42 @@ class AppSocket(Protocol):
 
 @dataclass(eq=False)
 class Playback:
+    """One play request: its media URIs ("parts", given joined by commas)
+    play one after the other under one id."""
+
     id: str
-    media: str
+    media: str  # as requested: the parts joined by commas
     language: str
     channel: Channel
     state: str = "queued"
     timer: asyncio.TimerHandle | None = None
     heard: Heard | None = None
+    part: int = 0  # index of the part playing (or to play)
+    # Set once a sound: part has started; until then a stop is refused.
+    controllable: bool = False
+
+    @property
+    def parts(self) -> list[str]:
+        return self.media.split(",")
+
+    @property
+    def current(self) -> str:
+        return self.parts[self.part]
+
+    @property
+    def is_last(self) -> bool:
+        return self.part == len(self.parts) - 1
 
     def json(self) -> dict[str, str]:
-        return ari_json.playback(self.id, self.media, self.channel.id, self.language, self.state)
+        after = None if self.is_last else self.parts[self.part + 1]
+        return ari_json.playback(
+            self.id,
+            self.current,
+            self.channel.id,
+            self.language,
+            self.state,
+            next_media_uri=after,
+        )
 
 
 @dataclass(eq=False)

@@ -209,7 +209,7 @@ class AriHttp:
                 request.transport.abort()  # closed before any answer, as by a crash
             return _reply((fault or 500, ari_json.error("Internal Server Error")))
         if action == "play":
-            media = ",".join(query.getall("media", []))
+            media = query.getall("media", [""])[-1]  # a repeated media=: the last one wins
             playback_id = request.match_info.get("playback_id") or query.get("playbackId")
             status, body = self.pbx.play(channel_id, playback_id, media, query.get("lang", ""))
         elif action == "answer":

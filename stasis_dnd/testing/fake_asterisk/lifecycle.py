@@ -27,6 +27,8 @@ from stasis_dnd.testing.fake_asterisk.channel import AppSocket, Channel, Playbac
 # Events the app is expected to act on; the next command on the channel is
 # timed against the latest of them (Latency).
 ACTIONABLE = frozenset({"StasisStart", "ChannelDtmfReceived", "PlaybackFinished"})
+# Keys `digits:` says (digits/0-9, digits/star, digits/pound, digits/minus).
+SAID_DIGITS = frozenset("0123456789*#-")
 # ast_softhangup(chan, AST_SOFTHANGUP_EXPLICIT) publishes the flag as "cause".
 APP_HANGUP_FIELDS: dict[str, Any] = {"cause": 32, "soft": True}
 CALLER_HANGUP_FIELDS: dict[str, Any] = {"cause": 16}
@@ -37,6 +39,7 @@ class ChannelLife:
 
     app: str
     sounds: dict[str, float]
+    digit_seconds: float
     dialplan_linger: float
     notify: Callable[[], None]
     socket: AppSocket | None
@@ -67,26 +70,63 @@ class ChannelLife:
         if playback.state == "done":  # stopped while queued
             self._report_finished(playback)
             return
-        playback.state = "playing"
         channel.current = playback
         playback.heard = Heard(playback.id, playback.media, time.monotonic())
         channel.call.heard.append(playback.heard)
         self.counters["playbacks"] += 1
-        self._emit(channel, "PlaybackStarted", {"playback": playback.json()})
         channel.happen("playback_start")
-        duration = self._duration(playback.media)
+        self._start_part(playback)
+
+    def _start_part(self, playback: Playback) -> None:
+        """Play the current part: PlaybackStarted for each one, as Asterisk sends."""
+        part = playback.current
+        playback.state = "playing"
+        if part.startswith("sound:"):
+            playback.controllable = True
+        if playback.heard is not None:
+            playback.heard.parts.append(part)
+        channel = playback.channel
+        self._emit(channel, "PlaybackStarted", {"playback": playback.json()})
+        channel.happen(f"media:{part}")
+        duration = self._duration(part)
         if duration is None:
-            self._finish_playback(playback, "failed", "failed")
+            self._end_part(playback, played=False)
         else:
             loop = asyncio.get_running_loop()
-            playback.timer = loop.call_later(
-                duration, self._finish_playback, playback, "done", "done"
-            )
+            playback.timer = loop.call_later(duration, self._end_part, playback, True)
+
+    def _end_part(self, playback: Playback, played: bool) -> None:
+        """A part ended: PlaybackContinuing and the next part, or the end.
+        A part that could not play is skipped; only the last one fails the play."""
+        playback.timer = None
+        if playback.is_last:
+            outcome = "done" if played else "failed"
+            self._finish_playback(playback, outcome, outcome)
+            return
+        playback.state = "continuing"
+        self._emit(playback.channel, "PlaybackContinuing", {"playback": playback.json()})
+        playback.part += 1
+        self._start_part(playback)
 
     def _duration(self, media: str) -> float | None:
+        """How long a part plays; None if Asterisk cannot play it (no such
+        sound, a scheme the fake does not know)."""
+        if media.startswith("digits:"):
+            # One file per digit; characters without a file (a "+") are skipped.
+            said = [c for c in media[len("digits:") :] if c in SAID_DIGITS]
+            return self.digit_seconds * len(said)
         if not media.startswith("sound:"):
             return None
-        return self.sounds.get(media[len("sound:") :])
+        return self.sound_seconds(media[len("sound:") :])
+
+    def sound_seconds(self, sound: str) -> float | None:
+        """A sound's length; None if it does not exist. The core sounds'
+        digits/0..digits/9 always exist."""
+        if sound in self.sounds:
+            return self.sounds[sound]
+        if len(sound) == len("digits/0") and sound.startswith("digits/") and sound[-1].isdigit():
+            return self.digit_seconds
+        return None
 
     def _finish_playback(self, playback: Playback, state: str, outcome: str) -> None:
         if playback.timer is not None:

@@ -13,9 +13,16 @@ Theory of operation (as Asterisk 22 behaved on this machine):
   ends "failed", each queued one starts and fails, then StasisEnd. No
   ChannelDestroyed: the app is unsubscribed at StasisEnd.
 - Events for the app are dropped while no WebSocket is connected.
+- A play of several media (`media=a,b,c`) is one playback: PlaybackStarted
+  for each part, PlaybackContinuing between parts, one PlaybackFinished. A
+  part that does not exist is skipped; only a missing last part ends it
+  "failed". `digits:` says each digit (`digit_seconds` each; a "+" is
+  skipped). DELETE stops the whole playback during a `sound:` part; during a
+  `digits:` part it answers 204 and stops nothing; before any `sound:` part
+  has started it answers 500.
 
-Not modelled: a play of several media (`media=a,b`, PlaybackContinuing) is
-taken as one unknown sound and fails; media other than `sound:` fail too.
+Not modelled: media schemes other than `sound:` and `digits:` (they fail as
+a missing sound does).
 
 Everything here runs on the fake's event loop thread.
 """
@@ -50,13 +57,22 @@ Reply = tuple[int, Any]  # HTTP status, JSON body (None for no content)
 REST_FAULT_KINDS = frozenset({"answer", "play", "continue", "hangup", "get"})
 
 # The project's prompts and the Asterisk core sounds it uses, with their real
-# lengths in seconds (sounds/*/custom, asterisk-core-sounds-en gsm).
+# lengths in seconds (sounds/*/custom, asterisk-core-sounds-en gsm). The core
+# sounds digits/0..digits/9 exist too, `digit_seconds` long.
 DEFAULT_SOUNDS: dict[str, float] = {
     "custom/IVR_DND_OPERATORS": 4.73,
     "custom/IVR_DND_CALLBACK_CONFIRMED": 4.75,
+    "custom/IVR_DND_ALREADY_REQUESTED": 4.19,
+    "custom/IVR_DND_READBACK": 2.02,
+    "custom/IVR_DND_READBACK_MENU": 4.12,
+    "custom/IVR_DND_ENTER_NUMBER": 6.55,
+    "custom/IVR_DND_NUMBER_INVALID": 2.21,
+    "custom/IVR_DND_NO_NUMBER": 2.19,
     "sorry-youre-having-problems": 2.0,
     "vm-goodbye": 0.88,
 }
+# What one digit of `digits:` takes in asterisk-core-sounds-en (0.5 s in ru).
+DIGIT_SECONDS = 0.85
 
 
 class Pbx(ChannelLife):
@@ -69,9 +85,12 @@ class Pbx(ChannelLife):
         languages: tuple[str, ...],
         dialplan_linger: float,
         notify: Callable[[], None],
+        *,
+        digit_seconds: float = DIGIT_SECONDS,
     ) -> None:
         self.app = app
         self.sounds = dict(sounds)
+        self.digit_seconds = digit_seconds
         self.languages = languages
         self.dialplan_linger = dialplan_linger
         self.notify = notify
@@ -212,8 +231,8 @@ class Pbx(ChannelLife):
             kind = step[0]
             if kind == "sleep":
                 await asyncio.sleep(step[1])
-            elif kind in WAIT_STEPS:
-                what = WAIT_STEPS[kind]
+            elif kind in WAIT_STEPS or kind == "wait_media":
+                what = WAIT_STEPS[kind] if kind in WAIT_STEPS else f"media:{step[1]}"
                 while channel.in_app and channel.happened[what] <= consumed[what]:
                     await channel.changed.wait()
                 consumed[what] += 1
@@ -287,7 +306,7 @@ class Pbx(ChannelLife):
         channel = self._control(channel_id, "play")
         if not isinstance(channel, Channel):
             return channel
-        if not media:
+        if not all(media.split(",")):
             return 500, ari_json.error("Failed to queue media for playback")
         playback = Playback(
             id=playback_id or str(uuid.uuid4()),
@@ -316,10 +335,13 @@ class Pbx(ChannelLife):
         if playback is None:
             return 404, ari_json.error("Playback not found")
         self._time_command(playback.channel, "stop_playback")
-        if playback.state == "playing":
-            self._finish_playback(playback, "done", "stopped")
-        else:
+        if playback.state in ("queued", "done"):
             playback.state = "done"  # cancelled; reported when its turn comes
+        elif not playback.controllable:
+            return 500, ari_json.error("Could not stop playback")
+        elif playback.current.startswith("sound:"):
+            self._finish_playback(playback, "done", "stopped")
+        # else: a digits: part does not listen for the stop; all of it plays on.
         return 204, None
 
     def continue_in_dialplan(self, channel_id: str) -> Reply:
@@ -349,7 +371,7 @@ class Pbx(ChannelLife):
         return 200, ari_json.application(app, self.channels_in_app())
 
     def sound(self, sound_id: str) -> Reply:
-        if sound_id not in self.sounds:
+        if self.sound_seconds(sound_id) is None:
             return 404, ari_json.error("Sound not found")
         return 200, ari_json.sound(sound_id, self.languages)
 

@@ -10,6 +10,9 @@ Steps (lists from JSON work too):
 - ("wait_answer",): until the app answers (at once if the call came in Up)
 - ("wait_playback_start",) / ("wait_playback_end",): until the next prompt
   starts / ends; each wait takes the next one the caller has not waited for
+- ("wait_media", uri): until a media URI starts playing, alone or as a part
+  of a play of several ("digits:79001234567"); likewise each wait takes the
+  next time it starts
 - ("dtmf", digit) or ("dtmf", digit, duration_ms): press a key
 - ("hangup",): hang up
 
@@ -42,7 +45,7 @@ def parse(steps: Iterable[Sequence[Any]]) -> tuple[Step, ...]:
         kind = step[0]
         if kind == "sleep" and len(step) == 2 and _is_number(step[1]) and step[1] >= 0:
             parsed.append(("sleep", float(step[1])))
-        elif kind in WAIT_STEPS and len(step) == 1:
+        elif _is_wait(step):
             parsed.append(step)
         elif kind == "dtmf" and len(step) in (2, 3) and _is_digit(step[1]):
             duration = step[2] if len(step) == 3 else 100
@@ -67,6 +70,19 @@ def press(digit: str, after: float = 0.0, when: str = "playback_start") -> list[
     return steps
 
 
+def key_in(
+    keys: str, *, after_media: str = "", gap: float = 0.25, duration_ms: int = 120
+) -> list[Step]:
+    """Key in a string ("79001234567#") as a person does: `duration_ms` per
+    key, `gap` seconds between keys; after `after_media` starts, if given."""
+    steps: list[Step] = [("wait_media", after_media)] if after_media else []
+    for number, key in enumerate(keys):
+        if number:
+            steps.append(("sleep", gap))
+        steps.append(("dtmf", key, duration_ms))
+    return steps
+
+
 def hang_up(after: float = 0.0, when: str = "now") -> list[Step]:
     """Hang up `after` seconds after a moment: now, answer, playback_start, playback_end."""
     steps: list[Step] = []
@@ -76,6 +92,12 @@ def hang_up(after: float = 0.0, when: str = "now") -> list[Step]:
         steps.append(("sleep", after))
     steps.append(("hangup",))
     return steps
+
+
+def _is_wait(step: Step) -> bool:
+    if step[0] == "wait_media":
+        return len(step) == 2 and isinstance(step[1], str) and bool(step[1])
+    return step[0] in WAIT_STEPS and len(step) == 1
 
 
 def _is_number(value: object) -> bool:
