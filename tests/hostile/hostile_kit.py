@@ -27,7 +27,6 @@ PROMPT = "sound:custom/IVR_DND_OPERATORS"
 SORRY = "sound:sorry-youre-having-problems"
 GOODBYE = "sound:vm-goodbye"
 CONFIRMED = "sound:custom/IVR_DND_CALLBACK_CONFIRMED"
-ALREADY_REQUESTED = "sound:custom/IVR_DND_ALREADY_REQUESTED"
 # After the key, a caller without a usable number is asked to key one in.
 NO_NUMBER_ENTRY = "sound:custom/IVR_DND_NO_NUMBER,sound:custom/IVR_DND_ENTER_NUMBER"
 ENTER_NUMBER = "sound:custom/IVR_DND_ENTER_NUMBER"
