@@ -1,6 +1,7 @@
 """Shared pieces of the hostile-world tests: `stasis-dnd run` as a process
 (as in tests/integration/harness.py, plus environment variables), config
-files with any keys and short IVR timers, read-only looks at the outbox."""
+files with any keys and short IVR timers, the media a caller hears,
+read-only looks at the outbox."""
 
 from __future__ import annotations
 
@@ -25,16 +26,38 @@ APP = "stasis-dnd"
 PROMPT = "sound:custom/IVR_DND_OPERATORS"
 SORRY = "sound:sorry-youre-having-problems"
 GOODBYE = "sound:vm-goodbye"
+CONFIRMED = "sound:custom/IVR_DND_CALLBACK_CONFIRMED"
+# After the key, a caller without a usable number is asked to key one in.
+NO_NUMBER_ENTRY = "sound:custom/IVR_DND_NO_NUMBER,sound:custom/IVR_DND_ENTER_NUMBER"
+ENTER_NUMBER = "sound:custom/IVR_DND_ENTER_NUMBER"
 # Prompts a few tenths of a second long: a silent caller is done in ~1.5 s.
 SHORT_SOUNDS = {
     "custom/IVR_DND_OPERATORS": 0.6,
     "custom/IVR_DND_CALLBACK_CONFIRMED": 0.2,
+    "custom/IVR_DND_ALREADY_REQUESTED": 0.2,
+    "custom/IVR_DND_READBACK": 0.2,
+    "custom/IVR_DND_READBACK_MENU": 0.2,
+    "custom/IVR_DND_NO_NUMBER": 0.2,
+    "custom/IVR_DND_ENTER_NUMBER": 0.2,
+    "custom/IVR_DND_NUMBER_INVALID": 0.2,
+    **{f"digits/{digit}": 0.05 for digit in range(10)},
     "sorry-youre-having-problems": 0.2,
     "vm-goodbye": 0.2,
 }
 REQUEST_ID = re.compile(r"request_id=([0-9a-f-]{36})")
 
 Sections = Mapping[str, Mapping[str, object]]
+
+
+def readback(number: str) -> str:
+    """The one playback that reads `number` back and offers to confirm it."""
+    digits = number.removeprefix("+")
+    return f"sound:custom/IVR_DND_READBACK,digits:{digits},sound:custom/IVR_DND_READBACK_MENU"
+
+
+def requested(number: str) -> list[str]:
+    """What a caller hears who pressed 1 and let the read-back confirm `number`."""
+    return [PROMPT, readback(number), CONFIRMED, GOODBYE]
 
 
 def write_config(
@@ -54,7 +77,8 @@ def write_config(
             "app": APP,
             "drain_timeout": "3s",
         },
-        "ivr": {"digit_timeout": 0.5},
+        # Silence after the read-back confirms it, so this also is the wait for that.
+        "ivr": {"digit_timeout": 0.5, "entry_digit_timeout": "0.5s"},
         "crm": {
             "url": crm.url if crm else "http://127.0.0.1:9",
             "username": CRM_USER,

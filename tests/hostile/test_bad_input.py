@@ -18,17 +18,20 @@ from hostile_kit import (
     ARI_USER,
     CRM_PASSWORD,
     CRM_USER,
+    ENTER_NUMBER,
     GOODBYE,
+    NO_NUMBER_ENTRY,
     PROMPT,
     SHORT_SOUNDS,
     SORRY,
     App,
+    requested,
     write_config,
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stasis_dnd.core.callerid import phone_of
+from stasis_dnd.core.callerid import callback_number, phone_of
 from stasis_dnd.testing.crm_contract import request_problems
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 from stasis_dnd.testing.crm_replies import Received
@@ -38,6 +41,10 @@ EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Caller ids reach the flow cut to this length (stasis_dnd.ari.translate).
 CUT = 256
+# [ivr] number_pattern's default: the only numbers the CRM may get.
+PATTERN = r"\+?[0-9]{6,15}"
+# The number not matching, a silent caller is asked this often to key one in.
+ENTRY_ATTEMPTS = 3
 
 
 @pytest.fixture(scope="module")
@@ -109,19 +116,26 @@ def test_caller_ids_never_steer_the_crm_request(
     world: tuple[FakeAsterisk, CrmEmulator, App], number: str, name: str
 ) -> None:
     fake, crm, app = world
-    expected = phone_of(number, name, "number_then_name")
-    as_cut = phone_of(number[:CUT], name[:CUT], "number_then_name")
+    expected = callback_number(phone_of(number, name, "number_then_name"), PATTERN)
+    as_cut = callback_number(phone_of(number[:CUT], name[:CUT], "number_then_name"), PATTERN)
     before = len(crm.requests_for(expected)) if expected else 0
+    stored = app.count("event=callback_stored")
+    # The menu's key; the read-back is confirmed by silence, entry is left silent.
     call = fake.place_call(number, name=name, script=press("1"))
     assert call.wait_done(20) == HUNGUP_BY_APP
     if expected and expected == as_cut:
-        assert call.media_heard() == [PROMPT, GOODBYE]
+        assert call.media_heard() == requested(expected)
         assert crm.wait_for(lambda c: len(c.requests_for(expected)) == before + 1)
     elif not expected and not as_cut:
-        assert call.media_heard() == [SORRY, GOODBYE]  # nothing to call back
+        # Nothing to call back: asked to key a number in, which the caller never does.
+        retries = [ENTER_NUMBER] * (ENTRY_ATTEMPTS - 1)
+        assert call.media_heard() == [PROMPT, NO_NUMBER_ENTRY, *retries, SORRY, GOODBYE]
+        assert app.count("event=callback_stored") == stored
     assert crm.wait_for(lambda c: drained(c, app))
     for received in crm.requests:
         assert_clean(received)
+        phone = received.param(crm.phone_param) or ""
+        assert re.fullmatch(PATTERN, phone), phone
 
 
 STASIS_ARGS = st.lists(
@@ -144,7 +158,8 @@ def test_any_stasis_arguments_get_the_menu_or_a_break_out(
     call = fake.place_call(number, args=args, script=press("1"))
     assert call.wait_done(20) == HUNGUP_BY_APP
     breakout = len(args) >= 2 and args[0].lower() == "breakout" and args[1] == "1"
-    assert call.media_heard() == ([GOODBYE] if breakout else [PROMPT, GOODBYE])
+    # A break-out skips the menu, not the read-back (confirmed by silence).
+    assert call.media_heard() == (requested(number)[1:] if breakout else requested(number))
     assert crm.wait_for(lambda c: len(c.requests_for(number)) == 1)
     assert_still_serving(app)
 

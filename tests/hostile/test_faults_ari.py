@@ -15,7 +15,18 @@ import logging
 from collections.abc import Callable, Iterator
 
 import pytest
-from hostile_kit import APP, ARI_PASSWORD, ARI_USER, GOODBYE, PROMPT, SORRY, wait
+from hostile_kit import (
+    APP,
+    ARI_PASSWORD,
+    ARI_USER,
+    CONFIRMED,
+    GOODBYE,
+    PROMPT,
+    SORRY,
+    readback,
+    requested,
+    wait,
+)
 
 from stasis_dnd.core import CallFlow, ChannelDtmfReceived, Event
 from stasis_dnd.core.commands import Command
@@ -60,7 +71,8 @@ def start_app(fake: FakeAsterisk, caplog: pytest.LogCaptureFixture) -> Iterator[
                 read_timeout=2.0,
                 drain_timeout=drain,
             ),
-            ivr=IvrSettings(digit_timeout=0.5),
+            # Silence confirms the read-back after digit_timeout, as in hostile_kit.
+            ivr=IvrSettings(digit_timeout=0.5, entry_digit_timeout=0.5),
         )
         app = App(settings, Store(), workers=4)
         app.calls.final_commands.retry_for = retry_for
@@ -111,7 +123,7 @@ def test_a_hangup_that_fails_a_few_times_is_retried_until_the_channel_is_gone(
     # While it is retried, other callers are served as usual.
     other = fake.place_call("+79001230002", script=press("1"))
     assert other.wait_done(20) == HUNGUP_BY_APP
-    assert other.media_heard() == [PROMPT, GOODBYE]
+    assert other.media_heard() == requested("+79001230002")
     assert call.wait_done(30) == HUNGUP_BY_APP
     assert call.media_heard() == [PROMPT, SORRY, GOODBYE]
     assert statuses(call, "DELETE") == [status, status, status, 204]
@@ -255,7 +267,7 @@ def test_a_call_whose_handling_raises_goes_back_to_the_dialplan(
     other = fake.place_call("+79001230011", script=press("1", after=0.1))
     assert broken.wait_done(20) == CONTINUED
     assert other.wait_done(20) == HUNGUP_BY_APP
-    assert other.media_heard() == [PROMPT, GOODBYE]
+    assert other.media_heard() == requested("+79001230011")
     [error] = errors(caplog)
     assert error.startswith(f"event=thread_error thread=call-worker key={broken.id} ")
     assert f"event=fail_safe channel={broken.id} " in caplog.text
@@ -332,7 +344,8 @@ def test_a_replaced_app_waits_for_the_name_and_takes_it_back_when_free(
     assert fake.counters()["ws_replaced"] == 1
     assert len(first.calls) == 0
     # Nothing of the first's reached the caller it handed over (one prompt each).
-    assert parked.media_heard() == [PROMPT, PROMPT, GOODBYE]
+    confirmed = [readback("+79001230014"), CONFIRMED, GOODBYE]
+    assert parked.media_heard() == [PROMPT, PROMPT, *confirmed]
     # Ctrl-C on the second: it drains, and the name is free again.
     second.stop()
     second.shutdown()

@@ -20,6 +20,8 @@ from hostile_kit import (
     SORRY,
     App,
     outbox_rows,
+    readback,
+    requested,
     run_cli,
     wait,
     write_config,
@@ -99,7 +101,7 @@ def assert_served_as_usual(calls: list[FakeCall]) -> None:
     for call in calls:
         assert call.wait_done(20) == HUNGUP_BY_APP
     # Stored in the outbox, so the promise is kept whatever the CRM does.
-    assert pressed.media_heard() == [PROMPT, GOODBYE]
+    assert pressed.media_heard() == requested(pressed.number)
     assert silent.media_heard() == [PROMPT, SORRY, GOODBYE]
     assert wrong.media_heard() == [PROMPT, SORRY, GOODBYE]
 
@@ -211,7 +213,7 @@ def test_an_outbox_that_cannot_store_makes_no_false_promise(
             unlucky = fake.place_call("+79001110001", script=press("1", after=0.1))
             assert unlucky.wait_done(20) == HUNGUP_BY_APP
             # Neither stored nor delivered: sorry, not "we will call you back".
-            assert unlucky.media_heard() == [PROMPT, SORRY, GOODBYE]
+            assert unlucky.media_heard() == [PROMPT, readback(unlucky.number), SORRY, GOODBYE]
             app.wait_log("level=CRITICAL event=callback_not_stored")
             reason = "database or disk is full" if how == "full" else "database is locked"
             assert reason in app.text()
@@ -220,7 +222,7 @@ def test_an_outbox_that_cannot_store_makes_no_false_promise(
             direct = fake.place_call("+79001110002", script=press("1", after=0.1))
             assert direct.wait_done(20) == HUNGUP_BY_APP
             # The CRM took it directly: that promise is true.
-            assert direct.media_heard() == [PROMPT, GOODBYE]
+            assert direct.media_heard() == requested(direct.number)
             app.wait_log("event=callback_sent_directly")
         healed = fake.place_call("+79001110003", script=press("1", after=0.1))
         assert healed.wait_done(20) == HUNGUP_BY_APP

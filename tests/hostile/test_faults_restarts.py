@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hostile_kit import GOODBYE, PROMPT, SORRY, App, outbox_rows, write_config
+from hostile_kit import GOODBYE, PROMPT, SORRY, App, outbox_rows, requested, write_config
 
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 from stasis_dnd.testing.fake_asterisk import (
@@ -190,7 +190,7 @@ def test_rest_timing_out_for_one_channel_leaves_the_others_alone(
     others = [fake.place_call(f"+790012301{n:02d}", script=press("1")) for n in range(10)]
     for call in others:
         assert call.wait_done(20) == HUNGUP_BY_APP
-        assert call.media_heard() == [PROMPT, GOODBYE]
+        assert call.media_heard() == requested(call.number)
     # Each of the slow channel's steps takes 5 s at the fake: it is still going.
     assert not slow.done
     assert slow.wait_done(30) == HUNGUP_BY_APP  # timed out, not left parked

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hostile_kit import GOODBYE, PROMPT, App, write_config
+from hostile_kit import CONFIRMED, GOODBYE, PROMPT, App, readback, write_config
 
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 from stasis_dnd.testing.fake_asterisk import CONTINUED, HUNGUP_BY_APP, FakeAsterisk, press
@@ -72,7 +72,8 @@ def test_a_request_sent_directly_survives_a_sigkill(
     second.wait_log(f"event=recovered channel={call.id} callback_stored=True")
     assert call.wait_done(40) == HUNGUP_BY_APP
     # Goodbye again, not the menu: the caller already has a callback coming.
-    assert call.media_heard() == [PROMPT, GOODBYE, GOODBYE]
+    heard = [PROMPT, readback("+79001240003"), CONFIRMED, GOODBYE, GOODBYE]
+    assert call.media_heard() == heard
     assert second.stop() == 0
     assert crm.delivered_phones() == ["+79001240003"]
     assert len(crm.requests) == 1

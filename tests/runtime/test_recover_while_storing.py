@@ -61,7 +61,9 @@ def test_a_reconnect_while_storing_keeps_the_call_and_its_answer() -> None:
         registry.handle("c1", (time.monotonic(), 1, StasisStart(CHANNEL, ())))
         registry.handle("c1", (time.monotonic(), 1, ChannelDtmfReceived("1")))
         flow = registry._calls["c1"].flow
-        assert flow.state is State.STORING
+        read_back = flow.state
+        registry.handle("c1", (time.monotonic(), 1, ChannelDtmfReceived("1")))  # confirms it
+        assert (read_back, flow.state) == (State.READBACK, State.STORING)
         plays = rest.play.call_count
         registry.handle("c1", (time.monotonic(), 2, Recover(True, 2)))  # a reconnect
         assert registry._calls["c1"].flow is flow  # the same call, not a fresh menu
