@@ -40,6 +40,7 @@ class ChannelLife:
     app: str
     sounds: dict[str, float]
     digit_seconds: float
+    core_digits: bool  # digits/0..digits/9 exist besides `sounds`
     dialplan_linger: float
     notify: Callable[[], None]
     socket: AppSocket | None
@@ -121,10 +122,15 @@ class ChannelLife:
 
     def sound_seconds(self, sound: str) -> float | None:
         """A sound's length; None if it does not exist. The core sounds'
-        digits/0..digits/9 always exist."""
+        digits/0..digits/9 exist too unless `core_digits` is off."""
         if sound in self.sounds:
             return self.sounds[sound]
-        if len(sound) == len("digits/0") and sound.startswith("digits/") and sound[-1].isdigit():
+        if (
+            self.core_digits
+            and len(sound) == len("digits/0")
+            and sound.startswith("digits/")
+            and sound[-1].isdigit()
+        ):
             return self.digit_seconds
         return None
 

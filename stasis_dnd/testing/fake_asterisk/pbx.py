@@ -87,10 +87,12 @@ class Pbx(ChannelLife):
         notify: Callable[[], None],
         *,
         digit_seconds: float = DIGIT_SECONDS,
+        core_digits: bool = True,
     ) -> None:
         self.app = app
         self.sounds = dict(sounds)
         self.digit_seconds = digit_seconds
+        self.core_digits = core_digits
         self.languages = languages
         self.dialplan_linger = dialplan_linger
         self.notify = notify

@@ -51,9 +51,11 @@ class FakeAsterisk:
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         tls: ssl.SSLContext | None = None,
         digit_seconds: float = DIGIT_SECONDS,
+        core_digits: bool = True,
     ) -> None:
         """`tls`: serve https and wss with this server context (plain http if None).
-        `digit_seconds`: how long `digits:` takes to say one digit."""
+        `digit_seconds`: how long `digits:` takes to say one digit. `core_digits`:
+        whether digits/0..digits/9 exist besides `sounds` (False: only those in it)."""
         self.username = username
         self.password = password
         self.app = app
@@ -65,6 +67,7 @@ class FakeAsterisk:
         self._languages = tuple(languages)
         self._linger = dialplan_linger
         self._digit_seconds = digit_seconds
+        self._core_digits = core_digits
         self._changed = threading.Condition()
         self._generation = 0  # bumped on every change the fake notifies
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -316,7 +319,7 @@ class FakeAsterisk:
     def _new_pbx(self) -> Pbx:
         return Pbx(
             self.app, self._sounds, self._languages, self._linger, self._notify,
-            digit_seconds=self._digit_seconds,
+            digit_seconds=self._digit_seconds, core_digits=self._core_digits,
         )  # fmt: skip
 
     def _notify(self) -> None:
