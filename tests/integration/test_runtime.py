@@ -15,7 +15,9 @@ from stasis_dnd.testing.fake_asterisk import (
     CONTINUED,
     HUNGUP_BY_APP,
     FakeAsterisk,
+    FakeCall,
     hang_up,
+    key_in,
     press,
 )
 
@@ -31,12 +33,21 @@ def readback(number: str) -> str:
     return f"sound:custom/IVR_DND_READBACK,{digits}sound:custom/IVR_DND_READBACK_MENU"
 
 
-def keys(digits: str, when: str = "playback_start") -> list[tuple[object, ...]]:
-    """Press each key of `digits`, 0.1 s apart, once the next prompt starts."""
-    steps: list[tuple[object, ...]] = [(f"wait_{when}",)]
-    for digit in digits:
-        steps += [("sleep", 0.1), ("dtmf", digit)]
-    return steps
+READBACK = "sound:custom/IVR_DND_READBACK"
+ENTRY = "sound:custom/IVR_DND_ENTER_NUMBER"
+
+
+def press_and_confirm(after: float = 0.1) -> list[tuple[object, ...]]:
+    """Press 1 into the menu prompt, then 1 as soon as the read-back starts."""
+    return press("1", after=after) + key_in("1", after_media=READBACK)
+
+
+def confirm_now(call: FakeCall, fake: FakeAsterisk) -> None:
+    """Press 1 now, then 1 again once the read-back has started."""
+    heard = len(call.media_heard())
+    call.press("1")
+    fake.wait_until(lambda: READBACK in " ".join(call.media_heard()[heard:]), 10, "the read-back")
+    call.press("1")
 
 
 def test_caller_presses_1_and_the_crm_gets_the_request(
@@ -73,7 +84,7 @@ def test_caller_hangs_up_at_every_stage_without_errors(
     during_prompt = fake.place_call("+79000000001", script=hang_up(0.3, when="playback_start"))
     during_wait = fake.place_call("+79000000002", script=hang_up(0.5, when="playback_end"))
     after_one = fake.place_call(
-        "+79000000003", script=[*press("1", after=0.2), ("wait_playback_start",), ("hangup",)]
+        "+79000000003", script=[*press_and_confirm(0.2), ("wait_media", CONFIRMED), ("hangup",)]
     )
     for call in (during_prompt, during_wait, after_one):
         assert call.wait_done(20) == CALLER_HUNG_UP
@@ -97,7 +108,7 @@ def test_socket_dropped_mid_call_is_recovered(
     app.wait_log(f"event=recovered channel={call.id}")
     # The restarted flow plays the menu again; the caller now presses 1.
     fake.wait_until(lambda: call.media_heard().count(PROMPT) == 2, 10, "the prompt again")
-    call.press("1")
+    confirm_now(call, fake)
     assert call.wait_done(20) == HUNGUP_BY_APP
     assert crm.wait_for(lambda c: c.delivered_phones() == ["+79001234567"])
 
@@ -108,7 +119,7 @@ def test_killed_app_recovers_parked_calls_on_restart(
     first = AppProcess(config).start()
     fake.wait_connected(20)
     waiting = fake.place_call("+79001230001")
-    pressed = fake.place_call("+79001230002", script=press("1", after=0.1))
+    pressed = fake.place_call("+79001230002", script=press_and_confirm())
     fake.wait_until(lambda: PROMPT in waiting.media_heard(), 10, "the first prompt")
     first.wait_log("event=callback_stored")
     first.kill()
@@ -155,13 +166,19 @@ def test_sigterm_drains_calls_then_continues_them(
 ) -> None:
     app = AppProcess(config).start()
     fake.wait_connected(20)
-    quick = fake.place_call("+79001110001", script=keys("1") + keys("1"))
+    quick = fake.place_call("+79001110001", script=press_and_confirm())
     stuck = fake.place_call("+79001110002", script=[])
     fake.wait_until(lambda: PROMPT in stuck.media_heard(), 10, "the prompt")
+    app.wait_log("event=callback_stored")  # quick's: it hears the confirmation now
     app.signal(signal.SIGTERM)
     app.wait_log("event=stopping")
     late = fake.place_call("+79001110003")  # arrives during the drain
-    assert quick.wait_done(20) == HUNGUP_BY_APP
+    # The confirmation and goodbye outlast the 3 s drain: the dialplan says goodbye.
+    assert quick.wait_done(20) == CONTINUED
+    continued = [r for r in quick.requests if r.path.endswith("/continue")]
+    assert [(r.query.get("context"), r.query.get("extension")) for r in continued] == [
+        ("dnd-fallback", "hang")
+    ]
     assert late.wait_done(20) == CONTINUED
     assert late.media_heard() == []
     assert app.process is not None and app.process.wait(timeout=30) == 0
@@ -178,7 +195,7 @@ def test_junk_messages_are_logged_and_skipped(
     fake.send_raw('{"type": "ChannelDtmfReceived", "digit": "1", "channel": {"id": "nobody"}}')
     fake.send_raw('{"type": "SomethingNew"}')
     fake.send_raw("[1, 2, 3]")
-    call = fake.place_call("+79001234567", script=press("1", after=0.1))
+    call = fake.place_call("+79001234567", script=press_and_confirm())
     assert call.wait_done(20) == HUNGUP_BY_APP
     app.wait_log("event=bad_message", count=3)
     assert crm.wait_for(lambda c: c.delivered_phones() == ["+79001234567"])
@@ -206,7 +223,7 @@ def test_metrics_endpoint(tmp_path: Path, fake: FakeAsterisk, crm: CrmEmulator) 
     app = AppProcess(config).start()
     try:
         fake.wait_connected(20)
-        call = fake.place_call("+79001234567", script=press("1", after=0.1))
+        call = fake.place_call("+79001234567", script=press_and_confirm())
         assert call.wait_done(20) == HUNGUP_BY_APP
         app.wait_log("event=call channel=")
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -234,7 +251,7 @@ def test_a_second_instance_takes_over_and_the_first_waits_for_the_name(
         first.wait_log("event=app_replaced")
         first.wait_log(f"event=recovered channel={parked.id} ")
         # The newcomer took the parked call over; the first did not touch it.
-        parked.press("1")
+        confirm_now(parked, fake)
         assert parked.wait_done(30) == HUNGUP_BY_APP
         assert crm.wait_for(lambda c: c.delivered_phones() == ["+79001230009"])
         # The first stays up, waiting for the name, and does not take it back.
@@ -252,7 +269,10 @@ def test_hidden_number_keys_one_in_and_the_crm_gets_exactly_it(
     fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
 ) -> None:
     entry = "sound:custom/IVR_DND_NO_NUMBER,sound:custom/IVR_DND_ENTER_NUMBER"
-    call = fake.place_call("anonymous", script=keys("1") + keys("4951234567#") + keys("1"))
+    script = (
+        press("1") + key_in("4951234567#", after_media=ENTRY) + key_in("1", after_media=READBACK)
+    )
+    call = fake.place_call("anonymous", script=script)
     assert call.wait_done(30) == HUNGUP_BY_APP
     assert call.media_heard() == [PROMPT, entry, readback("4951234567"), CONFIRMED, GOODBYE]
     assert crm.wait_for(lambda c: c.delivered_phones() == ["4951234567"])
@@ -264,7 +284,11 @@ def test_another_number_reaches_the_crm_with_the_callers_own(
     fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
 ) -> None:
     call = fake.place_call(
-        "+79001234567", script=keys("1") + keys("2") + keys("84951234567#") + keys("1")
+        "+79001234567",
+        script=press("1")
+        + key_in("2", after_media=READBACK)
+        + key_in("84951234567#", after_media=ENTRY)
+        + key_in("1", after_media=READBACK),
     )
     assert call.wait_done(30) == HUNGUP_BY_APP
     assert readback("84951234567") in call.media_heard()
@@ -275,9 +299,9 @@ def test_another_number_reaches_the_crm_with_the_callers_own(
 def test_a_second_request_within_the_dedupe_window_is_told_it_is_registered(
     fake: FakeAsterisk, crm: CrmEmulator, app: AppProcess
 ) -> None:
-    first = fake.place_call("+79005550001", script=keys("1") + keys("1"))
+    first = fake.place_call("+79005550001", script=press_and_confirm())
     assert first.wait_done(30) == HUNGUP_BY_APP
-    again = fake.place_call("+79005550001", script=keys("1") + keys("1"))
+    again = fake.place_call("+79005550001", script=press_and_confirm())
     assert again.wait_done(30) == HUNGUP_BY_APP
     assert again.media_heard()[-2:] == ["sound:custom/IVR_DND_ALREADY_REQUESTED", GOODBYE]
     assert crm.wait_for(lambda c: c.delivered_phones() == ["+79005550001"])
