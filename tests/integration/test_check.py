@@ -24,7 +24,7 @@ from stasis_dnd.cli.check import (
 from stasis_dnd.config import load_settings
 from stasis_dnd.settings import IvrSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
-from stasis_dnd.testing.fake_asterisk import DEFAULT_SOUNDS, FakeAsterisk
+from stasis_dnd.testing.fake_asterisk import DEFAULT_SOUNDS, PREVIOUS_SOUNDS, FakeAsterisk
 
 # Exit statuses of `stasis-dnd check`: which check failed.
 ARI_FAILED, PROMPT_MISSING, CRM_FAILED = 3, 4, 5
@@ -57,10 +57,7 @@ def fake_languages() -> tuple[str, ...]:
 
 @pytest.fixture
 def fake(fake_sounds: dict[str, float], fake_languages: tuple[str, ...]) -> Iterator[FakeAsterisk]:
-    asterisk = FakeAsterisk(
-        ARI_USER, ARI_PASSWORD, APP, fake_sounds, languages=fake_languages, core_digits=False
-    )
-    with asterisk as server:
+    with FakeAsterisk(ARI_USER, ARI_PASSWORD, APP, fake_sounds, languages=fake_languages) as server:
         yield server
         server.check()
 
@@ -202,11 +199,7 @@ def test_check_names_a_missing_prompt(config: Path, fake: FakeAsterisk) -> None:
     assert INSTALL_DIGITS not in result.stdout
 
 
-# What an install of the previous version has: the first two prompts and Asterisk's own.
-OLD_INSTALL = {k: v for k, v in DEFAULT_SOUNDS.items() if k not in SHIPPED[2:]}
-
-
-@pytest.mark.parametrize("fake_sounds", [OLD_INSTALL])
+@pytest.mark.parametrize("fake_sounds", [PREVIOUS_SOUNDS])
 def test_check_names_the_new_prompts_missing_on_an_old_install(config: Path) -> None:
     result = run_check(config)
     assert result.returncode == PROMPT_MISSING, result.stdout + result.stderr

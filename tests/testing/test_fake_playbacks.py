@@ -10,15 +10,26 @@ import pytest
 import requests
 from fake_ari_client import APP, PASSWORD, SOUNDS, USER, WAIT, AppClient, start_call
 
-from stasis_dnd.testing.fake_asterisk import FakeAsterisk, key_in
+from stasis_dnd.testing.fake_asterisk import (
+    DEFAULT_SOUNDS,
+    DIGIT_SOUNDS,
+    PREVIOUS_SOUNDS,
+    FakeAsterisk,
+    key_in,
+)
 
 DIGIT = 0.05  # seconds per digit: fast, but long enough to act on
 SLOW_DIGIT = 1.0  # long enough for a stop to arrive while the digits play
 
 
+def with_digits(seconds: float) -> dict[str, float]:
+    """SOUNDS and the core sounds `digits:` says, each `seconds` long."""
+    return {**SOUNDS, **dict.fromkeys(DIGIT_SOUNDS, seconds)}
+
+
 @pytest.fixture
 def fake() -> Iterator[FakeAsterisk]:
-    with FakeAsterisk(USER, PASSWORD, APP, SOUNDS, digit_seconds=DIGIT) as server:
+    with FakeAsterisk(USER, PASSWORD, APP, with_digits(DIGIT)) as server:
         yield server
         server.check()
 
@@ -93,7 +104,7 @@ def test_a_missing_part_is_skipped_and_only_a_missing_last_part_fails(
     assert fake.calls()[0].heard[0].outcome == "failed"
 
 
-def test_digits_take_digit_seconds_each_and_skip_what_has_no_file(
+def test_digits_say_each_key_with_its_sound_and_skip_what_has_none(
     fake: FakeAsterisk, app: AppClient
 ) -> None:
     channel = start_call(fake, app)
@@ -104,12 +115,32 @@ def test_digits_take_digit_seconds_each_and_skip_what_has_no_file(
     assert heard.ended - heard.started >= 5 * DIGIT  # 7, 9, 0, 0, # (no "+")
 
 
-def test_the_core_digit_sounds_exist(fake: FakeAsterisk, app: AppClient) -> None:
-    assert app.get("/sounds/digits%2F7").status_code == 200
-    assert app.get("/sounds/digits%2F77").status_code == 404
-    channel = start_call(fake, app)
-    app.post(f"/channels/{channel}/play/p1", media="sound:digits/7,sound:digits/9")
-    assert parts(until_finished(app))[-1] == ("PlaybackFinished", "done", "sound:digits/9", None)
+def test_digits_without_their_sounds_are_skipped() -> None:
+    with FakeAsterisk(USER, PASSWORD, APP, {**SOUNDS, "digits/7": 30.0}) as fake:
+        client = AppClient(fake)
+        fake.wait_connected()
+        channel = start_call(fake, client)
+        client.post(f"/channels/{channel}/play/p1", media="digits:99,sound:short")
+        assert parts(until_finished(client)) == [
+            ("PlaybackStarted", "playing", "digits:99", "sound:short"),
+            ("PlaybackContinuing", "continuing", "digits:99", "sound:short"),
+            ("PlaybackStarted", "playing", "sound:short", None),
+            ("PlaybackFinished", "done", "sound:short", None),
+        ]
+        assert client.get("/sounds/digits%2F9").status_code == 404
+        assert client.get("/sounds/digits%2F7").status_code == 200
+        client.close()
+        fake.check()
+
+
+def test_installed_sounds_have_every_prompt_and_the_digits() -> None:
+    prompts = {f"custom/IVR_DND_{name}" for name in (
+        "OPERATORS", "CALLBACK_CONFIRMED", "ALREADY_REQUESTED", "READBACK", "READBACK_MENU",
+        "ENTER_NUMBER", "NUMBER_INVALID", "NO_NUMBER",
+    )}  # fmt: skip
+    digits = {f"digits/{digit}" for digit in range(10)}
+    assert prompts | digits <= set(DEFAULT_SOUNDS)  # the default: a full install
+    assert not digits & set(PREVIOUS_SOUNDS)
 
 
 def test_a_stop_during_a_sound_part_ends_the_whole_playback(
@@ -128,7 +159,7 @@ def test_a_stop_during_a_sound_part_ends_the_whole_playback(
 
 
 def test_a_stop_during_a_digits_part_is_accepted_and_stops_nothing() -> None:
-    with FakeAsterisk(USER, PASSWORD, APP, SOUNDS, digit_seconds=SLOW_DIGIT) as fake:
+    with FakeAsterisk(USER, PASSWORD, APP, with_digits(SLOW_DIGIT)) as fake:
         app = AppClient(fake)
         fake.wait_connected()
         channel = start_call(fake, app)

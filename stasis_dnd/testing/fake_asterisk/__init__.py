@@ -24,7 +24,12 @@ from stasis_dnd.testing.fake_asterisk.calls import (
     RestRequest,
     SentEvent,
 )
-from stasis_dnd.testing.fake_asterisk.pbx import DEFAULT_SOUNDS, DIGIT_SECONDS
+from stasis_dnd.testing.fake_asterisk.pbx import (
+    DEFAULT_SOUNDS,
+    DIGIT_SOUNDS,
+    PREVIOUS_SOUNDS,
+    READBACK_SOUNDS,
+)
 from stasis_dnd.testing.fake_asterisk.script import Step, hang_up, key_in, press
 from stasis_dnd.testing.fake_asterisk.server import FakeAsterisk
 
@@ -32,8 +37,10 @@ __all__ = [
     "CALLER_HUNG_UP",
     "CONTINUED",
     "DEFAULT_SOUNDS",
-    "DIGIT_SECONDS",
+    "DIGIT_SOUNDS",
     "HUNGUP_BY_APP",
+    "PREVIOUS_SOUNDS",
+    "READBACK_SOUNDS",
     "STASIS_FAILED",
     "STILL_IN_APP",
     "FakeAsterisk",

@@ -27,8 +27,8 @@ from stasis_dnd.testing.fake_asterisk.channel import AppSocket, Channel, Playbac
 # Events the app is expected to act on; the next command on the channel is
 # timed against the latest of them (Latency).
 ACTIONABLE = frozenset({"StasisStart", "ChannelDtmfReceived", "PlaybackFinished"})
-# Keys `digits:` says (digits/0-9, digits/star, digits/pound, digits/minus).
-SAID_DIGITS = frozenset("0123456789*#-")
+# The sounds `digits:` says for keys other than 0-9.
+DIGIT_SOUND = {"*": "digits/star", "#": "digits/pound", "-": "digits/minus"}
 # ast_softhangup(chan, AST_SOFTHANGUP_EXPLICIT) publishes the flag as "cause".
 APP_HANGUP_FIELDS: dict[str, Any] = {"cause": 32, "soft": True}
 CALLER_HANGUP_FIELDS: dict[str, Any] = {"cause": 16}
@@ -39,8 +39,6 @@ class ChannelLife:
 
     app: str
     sounds: dict[str, float]
-    digit_seconds: float
-    core_digits: bool  # digits/0..digits/9 exist besides `sounds`
     dialplan_linger: float
     notify: Callable[[], None]
     socket: AppSocket | None
@@ -90,8 +88,8 @@ class ChannelLife:
         self._emit(channel, "PlaybackStarted", {"playback": playback.json()})
         channel.happen(f"media:{part}")
         duration = self._duration(part)
-        if duration is None:
-            self._end_part(playback, played=False)
+        if not duration:  # nothing to hear (digits without sounds) ends at once too
+            self._end_part(playback, played=duration is not None)
         else:
             loop = asyncio.get_running_loop()
             playback.timer = loop.call_later(duration, self._end_part, playback, True)
@@ -113,26 +111,12 @@ class ChannelLife:
         """How long a part plays; None if Asterisk cannot play it (no such
         sound, a scheme the fake does not know)."""
         if media.startswith("digits:"):
-            # One file per digit; characters without a file (a "+") are skipped.
-            said = [c for c in media[len("digits:") :] if c in SAID_DIGITS]
-            return self.digit_seconds * len(said)
+            # One sound per key; a key without one (a "+") is skipped silently.
+            keys = media[len("digits:") :]
+            return sum(self.sounds.get(DIGIT_SOUND.get(k, f"digits/{k}"), 0.0) for k in keys)
         if not media.startswith("sound:"):
             return None
-        return self.sound_seconds(media[len("sound:") :])
-
-    def sound_seconds(self, sound: str) -> float | None:
-        """A sound's length; None if it does not exist. The core sounds'
-        digits/0..digits/9 exist too unless `core_digits` is off."""
-        if sound in self.sounds:
-            return self.sounds[sound]
-        if (
-            self.core_digits
-            and len(sound) == len("digits/0")
-            and sound.startswith("digits/")
-            and sound[-1].isdigit()
-        ):
-            return self.digit_seconds
-        return None
+        return self.sounds.get(media[len("sound:") :])
 
     def _finish_playback(self, playback: Playback, state: str, outcome: str) -> None:
         if playback.timer is not None:

@@ -16,10 +16,11 @@ Theory of operation (as Asterisk 22 behaved on this machine):
 - A play of several media (`media=a,b,c`) is one playback: PlaybackStarted
   for each part, PlaybackContinuing between parts, one PlaybackFinished. A
   part that does not exist is skipped; only a missing last part ends it
-  "failed". `digits:` says each digit (`digit_seconds` each; a "+" is
-  skipped). DELETE stops the whole playback during a `sound:` part; during a
-  `digits:` part it answers 204 and stops nothing; before any `sound:` part
-  has started it answers 500.
+  "failed". `digits:` says each digit with the sound digits/N, skipping
+  what has no sound (a "+", a digit whose sound is not in the table).
+  DELETE stops the whole playback during a `sound:` part; during a `digits:`
+  part it answers 204 and stops nothing; before any `sound:` part has
+  started it answers 500.
 
 Not modelled: media schemes other than `sound:` and `digits:` (they fail as
 a missing sound does).
@@ -56,23 +57,32 @@ Reply = tuple[int, Any]  # HTTP status, JSON body (None for no content)
 # Channel requests `fail_requests` can make fail.
 REST_FAULT_KINDS = frozenset({"answer", "play", "continue", "hangup", "get"})
 
-# The project's prompts and the Asterisk core sounds it uses, with their real
-# lengths in seconds (sounds/*/custom, asterisk-core-sounds-en gsm). The core
-# sounds digits/0..digits/9 exist too, `digit_seconds` long.
-DEFAULT_SOUNDS: dict[str, float] = {
+# Sounds with their real lengths in seconds (sounds/en/custom,
+# asterisk-core-sounds-en gsm). What an install of the previous version has:
+# its two prompts and the Asterisk sounds the app plays.
+PREVIOUS_SOUNDS: dict[str, float] = {
     "custom/IVR_DND_OPERATORS": 4.73,
     "custom/IVR_DND_CALLBACK_CONFIRMED": 4.75,
+    "sorry-youre-having-problems": 2.0,
+    "vm-goodbye": 0.88,
+}
+# The prompts of the read-back and number entry.
+READBACK_SOUNDS: dict[str, float] = {
     "custom/IVR_DND_ALREADY_REQUESTED": 4.19,
     "custom/IVR_DND_READBACK": 2.02,
     "custom/IVR_DND_READBACK_MENU": 4.12,
     "custom/IVR_DND_ENTER_NUMBER": 6.55,
     "custom/IVR_DND_NUMBER_INVALID": 2.21,
     "custom/IVR_DND_NO_NUMBER": 2.19,
-    "sorry-youre-having-problems": 2.0,
-    "vm-goodbye": 0.88,
 }
-# What one digit of `digits:` takes in asterisk-core-sounds-en (0.5 s in ru).
-DIGIT_SECONDS = 0.85
+# The core sounds the read-back and `digits:` say (ru's take 0.5 s).
+DIGIT_SOUNDS: dict[str, float] = {
+    **{f"digits/{digit}": 0.85 for digit in range(10)},
+    "digits/star": 0.7,
+    "digits/pound": 0.6,
+}
+# The default: an Asterisk with every prompt of the project and its core digits.
+DEFAULT_SOUNDS: dict[str, float] = {**PREVIOUS_SOUNDS, **READBACK_SOUNDS, **DIGIT_SOUNDS}
 
 
 class Pbx(ChannelLife):
@@ -85,14 +95,9 @@ class Pbx(ChannelLife):
         languages: tuple[str, ...],
         dialplan_linger: float,
         notify: Callable[[], None],
-        *,
-        digit_seconds: float = DIGIT_SECONDS,
-        core_digits: bool = True,
     ) -> None:
         self.app = app
         self.sounds = dict(sounds)
-        self.digit_seconds = digit_seconds
-        self.core_digits = core_digits
         self.languages = languages
         self.dialplan_linger = dialplan_linger
         self.notify = notify
@@ -373,7 +378,7 @@ class Pbx(ChannelLife):
         return 200, ari_json.application(app, self.channels_in_app())
 
     def sound(self, sound_id: str) -> Reply:
-        if self.sound_seconds(sound_id) is None:
+        if sound_id not in self.sounds:
             return 404, ari_json.error("Sound not found")
         return 200, ari_json.sound(sound_id, self.languages)
 

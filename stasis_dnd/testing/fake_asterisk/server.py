@@ -23,12 +23,7 @@ from aiohttp import web
 from stasis_dnd.testing.fake_asterisk import ari_json
 from stasis_dnd.testing.fake_asterisk.calls import FakeCall, Latency
 from stasis_dnd.testing.fake_asterisk.http import DEFAULT_WRITE_TIMEOUT, AriHttp
-from stasis_dnd.testing.fake_asterisk.pbx import (
-    DEFAULT_SOUNDS,
-    DIGIT_SECONDS,
-    REST_FAULT_KINDS,
-    Pbx,
-)
+from stasis_dnd.testing.fake_asterisk.pbx import DEFAULT_SOUNDS, REST_FAULT_KINDS, Pbx
 from stasis_dnd.testing.fake_asterisk.script import parse as parse_script
 
 T = TypeVar("T")
@@ -50,12 +45,8 @@ class FakeAsterisk:
         dialplan_linger: float = 10.0,
         write_timeout: float = DEFAULT_WRITE_TIMEOUT,
         tls: ssl.SSLContext | None = None,
-        digit_seconds: float = DIGIT_SECONDS,
-        core_digits: bool = True,
     ) -> None:
-        """`tls`: serve https and wss with this server context (plain http if None).
-        `digit_seconds`: how long `digits:` takes to say one digit. `core_digits`:
-        whether digits/0..digits/9 exist besides `sounds` (False: only those in it)."""
+        """`tls`: serve https and wss with this server context (plain http if None)."""
         self.username = username
         self.password = password
         self.app = app
@@ -66,8 +57,6 @@ class FakeAsterisk:
         self._sounds = dict(DEFAULT_SOUNDS if sounds is None else sounds)
         self._languages = tuple(languages)
         self._linger = dialplan_linger
-        self._digit_seconds = digit_seconds
-        self._core_digits = core_digits
         self._changed = threading.Condition()
         self._generation = 0  # bumped on every change the fake notifies
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -317,10 +306,7 @@ class FakeAsterisk:
         self._loop.run_forever()
 
     def _new_pbx(self) -> Pbx:
-        return Pbx(
-            self.app, self._sounds, self._languages, self._linger, self._notify,
-            digit_seconds=self._digit_seconds, core_digits=self._core_digits,
-        )  # fmt: skip
+        return Pbx(self.app, self._sounds, self._languages, self._linger, self._notify)
 
     def _notify(self) -> None:
         with self._changed:
