@@ -149,6 +149,21 @@ def scenarios() -> list[Scenario]:
     return [press1, silent, unanswered, _read_back(), _keyed_in()]
 
 
+def _confirm_and_leave(readback: str, confirmed: str, goodbye: str) -> tuple[Event, ...]:
+    """1 during the read-back, the request stored, confirmation, goodbye, gone."""
+    return (
+        ChannelDtmfReceived("1"),
+        PlaybackFinished(readback, "done"),
+        CallbackStored(),
+        PlaybackStarted(confirmed),
+        PlaybackFinished(confirmed, "done"),
+        PlaybackStarted(goodbye),
+        PlaybackFinished(goodbye, "done"),
+        ChannelHangupRequest(),
+        StasisEnd(),
+    )
+
+
 def _read_back(parts: int = 13) -> Scenario:
     """The default flow: the key, the number read back (each of its `parts`
     reports starting), 1 to confirm, confirmation, goodbye."""
@@ -162,15 +177,7 @@ def _read_back(parts: int = 13) -> Scenario:
             ChannelDtmfReceived("1"),
             PlaybackFinished(menu, "done"),
             *[PlaybackStarted(readback)] * parts,
-            ChannelDtmfReceived("1"),
-            PlaybackFinished(readback, "done"),
-            CallbackStored(),
-            PlaybackStarted(confirmed),
-            PlaybackFinished(confirmed, "done"),
-            PlaybackStarted(goodbye),
-            PlaybackFinished(goodbye, "done"),
-            ChannelHangupRequest(),
-            StasisEnd(),
+            *_confirm_and_leave(readback, confirmed, goodbye),
         ),
         (),
         IvrSettings(),
@@ -197,15 +204,7 @@ def _keyed_in() -> Scenario:
             *[ChannelDtmfReceived(digit) for digit in "4951234567#"],
             PlaybackFinished(entry, "done"),
             *[PlaybackStarted(readback)] * 12,
-            ChannelDtmfReceived("1"),
-            PlaybackFinished(readback, "done"),
-            CallbackStored(),
-            PlaybackStarted(confirmed),
-            PlaybackFinished(confirmed, "done"),
-            PlaybackStarted(goodbye),
-            PlaybackFinished(goodbye, "done"),
-            ChannelHangupRequest(),
-            StasisEnd(),
+            *_confirm_and_leave(readback, confirmed, goodbye),
         ),
         (),
         IvrSettings(),
