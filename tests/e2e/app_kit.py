@@ -67,11 +67,42 @@ class Observer:
             and e["playback"].get("target_uri") == f"channel:{channel_id}"
         ]
 
-    def wait_heard(self, channel_id: str, media: str, timeout: float = 15.0) -> None:
-        """Wait until ``media`` started playing on the channel."""
+    def wait_heard(
+        self, channel_id: str, media: str, timeout: float = 15.0, times: int = 1
+    ) -> None:
+        """Wait until ``media`` started playing on the channel (``times`` times):
+        a play of its own, or a part of a play of several media."""
         deadline = time.monotonic() + timeout
-        while media not in self.heard(channel_id):
+        while self.heard(channel_id).count(media) < times:
             assert time.monotonic() < deadline, f"{media} never played on {channel_id}"
+            time.sleep(0.05)
+
+    def playback(
+        self, channel_id: str, first: str, times: int = 1, timeout: float = 40.0
+    ) -> list[tuple[str, str, str]]:
+        """The events of the ``times``-th playback on the channel whose first
+        part is ``first``, once it has finished: (type, state, media_uri) each."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.heard(channel_id)  # reads what arrived
+            starts = [
+                e["playback"]["id"]
+                for e in self.seen
+                if e.get("type") == "PlaybackStarted"
+                and e["playback"].get("target_uri") == f"channel:{channel_id}"
+                and e["playback"]["media_uri"] == first
+            ]
+            ids = list(dict.fromkeys(starts))  # a part of the same play starts again
+            if len(ids) >= times:
+                events = [
+                    (e["type"], e["playback"]["state"], e["playback"]["media_uri"])
+                    for e in self.seen
+                    if str(e.get("type")).startswith("Playback")
+                    and e["playback"]["id"] == ids[times - 1]
+                ]
+                if events and events[-1][0] == "PlaybackFinished":
+                    return events
+            assert time.monotonic() < deadline, f"playback {first} #{times} never ended"
             time.sleep(0.05)
 
     def close(self) -> None:
