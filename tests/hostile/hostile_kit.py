@@ -51,8 +51,8 @@ Sections = Mapping[str, Mapping[str, object]]
 
 def readback(number: str) -> str:
     """The one playback that reads `number` back and offers to confirm it."""
-    digits = number.removeprefix("+")
-    return f"sound:custom/IVR_DND_READBACK,digits:{digits},sound:custom/IVR_DND_READBACK_MENU"
+    digits = "".join(f"sound:digits/{digit}," for digit in number.removeprefix("+"))
+    return f"sound:custom/IVR_DND_READBACK,{digits}sound:custom/IVR_DND_READBACK_MENU"
 
 
 def requested(number: str) -> list[str]:
