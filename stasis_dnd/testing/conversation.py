@@ -241,8 +241,8 @@ class Conversation(Expectations):
             self.channel = replace(self.channel, state="Up")
 
     def _start_playback(self, command: Play) -> None:
-        # As Asterisk does with several media: each part in turn, a missing
-        # one skipped; the playback fails only if none could be played.
+        # As Asterisk 22 does with several media: each part in turn, a missing
+        # one skipped; a missing last part ends the playback "failed".
         parts = command.media.split(",")
         if parts[0] in self._stuck:
             self._say("asterisk", f"accepts {command.media} but never plays it")
@@ -260,8 +260,9 @@ class Conversation(Expectations):
         if not found:
             self._inbox.append(PlaybackFinished(command.playback_id, "failed"))
             return
+        state = "failed" if parts[-1] in self._missing else "done"
         seconds = sum(self._part_seconds(part) for part in found)
-        entry = self._at(seconds, PlaybackFinished(command.playback_id, "done"))
+        entry = self._at(seconds, PlaybackFinished(command.playback_id, state))
         self._playing = (command.playback_id, entry)
 
     def _part_seconds(self, part: str) -> float:

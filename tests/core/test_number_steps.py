@@ -122,9 +122,11 @@ def test_wrong_key_repeats_the_read_back_after_the_invalid_notice() -> None:
 
 
 def test_a_read_back_that_cannot_be_played_still_files_the_request() -> None:
-    conversation = call(missing_sounds=[])
-    conversation.flow.handle(PlaybackFinished(conversation.flow.playing or "", "failed"))
-    assert conversation.flow.state is State.STORING
+    # On Asterisk 22 a play of several sounds fails when its last one is missing.
+    missing = call(missing_sounds=["custom/IVR_DND_READBACK_MENU"])
+    missing.expect_readback(NUMBER)
+    missing.expect_callback(NUMBER)
+    assert missing.now == 2 + 11 * 0.5  # at once after the parts that played, no wait
     stuck = call(stuck_sounds=["custom/IVR_DND_READBACK"])
     stuck.expect_readback(NUMBER)
     stuck.expect_stop()  # the start watchdog gives up on it
