@@ -48,6 +48,10 @@ from stasis_dnd.testing.crm_replies import Received
 
 pytestmark = pytest.mark.e2e
 
+NO_NUMBER = "sound:custom/IVR_DND_NO_NUMBER"
+# Menu, the offer to key a number in, three silent tries of 5 s, sorry, goodbye.
+ENTRY_CALL_TIMEOUT = 90.0
+
 
 BREAKOUT = "breakout"  # straight to the callback request, no menu
 MENU = "menu"
@@ -74,7 +78,7 @@ STASIS_ARGS = [
 # +79005550418 in fullwidth digits: digits to Unicode, not to the app.
 FULLWIDTH_NUMBER = "".join(chr(0xFF10 + int(d)) for d in "79005550418")
 # (name, number) as the phone sends them; the number the CRM must get, or
-# None: no request at all (the caller hears sorry and goodbye).
+# None: no request at all (offered to key a number in, the caller keys none).
 CALLER_IDS: list[tuple[str, str, str | None]] = [
     ("Иван Петров 😀", "+79005550401", "+79005550401"),
     ("a&b%c#d=e <evil> j_password=x", "+79005550402", "+79005550402"),
@@ -201,7 +205,8 @@ def test_hostile_caller_ids_over_sip_never_steer_the_crm_request(
 
     for caller, (name, number, expected, delivered) in calls.items():
         case = (name[:40], number[:40], delivered)
-        assert asterisk.wait_gone(caller, CALL_TIMEOUT), case
+        # A caller without a usable number is asked three times to key one in.
+        assert asterisk.wait_gone(caller, ENTRY_CALL_TIMEOUT), case
         app.wait_log(f"event=call channel={caller} ", after=before)
         line = app.call_line(caller)
         heard = observer.heard(caller)
@@ -209,9 +214,10 @@ def test_hostile_caller_ids_over_sip_never_steer_the_crm_request(
             assert "outcome=callback ending=hung_up" in line, (case, line)
             assert heard[0] == PROMPT, (case, heard)
         else:
-            # No usable number: no offer of a callback at all.
-            assert "outcome=no_callerid ending=hung_up" in line, (case, line)
-            assert PROMPT not in heard, (case, heard)
+            # No usable number: after the 1 the caller is asked to key one in;
+            # this phone keys nothing, so no request.
+            assert "outcome=invalid_number ending=hung_up" in line, (case, line)
+            assert heard[0] == PROMPT and NO_NUMBER in heard, (case, heard)
         assert heard[-1] == GOODBYE, (case, heard)
 
     wanted = sorted(expected for _, _, expected, _ in calls.values() if expected)

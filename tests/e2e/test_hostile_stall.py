@@ -120,7 +120,8 @@ def assert_served_after_resume(
         assert time.monotonic() < deadline, (observer.heard(caller), app.log_text()[before:])
         time.sleep(0.05)
     asterisk.set_global(go, "1")
-    assert emulator.wait_for(lambda c: c.delivered_phones() == [number], timeout=15), (
+    # The 1, then the number read back (about 16 s) and confirmed by silence.
+    assert emulator.wait_for(lambda c: c.delivered_phones() == [number], timeout=CALL_TIMEOUT), (
         app.log_text()[before:]
     )
     assert asterisk.wait_gone(caller, CALL_TIMEOUT)
