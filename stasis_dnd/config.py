@@ -20,11 +20,14 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from stasis_dnd.hours import describe_hours, parse_closed_dates, parse_hours
 from stasis_dnd.settings import (
     CRM_METHODS,
     CRM_STYLES,
     DIRECT_CRM_TIMEOUT,
+    OUTSIDE_HOURS_ACTIONS,
     AriSettings,
     CrmSettings,
     DialplanTarget,
@@ -155,6 +158,20 @@ def _listen(value: str) -> str:
     return value
 
 
+def _timezone(value: str) -> str:
+    name = value.strip()
+    if not name:
+        return name
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(
+            f"unknown time zone {name!r}; use an IANA name such as Europe/Moscow, "
+            "or leave it empty for this machine's zone"
+        ) from None
+    return name
+
+
 @dataclass(frozen=True)
 class _Key:
     field: str
@@ -174,11 +191,18 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "Switch": _switch,
     "Pattern": _text,
     "Rewrites": _rewrites,
+    "Hours": parse_hours,
+    "ClosedDates": parse_closed_dates,
+    "TimeZone": _timezone,
     "DialplanTarget | None": DialplanTarget.parse,
     "tuple[tuple[str, str], ...]": _params,
 }
 # Fields read otherwise than by their type alone.
-_CHOICES = {("crm", "style"): CRM_STYLES, ("crm", "method"): CRM_METHODS}
+_CHOICES = {
+    ("crm", "style"): CRM_STYLES,
+    ("crm", "method"): CRM_METHODS,
+    ("ivr", "outside_hours"): OUTSIDE_HOURS_ACTIONS,
+}
 # INI keys named unlike their field (`class` is a Python keyword).
 _KEY_NAMES = {"class_name": "class"}
 _SECTIONS: dict[str, type] = {
@@ -417,6 +441,12 @@ def describe(settings: Settings) -> list[str]:
                 shown = "yes" if shown else "no"
             elif item.name == "number_rewrite":
                 shown = "; ".join(f"{find} => {to}" for find, to in shown) or "(none)"
+            elif item.name == "hours":
+                shown = describe_hours(shown) or "(open all week)"
+            elif item.name == "closed_dates":
+                shown = ", ".join(day.isoformat() for day in shown) or "(none)"
+            elif item.name == "timezone":
+                shown = shown or "(this machine's zone)"
             lines.append(f"{section}.{item.name} = {shown}")
     return lines
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
+
+from stasis_dnd.hours import Window
 
 # What a field holds, where the INI file spells it differently from its Python
 # type (`stasis_dnd.config` reads each kind its own way).
@@ -21,6 +24,10 @@ Switch = bool  # yes/no, on/off, true/false, 1/0
 Pattern = str  # a regular expression the whole value must match
 # Number rewrite rules, one per line "PATTERN => REPLACEMENT" (first full match wins).
 Rewrites = tuple[tuple[str, str], ...]
+# A weekly schedule, "mon-fri 09:00-18:00, sat 10:00-14:00" (stasis_dnd.hours).
+Hours = tuple[Window, ...]
+ClosedDates = tuple[date, ...]  # "2026-12-31, 2027-01-01"
+TimeZone = str  # an IANA name such as Europe/Moscow; "" is the machine's own zone
 
 # Media names without a scheme are Asterisk sounds; "sound:" is prepended.
 DEFAULT_PROMPT = "custom/IVR_DND_OPERATORS"
@@ -33,11 +40,14 @@ DEFAULT_READBACK_MENU = "custom/IVR_DND_READBACK_MENU"
 DEFAULT_ENTRY = "custom/IVR_DND_ENTER_NUMBER"
 DEFAULT_ENTRY_INVALID = "custom/IVR_DND_NUMBER_INVALID"
 DEFAULT_NO_NUMBER = "custom/IVR_DND_NO_NUMBER"
+DEFAULT_CLOSED = "custom/IVR_DND_CLOSED"
+DEFAULT_NEXT_DAY = "custom/IVR_DND_CALLBACK_NEXT_DAY"
 # 6 to 15 digits (E.164's longest), with an optional leading +.
 DEFAULT_NUMBER_PATTERN = r"\+?[0-9]{6,15}"
 
 CALLERID_SOURCES = ("number", "name", "number_then_name")
 PROMPT_FAILURE_ACTIONS = ("continue", "sorry", "wait")
+OUTSIDE_HOURS_ACTIONS = ("offer", "announce", "continue")
 CRM_STYLES = ("dynamic", "run")
 CRM_METHODS = ("post", "get")
 # When the outbox cannot store a request, the CRM is tried at once for at most
@@ -152,6 +162,19 @@ class IvrSettings:
     # The same for a caller whose request is already stored: must not offer
     # the menu again (a second "1" would file a second request).
     continue_stored_to: DialplanTarget | None = DEFAULT_CONTINUE_STORED
+    # Business hours: when `hours` (empty: all week) and `closed_dates` are
+    # open, in `timezone`. Outside them: "offer" the callback as usual, with
+    # next_day_confirmation instead of the confirmation; "announce" that the
+    # office is closed (closed_prompt, goodbye, no request); or "continue" the
+    # call in the dialplan at once, to closed_continue_to. An empty
+    # next_day_confirmation plays the usual confirmation.
+    hours: Hours = ()
+    closed_dates: ClosedDates = ()
+    timezone: TimeZone = ""
+    outside_hours: str = "offer"
+    closed_prompt: str = DEFAULT_CLOSED
+    next_day_confirmation: str = DEFAULT_NEXT_DAY
+    closed_continue_to: DialplanTarget | None = DEFAULT_CONTINUE
 
     def __post_init__(self) -> None:
         if len(self.accept_digit) != 1 or self.accept_digit not in "0123456789*#":
@@ -184,7 +207,11 @@ class IvrSettings:
                 raise ValueError(f"{name} must be at least 1")
         if self.entry_digit_timeout <= 0:
             raise ValueError("entry_digit_timeout must be greater than 0")
+        if self.outside_hours not in OUTSIDE_HOURS_ACTIONS:
+            raise ValueError("outside_hours must be one of " + ", ".join(OUTSIDE_HOURS_ACTIONS))
         needed = ["readback_prompt", "readback_menu"] if self.readback else []
+        if self.outside_hours == "announce":
+            needed += ["closed_prompt"]
         if self.hidden_number_entry:
             needed += ["no_number_prompt"]
         if self.hidden_number_entry or self.readback:  # change_digit leads to the entry

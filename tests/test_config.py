@@ -81,6 +81,28 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     assert settings.ivr.digit_timeout == 5.0
 
 
+def test_business_hours_are_read_and_shown(tmp_path: Path) -> None:
+    text = MINIMAL + (
+        "[ivr]\nhours = mon-fri 09:00-18:00, fri 22:00-02:00\n"
+        "closed_dates = 2026-12-31 2027-01-01\ntimezone = Europe/Berlin\n"
+        "outside_hours = Announce\n"
+    )
+    ivr = load_settings(write(tmp_path, text), env={}).ivr
+    assert [str(window) for window in ivr.hours][-2:] == ["fri 09:00-18:00", "fri 22:00-02:00"]
+    assert [day.isoformat() for day in ivr.closed_dates] == ["2026-12-31", "2027-01-01"]
+    assert (ivr.timezone, ivr.outside_hours) == ("Europe/Berlin", "announce")
+    lines = describe(load_settings(write(tmp_path, text), env={}))
+    assert "ivr.closed_dates = 2026-12-31, 2027-01-01" in lines
+    assert (
+        "ivr.hours = mon 09:00-18:00, tue 09:00-18:00, wed 09:00-18:00, "
+        in lines[[line.startswith("ivr.hours") for line in lines].index(True)]
+    )
+    defaults = describe(load_settings(None, env={}, require_secrets=False))
+    assert "ivr.hours = (open all week)" in defaults
+    assert "ivr.timezone = (this machine's zone)" in defaults
+    assert "ivr.outside_hours = offer" in defaults
+
+
 def test_password_file(tmp_path: Path) -> None:
     secret = tmp_path / "crm.password"
     secret.write_text("s3cret\n")
@@ -126,6 +148,18 @@ def test_params_are_parsed() -> None:
         ("[crm]\nca_bundle = /nonexistent/ca.pem\n", "[crm] ca_bundle: CA file /nonexistent"),
         ("[ari]\nca_bundle = /etc/hostname\n", "[ari] ca_bundle: CA file /etc/hostname holds no"),
         ("not an ini file\n", "not a valid INI file"),
+        ("[ivr]\nhours = mon-fri 9-18\n", "[ivr] hours: hours item 'mon-fri 9-18': '9-18' is"),
+        ("[ivr]\nclosed_dates = 31.12.2026\n", "[ivr] closed_dates: closed date '31.12.2026'"),
+        ("[ivr]\ntimezone = Europe/Mosow\n", "[ivr] timezone: unknown time zone 'Europe/Mosow'"),
+        (
+            "[ivr]\noutside_hours = voicemail\n",
+            "[ivr] outside_hours: expected one of offer, announce, continue, got 'voicemail'",
+        ),
+        (
+            "[ivr]\noutside_hours = announce\nclosed_prompt =\n",
+            "[ivr] closed_prompt must name a sound",
+        ),
+        ("[ivr]\nclosed_continue_to = a\n", "[ivr] closed_continue_to: expected context"),
     ],
 )
 def test_mistakes_name_file_section_and_key(tmp_path: Path, text: str, message: str) -> None:

@@ -64,7 +64,7 @@ def mode(path: Path) -> int:
 
 def test_checkout_ships_every_prompt_of_the_texts_in_every_format(source: Path) -> None:
     assert source == REPO / "sounds"
-    assert len(PROMPTS) == 8
+    assert len(PROMPTS) == 10
     assert relative_names(source) == EVERY_FILE
 
 

@@ -17,6 +17,7 @@ SHARED = {
     "stasis_dnd.backoff",
     "stasis_dnd.config",
     "stasis_dnd.guard",
+    "stasis_dnd.hours",
     "stasis_dnd.logs",
     "stasis_dnd.metrics",
     "stasis_dnd.settings",

@@ -34,6 +34,9 @@ READBACK_SOUNDS = ("readback_prompt", "readback_menu")
 # Also played after the read-back when the caller presses change_digit.
 ENTRY_SOUNDS = ("entry_prompt", "entry_invalid")
 HIDDEN_NUMBER_SOUNDS = ("no_number_prompt",)
+# Outside business hours: announced, or confirmed for the next working day.
+CLOSED_SOUNDS = ("closed_prompt",)
+NEXT_DAY_SOUNDS = ("next_day_confirmation",)
 # The read-back says the number with these, one sound per digit.
 DIGIT_SOUNDS = tuple(f"digits/{digit}" for digit in range(10))
 INSTALL_PROMPTS = "install the prompts with: stasis-dnd install-sounds <Asterisk sounds folder>"
@@ -61,6 +64,11 @@ def sound_settings(ivr: IvrSettings) -> list[str]:
         names += ENTRY_SOUNDS
     if ivr.hidden_number_entry:
         names += HIDDEN_NUMBER_SOUNDS
+    if ivr.outside_hours == "announce":
+        names += CLOSED_SOUNDS
+    # Offered outside hours: only a schedule or closed dates make a call come outside them.
+    if ivr.outside_hours == "offer" and (ivr.hours or ivr.closed_dates):
+        names += NEXT_DAY_SOUNDS
     return names
 
 

@@ -55,6 +55,14 @@ Background(prompt), WaitExten with a 3 s digit timeout):
    `entry_attempts`, then sorry. A valid one is read back as in rule 10.
 12. The request carries the caller's own number too when it passed the rules
    and differs from the number to call.
+13. Business hours are decided by the shell, which says with `StasisStart`
+   (and `CallRecovered`) whether the call came within them (`open`). Outside
+   them `outside_hours` says what happens: `continue` hands the call to
+   `closed_continue_to` at once, unanswered; `announce` answers (rule 1),
+   plays `closed_prompt`, goodbye and hangs up, filing nothing; `offer` runs
+   rules 2 to 12 as usual, but a stored request is confirmed with
+   `next_day_confirmation`. A recovered call whose request is stored only
+   hears goodbye, open or not.
 """
 
 from stasis_dnd.core.callerid import normalize_number

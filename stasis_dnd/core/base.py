@@ -39,6 +39,7 @@ class FlowBase:
         self.warning: str | None = None
         self._breakout = False  # the key was pressed in the queue (Stasis args)
         self._closing = False  # the app is shutting down (DrainEnded)
+        self._open = True  # within business hours, as the start event said
         self._failures = 0  # menus answered with a wrong key or silence
         self._seq = 0
         self._playing: str | None = None

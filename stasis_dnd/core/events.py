@@ -26,10 +26,14 @@ class Channel:
 
 @dataclass(frozen=True, slots=True)
 class StasisStart:
-    """The channel entered the app; `args` are the `Stasis(app,...)` arguments."""
+    """The channel entered the app; `args` are the `Stasis(app,...)` arguments.
+
+    `open`: whether it is within business hours now (the shell decides).
+    """
 
     channel: Channel
     args: tuple[str, ...] = ()
+    open: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +74,13 @@ class CallRecovered:
     """The app (re)connected and found this channel parked in it.
 
     `callback_stored` says whether this caller's callback request is already
-    stored, so the flow does not offer or file it twice.
+    stored, so the flow does not offer or file it twice. `open`: whether it
+    is within business hours now, decided afresh as for a new call.
     """
 
     channel: Channel
     callback_stored: bool = False
+    open: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,10 +77,12 @@ class CallFlow(NumberSteps):
             and args[0].lower() == BREAKOUT_ARG
             and args[1] == self.settings.accept_digit
         )
+        self._open = event.open
         return self._start(event.channel, breakout=breakout, stored=False)
 
     def _on_recovered(self, event: CallRecovered) -> list[Command]:
         self._behind_old_play = True
+        self._open = event.open
         return self._start(event.channel, breakout=False, stored=event.callback_stored)
 
     def _on_drain_before_start(self, event: DrainEnded) -> list[Command]:
@@ -96,6 +98,10 @@ class CallFlow(NumberSteps):
             # The app is shutting down: the dialplan's fallback serves this caller.
             self.outcome = self.outcome or Outcome.SHUTDOWN
             return self._continue()
+        if not self._open and not stored and self.settings.outside_hours != "offer":
+            self.outcome = Outcome.CLOSED
+            if self.settings.outside_hours == "continue":
+                return self._continue()  # unanswered: the dialplan's out-of-hours path decides
         own = phone_of(channel.caller_number, channel.caller_name, self.settings.callerid_source)
         rules = self.settings.number_pattern, self.settings.number_rewrite
         self.phone = self.caller_number = callback_number(own, *rules)
@@ -111,6 +117,9 @@ class CallFlow(NumberSteps):
     def _after_pause(self) -> list[Command]:
         if self.callback_requested:
             return self._goodbye()
+        if self.outcome is Outcome.CLOSED:  # outside hours, to be announced
+            self.state = State.CLOSED
+            return self._play(self.settings.closed_prompt)
         if not self.phone and not self.settings.hidden_number_entry:
             self.outcome = Outcome.NO_CALLERID
             return self._sorry()
@@ -223,6 +232,8 @@ class CallFlow(NumberSteps):
         if self._closing:
             return done + self._continue()
         words = self.settings.confirmation
+        if not self._open:  # outside hours, offered all the same: not "soon"
+            words = self.settings.next_day_confirmation or words
         if event.already_requested:
             self.outcome = Outcome.ALREADY_REQUESTED
             words = self.settings.already_requested or words
@@ -311,9 +322,13 @@ class CallFlow(NumberSteps):
 
     def continue_target(self) -> DialplanTarget | None:
         """Where a hand-back to the dialplan sends this call now: goodbye only
-        once its request is stored or being stored, else the dialplan's menu."""
-        stored = self.callback_stored or self.state is State.STORING
-        return self.settings.continue_stored_to if stored else self.settings.continue_to
+        once its request is stored or being stored, the out-of-hours target
+        once it was found closed, else the dialplan's menu."""
+        if self.callback_stored or self.state is State.STORING:
+            return self.settings.continue_stored_to
+        if self.outcome is Outcome.CLOSED:
+            return self.settings.closed_continue_to
+        return self.settings.continue_to
 
     def _continue(self) -> list[Command]:
         self.state = State.CONTINUED

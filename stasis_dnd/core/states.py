@@ -19,6 +19,7 @@ class State(enum.Enum):
     STORING = "storing"  # callback requested; waiting for the shell to store it
     CONFIRMING = "confirming"  # playing the confirmation
     SORRY = "sorry"  # playing the apology
+    CLOSED = "closed"  # outside business hours: playing the closed message
     GOODBYE = "goodbye"  # playing goodbye; hang up after it
     HUNG_UP = "hung_up"  # we hung up (final)
     CONTINUED = "continued"  # we sent the call back to the dialplan (final)
@@ -47,6 +48,7 @@ class Outcome(enum.Enum):
     PROMPT_FAILED = "prompt_failed"  # the menu prompt could not be played
     ABANDONED = "abandoned"  # the caller hung up before choosing
     SHUTDOWN = "shutdown"  # the app shut down mid-call
+    CLOSED = "closed"  # outside business hours: told so, or sent back to the dialplan
 
 
 FINAL = {
@@ -65,6 +67,7 @@ PLAYING = (
     State.ENTRY_PROMPT,
     State.CONFIRMING,
     State.SORRY,
+    State.CLOSED,
     State.GOODBYE,
 )
 

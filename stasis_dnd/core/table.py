@@ -76,6 +76,8 @@ def build_table(flow: type[CallFlow]) -> dict[tuple[State, type], Handler]:
         (State.STORING, DrainEnded): flow._on_drain_while_storing,
         (State.CONFIRMING, PlaybackFinished): flow._on_confirmation_finished,
         (State.SORRY, PlaybackFinished): flow._on_sorry_finished,
+        # Goodbye after the closed message, as after sorry.
+        (State.CLOSED, PlaybackFinished): flow._on_sorry_finished,
         (State.GOODBYE, PlaybackFinished): flow._on_goodbye_finished,
     }
     for state in PLAYING:

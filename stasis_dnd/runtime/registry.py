@@ -22,7 +22,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from stasis_dnd.ari.rest import AriError, AriRest, ChannelNotFound
 from stasis_dnd.ari.translate import channel_of
@@ -50,6 +52,7 @@ from stasis_dnd.core import (
     StopPlayback,
     TimerFired,
 )
+from stasis_dnd.hours import is_open
 from stasis_dnd.logs import mask_phone
 from stasis_dnd.metrics import Metrics
 from stasis_dnd.runtime.final_commands import FinalCommands, RetryFinal
@@ -99,8 +102,11 @@ class CallRegistry:
         metrics: Metrics,
         id_prefix: str,
         store_workers: int = 4,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._ivr = ivr
+        self._clock = clock  # the wall clock, for business hours
+        self._zone = ZoneInfo(ivr.timezone) if ivr.timezone else None
         self._rest = rest
         self._store = store
         self._timers = timers
@@ -160,6 +166,8 @@ class CallRegistry:
                 self._feed(call, DrainEnded())
         call.arrived = arrived
         call.connection = max(call.connection, connection)
+        if isinstance(what, StasisStart):
+            what = replace(what, open=self._open_now())
         self._feed(call, what)
 
     # --- feeding the flow ---------------------------------------------------
@@ -173,6 +181,11 @@ class CallRegistry:
             self._calls[channel_id] = call
         self._metrics.active_calls.inc()
         return call
+
+    def _open_now(self) -> bool:
+        # Decided here, when a call starts; the flow gets the answer as data.
+        now = datetime.fromtimestamp(self._clock(), self._zone).astimezone(self._zone)
+        return is_open(now, self._ivr.hours, self._ivr.closed_dates)
 
     def _feed(self, call: Call, event: Event) -> None:
         pending: deque[Event] = deque([event])
@@ -330,7 +343,7 @@ class CallRegistry:
         fresh.connection = recover.generation  # a second Recover of this connection finds it
         self._metrics.recovered.inc()
         log.info("event=recovered channel=%s callback_stored=%s", channel_id, stored)
-        self._feed(fresh, CallRecovered(channel, callback_stored=stored))
+        self._feed(fresh, CallRecovered(channel, callback_stored=stored, open=self._open_now()))
 
     def _marked_sent(self, channel_id: str) -> bool:
         try:

@@ -89,7 +89,7 @@ class Conversation(Expectations):
     start watchdog (`playback_start_timeout`) gets the call going again.
     `endless_sounds` start and never end: only `playback_timeout` helps.
     `sound_seconds` gives lengths of particular sounds (by name, e.g.
-    "vm-goodbye").
+    "vm-goodbye"). `open=False` starts the call outside business hours.
     """
 
     def __init__(
@@ -109,6 +109,7 @@ class Conversation(Expectations):
         sound_seconds: dict[str, float] | None = None,
         recovered: bool = False,
         callback_already_stored: bool = False,
+        open: bool = True,
         flow: CallFlow | None = None,
     ) -> None:
         self.settings = settings or IvrSettings()
@@ -135,11 +136,12 @@ class Conversation(Expectations):
         self._over = False
         if recovered:
             self._say("app", "recovers the parked call")
-            self._feed(CallRecovered(self.channel, callback_already_stored))
+            self._feed(CallRecovered(self.channel, callback_already_stored, open))
         else:
             who = f"{name} <{number}>" if name else number or "(no caller id)"
-            self._say("caller", f"arrives from {who}, channel {state}, args {list(args)}")
-            self._feed(StasisStart(self.channel, tuple(args)))
+            hours = "" if open else ", outside business hours"
+            self._say("caller", f"arrives from {who}, channel {state}, args {list(args)}{hours}")
+            self._feed(StasisStart(self.channel, tuple(args), open))
 
     # --- what the caller and the world do -----------------------------------
 

@@ -67,6 +67,14 @@ class Expectations:
     def expect_already_requested(self) -> Play:
         return self.expect_play(self.settings.already_requested)
 
+    def expect_closed(self) -> Play:
+        """The caller is told the office is closed (`outside_hours = announce`)."""
+        return self.expect_play(self.settings.closed_prompt)
+
+    def expect_next_day_confirmation(self) -> Play:
+        """The request is stored outside hours: "we will call you back on the next working day"."""
+        return self.expect_play(self.settings.next_day_confirmation)
+
     def expect_readback(self, number: str, *, after: str = "") -> Play:
         """The caller hears `number` read back, digit by digit, between the
         read-back prompt and its menu (after the sound `after`, if given)."""

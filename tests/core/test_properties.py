@@ -41,6 +41,7 @@ from stasis_dnd.settings import (
     DEFAULT_CONTINUE,
     DEFAULT_CONTINUE_STORED,
     DEFAULT_NUMBER_PATTERN,
+    DialplanTarget,
     IvrSettings,
 )
 
@@ -67,8 +68,8 @@ CHANNELS = st.builds(
 )
 ARGS = st.lists(st.sampled_from(["TIMEOUT", "breakout", "1", "2", "", "x,y"]), max_size=3)
 STARTS: st.SearchStrategy[Event] = st.one_of(
-    st.builds(StasisStart, CHANNELS, ARGS.map(tuple)),
-    st.builds(CallRecovered, CHANNELS, st.booleans()),
+    st.builds(StasisStart, CHANNELS, ARGS.map(tuple), st.booleans()),
+    st.builds(CallRecovered, CHANNELS, st.booleans(), st.booleans()),
 )
 IN_CALL: st.SearchStrategy[Event] = st.one_of(
     st.builds(ChannelDtmfReceived, DIGITS),
@@ -92,6 +93,7 @@ DEEPER: st.SearchStrategy[Event] = st.one_of(
     st.just(TimerFired(RUNNING)),
 )
 EVENTS: st.SearchStrategy[Event] = st.one_of(*[IN_CALL] * 3, *[DEEPER] * 12, STARTS, ENDS)
+CLOSED_TARGET = DialplanTarget("dnd-closed", "s", "1")
 IVR_SETTINGS = st.builds(
     IvrSettings,
     attempts=st.integers(1, 3),
@@ -102,6 +104,8 @@ IVR_SETTINGS = st.builds(
     on_prompt_failure=st.sampled_from(["continue", "sorry", "wait"]),
     continue_to=st.sampled_from([None, DEFAULT_CONTINUE]),
     continue_stored_to=st.sampled_from([None, DEFAULT_CONTINUE_STORED, DEFAULT_CONTINUE]),
+    outside_hours=st.sampled_from(["offer", "announce", "continue"]),
+    closed_continue_to=st.sampled_from([None, CLOSED_TARGET]),
     readback=st.booleans(),
     silence_confirms=st.booleans(),
     confirm_attempts=st.integers(1, 3),
@@ -125,7 +129,9 @@ def resolve(event: Event, flow: CallFlow, running: set[str]) -> Event:
     return event
 
 
-def check_command(command: Command, ivr: IvrSettings, running: set[str], *, stored: bool) -> None:
+def check_command(
+    command: Command, ivr: IvrSettings, running: set[str], *, stored: bool, refused: bool
+) -> None:
     """One command's own promises; keeps `running` (the live timers) up to date."""
     if isinstance(command, RequestCallback):
         # Never a number the rules did not pass, keyed in or from the caller id.
@@ -141,7 +147,10 @@ def check_command(command: Command, ivr: IvrSettings, running: set[str], *, stor
     if isinstance(command, CancelTimer):
         running.remove(command.timer_id)  # only a timer that runs
     if isinstance(command, ContinueInDialplan):
-        assert command.target == (ivr.continue_stored_to if stored else ivr.continue_to)
+        if stored:
+            assert command.target == ivr.continue_stored_to
+        else:
+            assert command.target == (ivr.closed_continue_to if refused else ivr.continue_to)
 
 
 @settings(max_examples=1500)
@@ -164,6 +173,28 @@ def test_random_sequences_after_the_key_keep_the_promises(
     check_sequence(ivr, [start, *after])
 
 
+def refused_at_start(ivr: IvrSettings, event: Event, *, drained: bool) -> bool:
+    """Whether this start, outside hours, takes no request (announce or continue);
+    a stored caller only hears goodbye, and a shutdown sends anyone back."""
+    if not isinstance(event, StasisStart | CallRecovered):
+        return False
+    stored = isinstance(event, CallRecovered) and event.callback_stored
+    return not (event.open or stored or drained or ivr.outside_hours == "offer")
+
+
+def check_warning(
+    flow: CallFlow, event: Event, state_before: State, commands: list[Command]
+) -> None:
+    # Only a watchdog warns: a stuck playback is stopped; a store that
+    # hangs gets sorry (or, at shutdown, the dialplan).
+    assert isinstance(event, TimerFired)
+    if state_before is State.STORING:
+        assert isinstance(commands[0], Play | ContinueInDialplan)
+        assert flow.outcome is Outcome.CALLBACK_FAILED
+    else:
+        assert isinstance(commands[0], StopPlayback)
+
+
 def check_sequence(ivr: IvrSettings, events: list[Event]) -> None:
     """Whatever happens: no callback without the key, nothing after a hang-up,
     one ending, every wait bounded by exactly one timer, a key stops the
@@ -176,6 +207,8 @@ def check_sequence(ivr: IvrSettings, events: list[Event]) -> None:
     endings = []
     running: set[str] = set()  # timers started, neither cancelled nor fired
     stored_told = False  # the flow accepted a CallbackStored, or recovered a stored caller
+    drained = False  # a DrainEnded came before the start
+    refused = False  # started outside hours with a policy that takes no request
     for drawn in events:
         event = resolve(drawn, flow, running)
         if isinstance(event, TimerFired):
@@ -187,6 +220,9 @@ def check_sequence(ivr: IvrSettings, events: list[Event]) -> None:
         if isinstance(event, CallRecovered) and event.callback_stored:
             accept_seen = True  # the digit was pressed before the restart
         state_before, playing_before = flow.state, flow.playing
+        if state_before is State.NEW:
+            drained = drained or isinstance(event, DrainEnded)
+            refused = refused_at_start(ivr, event, drained=drained)
         commands: list[Command] = flow.handle(event)  # never raises
         if state_before in KEY_STOPS_PROMPT and isinstance(event, ChannelDtmfReceived):
             assert commands[0] == StopPlayback(playing_before or ""), "no barge-in"
@@ -199,17 +235,11 @@ def check_sequence(ivr: IvrSettings, events: list[Event]) -> None:
         for command in commands:
             if isinstance(command, RequestCallback):
                 assert accept_seen, "a callback request without the accepted key"
+                assert not refused, "a callback request outside hours, not to be offered"
                 requests.append(command)
-            check_command(command, ivr, running, stored=stored_told)
+            check_command(command, ivr, running, stored=stored_told, refused=refused)
         if flow.warning is not None:
-            # Only a watchdog warns: a stuck playback is stopped; a store that
-            # hangs gets sorry (or, at shutdown, the dialplan).
-            assert isinstance(event, TimerFired)
-            if state_before is State.STORING:
-                assert isinstance(commands[0], Play | ContinueInDialplan)
-                assert flow.outcome is Outcome.CALLBACK_FAILED
-            else:
-                assert isinstance(commands[0], StopPlayback)
+            check_warning(flow, event, state_before, commands)
         if flow.ending is None and flow.state is not State.NEW:
             assert len(running) == 1, f"{len(running)} timers run in state {flow.state.value}"
         if isinstance(event, GONE):

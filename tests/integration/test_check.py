@@ -14,10 +14,12 @@ from pytest_httpserver import HTTPServer
 
 from stasis_dnd.cli.check import (
     ALWAYS_PLAYED,
+    CLOSED_SOUNDS,
     ENTRY_SOUNDS,
     HIDDEN_NUMBER_SOUNDS,
     INSTALL_DIGITS,
     INSTALL_PROMPTS,
+    NEXT_DAY_SOUNDS,
     READBACK_SOUNDS,
     configured_sounds,
 )
@@ -124,6 +126,23 @@ def test_configured_sounds_follow_the_switches(
     ]
 
 
+@pytest.mark.parametrize(
+    ("values", "extra"),
+    [
+        ({"outside_hours": "announce"}, ["custom/IVR_DND_CLOSED"]),
+        ({"outside_hours": "announce", "hours": "mon 09:00-18:00"}, ["custom/IVR_DND_CLOSED"]),
+        ({"hours": "mon 09:00-18:00"}, ["custom/IVR_DND_CALLBACK_NEXT_DAY"]),
+        ({"closed_dates": "2026-12-31"}, ["custom/IVR_DND_CALLBACK_NEXT_DAY"]),
+        ({}, []),  # offer, but no schedule: never outside hours
+        ({"outside_hours": "continue", "hours": "mon 09:00-18:00"}, []),
+    ],
+)
+def test_the_out_of_hours_prompts_are_checked_when_they_can_be_played(
+    values: dict[str, str], extra: list[str]
+) -> None:
+    assert ivr(**values) == ivr() + extra
+
+
 def test_every_text_setting_of_ivr_is_a_sound_or_known_not_to_be() -> None:
     # A new sound setting must be checked too: this fails until it is listed in check.py.
     not_sounds = {
@@ -132,9 +151,11 @@ def test_every_text_setting_of_ivr_is_a_sound_or_known_not_to_be() -> None:
         "change_digit",
         "callerid_source",
         "on_prompt_failure",
+        "outside_hours",
     }
     text_settings = {f.name for f in fields(IvrSettings) if f.type in ("str", str)}
     sounds = set(ALWAYS_PLAYED + READBACK_SOUNDS + ENTRY_SOUNDS + HIDDEN_NUMBER_SOUNDS)
+    sounds |= set(CLOSED_SOUNDS + NEXT_DAY_SOUNDS)
     assert text_settings - not_sounds == sounds
 
 

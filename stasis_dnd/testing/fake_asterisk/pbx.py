@@ -75,6 +75,11 @@ READBACK_SOUNDS: dict[str, float] = {
     "custom/IVR_DND_NUMBER_INVALID": 2.21,
     "custom/IVR_DND_NO_NUMBER": 2.19,
 }
+# The prompts outside business hours.
+HOURS_SOUNDS: dict[str, float] = {
+    "custom/IVR_DND_CLOSED": 5.18,
+    "custom/IVR_DND_CALLBACK_NEXT_DAY": 8.15,
+}
 # The core sounds the read-back and `digits:` say (ru's take 0.5 s).
 DIGIT_SOUNDS: dict[str, float] = {
     **{f"digits/{digit}": 0.85 for digit in range(10)},
@@ -82,7 +87,12 @@ DIGIT_SOUNDS: dict[str, float] = {
     "digits/pound": 0.6,
 }
 # The default: an Asterisk with every prompt of the project and its core digits.
-DEFAULT_SOUNDS: dict[str, float] = {**PREVIOUS_SOUNDS, **READBACK_SOUNDS, **DIGIT_SOUNDS}
+DEFAULT_SOUNDS: dict[str, float] = {
+    **PREVIOUS_SOUNDS,
+    **READBACK_SOUNDS,
+    **HOURS_SOUNDS,
+    **DIGIT_SOUNDS,
+}
 
 
 class Pbx(ChannelLife):
