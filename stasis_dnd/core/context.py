@@ -4,7 +4,8 @@ The dialplan passes them after its positional arguments: the first argument
 is why the caller came (`TIMEOUT`, `FULL`, ... as `${QUEUESTATUS}`, or
 `breakout` followed by the key pressed), then `key=value` arguments:
 
-    Stasis(stasis-dnd,${QUEUESTATUS},queue=999,waited=42,dialled=4951234567)
+    Stasis(stasis-dnd,${QUEUESTATUS},queue=999,waited=42,dialled=4951234567,
+           linkedid=${CHANNEL(linkedid)})
 
 Any argument can carry text the caller influences (a DID from the trunk, a
 variable the dialplan filled from caller data), so every value is cleaned:
@@ -24,7 +25,13 @@ BREAKOUT_ARG = "breakout"
 # Longer than any queue name, DID or id; short enough for a CRM field.
 MAX_VALUE = 64
 # `key=value` argument names, and the fact each one fills.
-_ARG_FACTS = {"queue": "queue", "waited": "waited_seconds", "dialled": "dialled"}
+_ARG_FACTS = {
+    "queue": "queue",
+    "waited": "waited_seconds",
+    "dialled": "dialled",
+    # ARI's channel JSON lacks it on Asterisk 22: the dialplan passes ${CHANNEL(linkedid)}.
+    "linkedid": "linkedid",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +42,7 @@ class CallContext:
     queue: str = ""
     waited_seconds: str = ""
     dialled: str = ""
+    linkedid: str = ""
     # `key=value` argument names the app does not know (cleaned, for a log line).
     unknown: tuple[str, ...] = ()
 
@@ -47,6 +55,8 @@ class CallContext:
             ("dialled", self.dialled),
             *channel_facts(channel),
         )
+        if self.linkedid and not channel.linkedid:
+            pairs = (*pairs, ("linkedid", self.linkedid))
         return tuple((name, value) for name, value in pairs if value)
 
 
@@ -96,6 +106,7 @@ def parse_stasis_args(args: tuple[str, ...]) -> tuple[CallContext, str | None]:
         queue=values.get("queue", ""),
         waited_seconds=waited if waited.isdigit() and waited.isascii() else "",
         dialled=values.get("dialled", ""),
+        linkedid=values.get("linkedid", ""),
         unknown=tuple(unknown),
     )
     return context, key

@@ -129,3 +129,10 @@ def test_a_break_out_is_recognised_whatever_follows(rest: list[str], word: str) 
     facts = [a for a in rest if "=" in a]
     context, key = parse_stasis_args((word, "1", *facts))
     assert (context.reason, key) == ("breakout", "1")
+
+
+def test_the_linkedid_from_the_dialplan_when_ari_gives_none() -> None:
+    context, _ = parse_stasis_args(("TIMEOUT", "linkedid=1700000000.3"))
+    assert context.facts(Channel("ch1", language=""))[-1] == ("linkedid", "1700000000.3")
+    # ARI's own value, where it gives one, wins.
+    assert dict(context.facts(CH))["linkedid"] == "1700000000.1"
