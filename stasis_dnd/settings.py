@@ -30,6 +30,18 @@ ClosedDates = tuple[date, ...]  # "2026-12-31, 2027-01-01"
 TimeZone = str  # an IANA name such as Europe/Moscow; "" is the machine's own zone
 
 # Media names without a scheme are Asterisk sounds; "sound:" is prepended.
+# Facts about a call the CRM can receive ([crm] context_params), by name.
+CONTEXT_FACTS = (
+    "queue",
+    "reason",
+    "waited_seconds",
+    "dialled",
+    "language",
+    "uniqueid",
+    "linkedid",
+    "requested_at",
+)
+
 DEFAULT_PROMPT = "custom/IVR_DND_OPERATORS"
 DEFAULT_SORRY = "sorry-youre-having-problems"
 DEFAULT_GOODBYE = "vm-goodbye"
@@ -275,8 +287,12 @@ class CrmSettings:
     callerid_param: str = "callerId"
     # "" means the system's CA bundle.
     ca_bundle: CaFile = ""
+    # Facts about the call sent as CRM parameters: (CRM parameter name, fact
+    # name in CONTEXT_FACTS) pairs; a fact the call lacks is not sent.
+    context_params: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        self._check_context_params()
         name = self.callerid_param
         if not name:
             return
@@ -287,6 +303,25 @@ class CrmSettings:
         for other in ("phone_param", "request_id_param"):
             if name == getattr(self, other):
                 raise ValueError(f"callerid_param must differ from {other} (both are {name!r})")
+
+    def _check_context_params(self) -> None:
+        taken = {self.phone_param, self.request_id_param, self.callerid_param}
+        taken |= {name for name, _ in self.params}
+        taken.discard("")
+        seen: set[str] = set()
+        for name, fact in self.context_params:
+            if fact not in CONTEXT_FACTS:
+                raise ValueError(
+                    f"context_params: {fact!r} is no fact of a call; known facts:"
+                    f" {', '.join(CONTEXT_FACTS)}"
+                )
+            if breaks_crm_answer(name) or name in taken or name in seen:
+                raise ValueError(
+                    f"context_params: the CRM parameter {name!r} is taken (by phone_param,"
+                    " request_id_param, callerid_param, params, an earlier context_params"
+                    " entry, or the CRM's answer: callback)"
+                )
+            seen.add(name)
 
 
 @dataclass(frozen=True)

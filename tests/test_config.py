@@ -422,3 +422,37 @@ def test_entry_prompt_may_be_empty_only_when_entry_and_read_back_are_off(tmp_pat
     # The read-back's change_digit leads to the entry, hidden numbers or not.
     with pytest.raises(ConfigError, match="entry_prompt must name a sound"):
         load_settings(write(tmp_path, text.replace("readback = no", "readback = yes")), env={})
+
+
+def test_context_params_map_crm_names_to_facts(tmp_path: Path) -> None:
+    line = "queue=queue&reason=reason&waited=waited_seconds&line=dialled&call_id=linkedid"
+    text = MINIMAL + f"context_params = {line}\n"
+    settings = load_settings(write(tmp_path, text), env={})
+    assert settings.crm.context_params == (
+        ("queue", "queue"),
+        ("reason", "reason"),
+        ("waited", "waited_seconds"),
+        ("line", "dialled"),
+        ("call_id", "linkedid"),
+    )
+    assert load_settings(None, env={}, require_secrets=False).crm.context_params == ()
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("q=queues", "'queues' is no fact of a call; known facts: queue, reason, waited_seconds"),
+        ("aon=queue", "the CRM parameter 'aon' is taken"),
+        ("requestId=queue", "the CRM parameter 'requestId' is taken"),
+        ("callerId=queue", "the CRM parameter 'callerId' is taken"),
+        ("Callback=queue", "a parameter named callback breaks the CRM's JSON answer"),
+        ("office=queue", "the CRM parameter 'office' is taken"),
+        ("q=queue&q=reason", "the CRM parameter 'q' is taken"),
+    ],
+)
+def test_bad_context_params_are_one_sentence(tmp_path: Path, line: str, message: str) -> None:
+    text = MINIMAL + "params = office=1\n" + f"context_params = {line}\n"
+    with pytest.raises(ConfigError, match="context_params") as caught:
+        load_settings(write(tmp_path, text), env={})
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)

@@ -64,6 +64,7 @@ def channel_of(data: Mapping[str, Any]) -> Channel:
         caller_name=_text(caller.get("name"), "channel.caller.name"),
         caller_number=_text(caller.get("number"), "channel.caller.number"),
         language=_text(data.get("language"), "channel.language"),
+        linkedid=_text(data.get("linkedid"), "channel.linkedid"),
     )
 
 

@@ -28,6 +28,7 @@ import requests
 import urllib3
 
 from stasis_dnd import __version__
+from stasis_dnd.core.context import clean
 from stasis_dnd.logs import strip_userinfo
 from stasis_dnd.settings import CRM_METHODS, CRM_STYLES, CrmSettings, breaks_crm_answer
 from stasis_dnd.tls import system_ca
@@ -116,6 +117,9 @@ def check_settings(settings: CrmSettings) -> None:
             raise ValueError("[crm] params: a parameter named callback breaks the CRM's answer")
         if name in _RESERVED or name in own:
             raise ValueError(f"[crm] params: {name!r} is already sent by stasis-dnd")
+    for name, _ in settings.context_params:
+        if name in _RESERVED or name in own:
+            raise ValueError(f"[crm] context_params: {name!r} is already sent by stasis-dnd")
 
 
 class CrmClient:
@@ -167,10 +171,16 @@ class CrmClient:
         self._session.close()
 
     def params(
-        self, phone: str, request_id: str = "", caller_id: str = ""
+        self,
+        phone: str,
+        request_id: str = "",
+        caller_id: str = "",
+        context: tuple[tuple[str, str], ...] = (),
     ) -> list[tuple[str, str]]:
         """Every parameter of one request, in the order sent (with the password).
-        `caller_id`: the caller's own number, when it is not `phone`; else ""."""
+        `caller_id`: the caller's own number, when it is not `phone`; else "".
+        `context`: (fact, value) pairs, sent under the names `[crm] context_params`
+        gives them; a fact without a value is not sent."""
         s = self.settings
         pairs = [*self._endpoint_params, ("class", s.class_name)]
         if s.sub:
@@ -179,6 +189,12 @@ class CrmClient:
         if s.callerid_param and caller_id:
             pairs.append((s.callerid_param, caller_id))
         pairs.extend(s.params)
+        facts = dict(context)
+        for name, fact in s.context_params:
+            # Cleaned again here: an outbox row may come from another version.
+            value = clean(facts.get(fact, ""))
+            if value:
+                pairs.append((name, value))
         if s.request_id_param and request_id:
             pairs.append((s.request_id_param, request_id))
         pairs += [
@@ -195,12 +211,14 @@ class CrmClient:
         request_id: str = "",
         *,
         caller_id: str = "",
+        context: tuple[tuple[str, str], ...] = (),
         timeout: float | None = None,
     ) -> CrmResult:
         """File one callback request for `phone` (with `caller_id`, the caller's
-        own number, when it is not ""); never raises for I/O trouble."""
+        own number, when it is not "", and the facts about the call in
+        `context`); never raises for I/O trouble."""
         limit = timeout if timeout is not None else self.timeout
-        return self._exchange(self.params(phone, request_id, caller_id), limit)
+        return self._exchange(self.params(phone, request_id, caller_id, context), limit)
 
     def probe(self) -> CrmResult:
         """Log in at the endpoint naming no class, so nothing is filed: a BGCRM/BGERP

@@ -235,7 +235,9 @@ class Delivery:
                 return None
         except OutboxError:
             pass  # a disk that takes no writes must not keep the CRM from getting it
-        result = self._client.send(entry.phone, entry.request_id, caller_id=entry.caller_id)
+        result = self._client.send(
+            entry.phone, entry.request_id, caller_id=entry.caller_id, context=entry.context
+        )
         now = self._clock()
         if result.delivered:
             self._delivered(outbox, entry, now)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import datetime
 import logging
 import queue
 import random
@@ -159,11 +160,21 @@ class CallbackService:
 
     # --- what the calls use ----------------------------------------------------------
 
-    def request(self, phone: str, channel_id: str, caller_id: str = "") -> RequestResult:
+    def request(
+        self,
+        phone: str,
+        channel_id: str,
+        caller_id: str = "",
+        context: tuple[tuple[str, str], ...] = (),
+    ) -> RequestResult:
         """Store a callback request for `phone` (blocking: call from a worker
         thread). `caller_id`: the caller's own number when it is not `phone`,
-        else "". A repeat is one for the same `phone` within the dedupe window."""
+        else "". `context`: facts about the call for the CRM; the time of the
+        request (`requested_at`) is added here. A repeat is one for the same
+        `phone` within the dedupe window."""
         request_id = str(uuid.uuid4())
+        now = self._clock()
+        context = (*context, ("requested_at", _local_time(now)))
         outbox, writer = self._outbox, self._writer
         # Held from delivery until we know whether the direct try has sent it:
         # a write that commits just as its wait times out must not go out twice.
@@ -173,18 +184,30 @@ class CallbackService:
         try:
             if outbox is None or writer is None:
                 raise OutboxError("the outbox is not open")
-            now, window = self._clock(), self._settings.dedupe_window
+            window = self._settings.dedupe_window
             write = writer.submit(
-                lambda: outbox.add(phone, channel_id, request_id, now, window, caller_id=caller_id)
+                lambda: outbox.add(
+                    phone,
+                    channel_id,
+                    request_id,
+                    now,
+                    window,
+                    caller_id=caller_id,
+                    context=context,
+                )
             )
             entry = write.result(timeout=self._settings.write_timeout)
         except OutboxError as exc:
             self._forget_late(request_id)
-            return self._send_directly(phone, caller_id, channel_id, request_id, str(exc))
+            return self._send_directly(
+                phone, caller_id, channel_id, request_id, str(exc), context=context
+            )
         except concurrent.futures.TimeoutError:
             write.add_done_callback(lambda done: self._late_write_done(request_id, done))
             why = f"the outbox did not finish writing within {self._settings.write_timeout:g} s"
-            result = self._send_directly(phone, caller_id, channel_id, request_id, why)
+            result = self._send_directly(
+                phone, caller_id, channel_id, request_id, why, context=context
+            )
             self._direct_try_done(request_id, late, result.ok)
             return result
         self._forget_late(request_id)
@@ -237,7 +260,14 @@ class CallbackService:
         )
 
     def _send_directly(
-        self, phone: str, caller_id: str, channel_id: str, request_id: str, reason: str
+        self,
+        phone: str,
+        caller_id: str,
+        channel_id: str,
+        request_id: str,
+        reason: str,
+        *,
+        context: tuple[tuple[str, str], ...],
     ) -> RequestResult:
         who = caller_fields(phone, caller_id)
         log.error(
@@ -249,7 +279,7 @@ class CallbackService:
         # Its own session: this runs on a worker thread, beside the delivery thread.
         client = CrmClient(self._crm_settings, timeout=self._direct_timeout)
         try:
-            result = client.send(phone, request_id, caller_id=caller_id)
+            result = client.send(phone, request_id, caller_id=caller_id, context=context)
         finally:
             client.close()
         if result.delivered:
@@ -367,3 +397,8 @@ class _Writer:
 
 
 _Job = tuple["concurrent.futures.Future[Entry]", Callable[[], Entry]]
+
+
+def _local_time(when: float) -> str:
+    """ISO 8601 in the machine's time zone, with its offset: 2026-12-01T15:04:05+03:00."""
+    return datetime.datetime.fromtimestamp(when).astimezone().isoformat(timespec="seconds")

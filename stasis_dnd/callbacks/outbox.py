@@ -4,8 +4,9 @@ A request is committed (WAL, synchronous=FULL) before the caller is promised a
 callback, so a crash, a power cut or a SIGKILL after that loses nothing: the
 next start delivers what is still pending, in order. Rows keep the number to
 call, the caller's own number when it differs, the channel id, a request id
-(uuid) and times; never a password. A file written by an older version gets
-the columns it lacks when it is opened.
+(uuid), the facts about the call sent with it (JSON) and times; never a
+password. A file written by an older version gets the columns it lacks when
+it is opened.
 
 States: pending -> delivered | dead (given up after max_age and enough
 attempts); a repeat "1" within the dedupe window is stored as a `duplicate`
@@ -16,6 +17,7 @@ from several processes (the `outbox` command works on a running service's file).
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import threading
@@ -23,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 PENDING = "pending"
 DELIVERED = "delivered"
@@ -51,18 +54,23 @@ CREATE TABLE IF NOT EXISTS requests (
     finished_at REAL,
     duplicate_of INTEGER,
     -- the caller's own number when they asked to be called at another one
-    caller_id TEXT NOT NULL DEFAULT ''
+    caller_id TEXT NOT NULL DEFAULT '',
+    -- facts about the call for the CRM, a JSON object {fact: value}
+    context TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS requests_state ON requests (state, id);
 CREATE INDEX IF NOT EXISTS requests_phone ON requests (phone, created_at);
 CREATE INDEX IF NOT EXISTS requests_channel ON requests (channel_id);
 """
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 # Columns added since version 1, as ALTER TABLE adds them to an older file.
-_ADDED_COLUMNS = {"caller_id": "caller_id TEXT NOT NULL DEFAULT ''"}
+_ADDED_COLUMNS = {
+    "caller_id": "caller_id TEXT NOT NULL DEFAULT ''",
+    "context": "context TEXT NOT NULL DEFAULT '{}'",
+}
 _COLUMNS = (
     "id, request_id, phone, channel_id, created_at, state, attempts, "
-    "next_attempt_at, age_from, last_error, finished_at, duplicate_of, caller_id"
+    "next_attempt_at, age_from, last_error, finished_at, duplicate_of, caller_id, context"
 )
 
 
@@ -88,6 +96,12 @@ class Entry:
     duplicate_of: int | None
     # The caller's own number when `phone` is another one they keyed in; else "".
     caller_id: str = ""
+    # Facts about the call for the CRM, (fact name, value) pairs.
+    context: tuple[tuple[str, str], ...] = ()
+
+    def fact(self, name: str) -> str:
+        """The value of one fact about the call, or "" if it has none."""
+        return dict(self.context).get(name, "")
 
 
 class Outbox:
@@ -148,6 +162,7 @@ class Outbox:
         dedupe_window: float = 0.0,
         *,
         caller_id: str = "",
+        context: tuple[tuple[str, str], ...] = (),
     ) -> Entry:
         """Store a request to call `phone` durably; return it (state `duplicate`
         if it repeats a pending or delivered request for the same number to
@@ -165,8 +180,8 @@ class Outbox:
             state = DUPLICATE if original else PENDING
             cursor = self._db.execute(
                 "INSERT INTO requests (request_id, phone, channel_id, created_at, state,"
-                " next_attempt_at, age_from, finished_at, duplicate_of, caller_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " next_attempt_at, age_from, finished_at, duplicate_of, caller_id, context)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     request_id,
                     phone,
@@ -178,6 +193,7 @@ class Outbox:
                     now if original else None,
                     original[0] if original else None,
                     caller_id,
+                    json.dumps(dict(context), ensure_ascii=False),
                 ),
             )
             row_id = cursor.lastrowid
@@ -257,7 +273,7 @@ class Outbox:
             )
         return [
             replace(
-                Entry(*row), state=DEAD, finished_at=now, last_error=row[9] or "never attempted"
+                _entry(row), state=DEAD, finished_at=now, last_error=row[9] or "never attempted"
             )
             for row in rows
         ]
@@ -348,7 +364,7 @@ class Outbox:
     def _select(self, where: str, args: Sequence[object]) -> list[Entry]:
         with self._locked(), self._read():
             query = f"SELECT {_COLUMNS} FROM requests WHERE {where}"  # noqa: S608 - fixed text
-            return [Entry(*row) for row in self._db.execute(query, args).fetchall()]
+            return [_entry(row) for row in self._db.execute(query, args).fetchall()]
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -404,3 +420,14 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
     finally:
         if db.in_transaction:
             db.execute("ROLLBACK")
+
+
+def _entry(row: tuple[Any, ...]) -> Entry:
+    """An `Entry` from a row of `_COLUMNS` (a context that is not a JSON object reads as none)."""
+    try:
+        found = json.loads(row[-1])
+    except (TypeError, ValueError):
+        found = {}
+    pairs = found.items() if isinstance(found, dict) else ()
+    facts = tuple((str(name), value) for name, value in pairs if isinstance(value, str))
+    return replace(Entry(*row[:-1]), context=facts)

@@ -1,13 +1,15 @@
 """The `stasis-dnd outbox` commands: look at, retry and purge stored callback
 requests, also while the service runs (SQLite locks keep both consistent).
 
-    stasis-dnd outbox list [--state pending|delivered|dead|duplicate] [--limit N]
+    stasis-dnd outbox list [--state pending|delivered|dead|duplicate] [--queue NAME] [--limit N]
     stasis-dnd outbox retry ID | --dead
     stasis-dnd outbox purge --older-than 7d
 
 Output is a plain table with the number to call (the operator may have to
 call back by hand), the caller's own number when they keyed in another one
-(a CALLER_ID column, shown when a listed request has one), and never a
+(a CALLER_ID column, shown when a listed request has one), the queue the
+caller waited in and for how long (QUEUE, WAITED: from the dialplan's
+Stasis() arguments, shown when a listed request has them), and never a
 credential.
 """
 
@@ -55,6 +57,7 @@ def add_outbox_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     listing = actions.add_parser("list", help="show stored requests, oldest first")
     add_config(listing)
     listing.add_argument("--state", choices=STATES, help="only requests in this state")
+    listing.add_argument("--queue", metavar="NAME", help="only requests from this queue")
     listing.add_argument(
         "--limit", type=int, default=100, metavar="N", help="the newest N (default 100)"
     )
@@ -103,7 +106,7 @@ def run_outbox_command(args: argparse.Namespace, outbox: OutboxSettings) -> int:
         return 1
     try:
         if args.outbox_command == "list":
-            return _list(store, args.state, args.limit)
+            return _list(store, args.state, args.limit, args.queue)
         if args.outbox_command == "retry":
             return _retry(store, args.id, args.dead)
         return _purge(store, args.older_than)
@@ -122,12 +125,16 @@ def owner_to_become(outbox: os.stat_result, euid: int) -> tuple[int, int] | None
     return outbox.st_uid, outbox.st_gid
 
 
-def _list(store: Outbox, state: str | None, limit: int) -> int:
+def _list(store: Outbox, state: str | None, limit: int, queue: str | None = None) -> int:
     entries = store.entries(state, limit)
+    if queue is not None:
+        # Filtered here, among the newest `limit`: the facts are a JSON column.
+        entries = [e for e in entries if e.fact("queue") == queue]
     counts = store.counts()
     summary = ", ".join(f"{name} {counts[name]}" for name in STATES)
     if not entries:
-        print(f"No {state or 'stored'} requests ({summary}).")
+        which = f"{state or 'stored'} requests" + (f" from queue {queue}" if queue else "")
+        print(f"No {which} ({summary}).")
         return 0
     print(format_table(entries, time.time()))
     print(f"\n{summary}")
@@ -166,6 +173,8 @@ def format_table(entries: list[Entry], now: float) -> str:
         "CREATED",
         "NUMBER",
         "CALLER_ID",
+        "QUEUE",
+        "WAITED",
         "CHANNEL",
         "TRIES",
         "NOTE",
@@ -177,14 +186,19 @@ def format_table(entries: list[Entry], now: float) -> str:
             _when(e.created_at),
             _printable(str(e.phone)) or "(none)",
             _printable(str(e.caller_id)) or "(same)",
+            _printable(e.fact("queue")) or "-",
+            f"{e.fact('waited_seconds')}s" if e.fact("waited_seconds") else "-",
             _printable(e.channel_id),
             str(e.attempts),
             _note(e, now),
         )
         for e in entries
     ]
-    if not with_caller_id:
-        rows = [row[:4] + row[5:] for row in rows]
+    # Queue and waited time likewise: only a dialplan that passes them fills them.
+    with_queue = any(e.fact("queue") or e.fact("waited_seconds") for e in entries)
+    dropped = {4} if not with_caller_id else set()
+    dropped |= {5, 6} if not with_queue else set()
+    rows = [tuple(cell for i, cell in enumerate(row) if i not in dropped) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True))

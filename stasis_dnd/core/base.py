@@ -38,6 +38,10 @@ class FlowBase:
         # Set by `handle()` for trouble the operator should see; else None.
         self.warning: str | None = None
         self._breakout = False  # the key was pressed in the queue (Stasis args)
+        # Facts about the call for the CRM (core.context), set when it starts.
+        self.context: tuple[tuple[str, str], ...] = ()
+        # `key=value` Stasis() arguments the app does not know, for the shell to log.
+        self.unknown_args: tuple[str, ...] = ()
         self._closing = False  # the app is shutting down (DrainEnded)
         self._open = True  # within business hours, as the start event said
         self._failures = 0  # menus answered with a wrong key or silence

@@ -54,12 +54,15 @@ class RequestCallback:
     only, matching `[ivr] number_pattern`).
 
     `caller_id` is the caller's own number, cleaned the same way, when the
-    caller keyed in a different one; else "". The shell answers with
-    `CallbackStored` or `CallbackNotStored`.
+    caller keyed in a different one; else "". `context` holds the facts about
+    the call the CRM may receive, as (fact name, clean value) pairs
+    (`core.context`). The shell answers with `CallbackStored` or
+    `CallbackNotStored`.
     """
 
     phone: str
     caller_id: str = ""
+    context: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ class Channel:
     caller_name: str = ""
     caller_number: str = ""
     language: str = "en"
+    # The id shared by every channel of the call (ARI's `linkedid`); "" if not given.
+    linkedid: str = ""
 
 
 # --- ARI events -------------------------------------------------------------

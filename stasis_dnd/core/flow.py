@@ -30,6 +30,7 @@ from stasis_dnd.core.commands import (
     RequestCallback,
     StopPlayback,
 )
+from stasis_dnd.core.context import channel_facts, parse_stasis_args
 from stasis_dnd.core.events import (
     CallbackNotStored,
     CallbackStored,
@@ -48,8 +49,6 @@ from stasis_dnd.core.states import Outcome, State
 from stasis_dnd.core.table import build_table
 from stasis_dnd.settings import DialplanTarget
 
-# The first `Stasis()` argument that marks a queue break-out.
-BREAKOUT_ARG = "breakout"
 _PAUSE_TIMER = "pause"
 _DIGIT_TIMER = "digit"
 _STORE_TIMER = "store"
@@ -71,16 +70,15 @@ class CallFlow(NumberSteps):
     # --- starting -----------------------------------------------------------
 
     def _on_stasis_start(self, event: StasisStart) -> list[Command]:
-        args = event.args
-        breakout = (
-            len(args) >= 2
-            and args[0].lower() == BREAKOUT_ARG
-            and args[1] == self.settings.accept_digit
-        )
+        context, key = parse_stasis_args(event.args)
+        self.context, self.unknown_args = context.facts(event.channel), context.unknown
+        breakout = key is not None and key == self.settings.accept_digit
         self._open = event.open
         return self._start(event.channel, breakout=breakout, stored=False)
 
     def _on_recovered(self, event: CallRecovered) -> list[Command]:
+        # The Stasis() arguments are gone after a restart: the channel's own facts only.
+        self.context = channel_facts(event.channel)
         self._behind_old_play = True
         self._open = event.open
         return self._start(event.channel, breakout=False, stored=event.callback_stored)
@@ -224,7 +222,7 @@ class CallFlow(NumberSteps):
         self.outcome = Outcome.CALLBACK
         timer = self._start_timer(_STORE_TIMER, self.settings.store_timeout)
         caller_id = self.caller_number if self.caller_number != self.phone else ""
-        return [RequestCallback(self.phone, caller_id), *timer]
+        return [RequestCallback(self.phone, caller_id, self.context), *timer]
 
     def _on_stored(self, event: CallbackStored) -> list[Command]:
         self.callback_stored = True

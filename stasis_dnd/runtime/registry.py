@@ -233,7 +233,7 @@ class CallRegistry:
                 if handle is not None:
                     handle.cancel()
             elif isinstance(command, RequestCallback):
-                self._request_callback(call, command.phone, command.caller_id)
+                self._request_callback(call, command)
             elif isinstance(command, Answer):
                 self._observe(call)
                 self._rest.answer(channel_id)
@@ -252,9 +252,9 @@ class CallRegistry:
             )
         return None
 
-    def _request_callback(self, call: Call, phone: str, caller_id: str) -> None:
+    def _request_callback(self, call: Call, command: RequestCallback) -> None:
         # The answer comes back through the dispatcher, as CallbackStored/NotStored.
-        self._storing.request(call.channel_id, phone, caller_id)
+        self._storing.request(call.channel_id, command.phone, command.caller_id, command.context)
 
     def _late_answer(
         self, channel_id: str, call: Call | None, answer: CallbackStored | CallbackNotStored

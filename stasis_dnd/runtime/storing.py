@@ -25,14 +25,19 @@ log = logging.getLogger("stasis_dnd")
 # Set on a channel whose request went to the CRM directly: recovery and the
 # dialplan's fallback read it (the outbox, which would say so, was broken).
 SENT_VARIABLE = "STASIS_DND_CALLBACK"
+# What a storing thread gets: the number to call, the caller's own, the facts.
+_Request = tuple[str, str, tuple[tuple[str, str], ...]]
 
 
 class CallbackStore(Protocol):
     """What the calls need of the outbox (`callbacks.intake.CallbackService`)."""
 
-    def request(self, phone: str, channel_id: str, caller_id: str) -> tuple[bool, str, str]:
+    def request(
+        self, phone: str, channel_id: str, caller_id: str, context: tuple[tuple[str, str], ...]
+    ) -> tuple[bool, str, str]:
         """Store a request to call `phone` (`caller_id`: the caller's own number
-        when it is another one, else ""): (promise may be made, result label, reason)."""
+        when it is another one, else ""; `context`: facts about the call for
+        the CRM): (promise may be made, result label, reason)."""
         ...
 
     def stored_for_channel(self, channel_id: str) -> bool: ...
@@ -54,7 +59,7 @@ class Storing:
         self._store = store
         self._submit = submit
         self._metrics = metrics
-        self._pool: Dispatcher[tuple[str, str]] = Dispatcher(
+        self._pool: Dispatcher[_Request] = Dispatcher(
             self._store_request, workers=workers, name="store"
         )
 
@@ -65,15 +70,21 @@ class Storing:
         # Daemon threads: a store hung on a dead disk must not keep the process alive.
         self._pool.stop(timeout=0.5)
 
-    def request(self, channel_id: str, phone: str, caller_id: str) -> None:
+    def request(
+        self,
+        channel_id: str,
+        phone: str,
+        caller_id: str,
+        context: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         """Store a request for this channel's caller; the answer comes as an event."""
-        self._pool.submit(channel_id, (phone, caller_id))
+        self._pool.submit(channel_id, (phone, caller_id, context))
 
-    def _store_request(self, channel_id: str, numbers: tuple[str, str]) -> None:
+    def _store_request(self, channel_id: str, request: _Request) -> None:
         """On a storing thread: store the request, tell the call how it went."""
-        phone, caller_id = numbers
+        phone, caller_id, context = request
         try:
-            ok, result, reason = self._store.request(phone, channel_id, caller_id)
+            ok, result, reason = self._store.request(phone, channel_id, caller_id, context)
         except Exception as error:  # a bug must not leave the caller waiting in silence
             log.exception("event=store_error channel=%s", channel_id)
             ok, result, reason = False, "failed", f"internal error: {error!r}"

@@ -63,9 +63,16 @@ class Services:
         max_age: float = 86400.0,
         keep: float = 30 * 86400.0,
         rng: random.Random | None = None,
+        context_params: tuple[tuple[str, str], ...] = (),
     ) -> CallbackService:
         service = CallbackService(
-            CrmSettings(url=self.crm.url, username="dnd", password=PASSWORD, timeout=2.0),
+            CrmSettings(
+                url=self.crm.url,
+                username="dnd",
+                password=PASSWORD,
+                timeout=2.0,
+                context_params=context_params,
+            ),
             OutboxSettings(path=self.path, max_age=max_age, dedupe_window=dedupe_window, keep=keep),
             clock=self.clock,
             rng=rng or random.Random(7),

@@ -94,7 +94,7 @@ def test_an_outbox_of_the_previous_version_gets_the_column_and_keeps_its_request
     # Opened again (the service, then `outbox list`): nothing is added twice.
     again = Outbox.open(path)
     assert [(e.request_id, e.caller_id) for e in again.entries()] == [("old-1", ""), ("new-1", B)]
-    assert again._db.execute("PRAGMA user_version").fetchone() == (2,)
+    assert again._db.execute("PRAGMA user_version").fetchone() == (3,)
     again.close()
     assert columns(path).count("caller_id") == 1
 

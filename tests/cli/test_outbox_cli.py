@@ -226,3 +226,34 @@ def test_root_drops_to_the_owner_before_opening(
     assert status == 0
     # Groups and group first: after setuid, root's right to change them is gone.
     assert calls == [("setgroups", []), ("setgid", 997), ("setuid", 998)]
+
+
+def test_list_shows_queue_and_waited_and_filters_by_queue(
+    box: Outbox, run: Callable[..., tuple[int, str, str]]
+) -> None:
+    now = time.time()
+    sales = (("queue", "sales"), ("waited_seconds", "42"), ("reason", "TIMEOUT"))
+    box.add("+79000000006", "1700000000.6", "r6", now, context=sales)
+    box.add("+79000000007", "1700000000.7", "r7", now, context=(("queue", "sup\x1b[2J"),))
+    _, out, _ = run("list")
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "ID",
+        "STATE",
+        "CREATED",
+        "NUMBER",
+        "QUEUE",
+        "WAITED",
+        "CHANNEL",
+        "TRIES",
+        "NOTE",
+    ]
+    assert lines[6].split()[4:7] == ["+79000000006", "sales", "42s"]
+    assert lines[7].split()[4:7] == ["+79000000007", "sup?[2J", "-"]
+    assert lines[1].split()[4:6] == ["+79000000001", "-"]  # stored without facts
+    assert "\x1b" not in out
+    _, out, _ = run("list", "--queue", "sales")
+    rows = out.strip().splitlines()[1:-2]
+    assert len(rows) == 1 and "+79000000006" in rows[0]
+    status, out, _ = run("list", "--queue", "nobody")
+    assert (status, out.split("(")[0]) == (0, "No stored requests from queue nobody ")

@@ -47,6 +47,10 @@ def simple(**changes: Any) -> IvrSettings:
 
 
 CH = Channel("ch1", "Up", "Ivan", "+7 900 123-45-67", "ru")
+# What the CRM may learn of a call on CH (core.context): the channel's facts.
+FACTS = (("language", "ru"), ("uniqueid", "ch1"))
+BREAKOUT_FACTS = (("reason", "breakout"), *FACTS)
+TIMEOUT_FACTS = (("reason", "TIMEOUT"), *FACTS)
 PROMPT = "sound:custom/IVR_DND_OPERATORS"
 SORRY = "sound:sorry-youre-having-problems"
 GOODBYE = "sound:vm-goodbye"
@@ -134,7 +138,7 @@ def test_callerid_number_then_name() -> None:
 def test_breakout_goes_straight_to_the_callback() -> None:
     flow = CallFlow(SIMPLE)
     assert flow.handle(StasisStart(CH, ("breakout", "1"))) == [
-        RequestCallback("+79001234567"),
+        RequestCallback("+79001234567", context=BREAKOUT_FACTS),
         StartTimer("ch1-store1", 10.0),
     ]
     assert flow.state is State.STORING
@@ -145,7 +149,7 @@ def test_breakout_on_a_ringing_channel_answers_and_pauses_first() -> None:
     event = StasisStart(replace(CH, state="Ring"), ("BREAKOUT", "1"))
     assert flow.handle(event) == [Answer(), StartTimer("ch1-pause1", 1.0)]
     assert flow.handle(TimerFired("ch1-pause1")) == [
-        RequestCallback("+79001234567"),
+        RequestCallback("+79001234567", context=BREAKOUT_FACTS),
         StartTimer("ch1-store2", 10.0),
     ]
 
@@ -169,7 +173,7 @@ def test_key_during_prompt_stops_it_and_requests_the_callback() -> None:
     assert flow.handle(ChannelDtmfReceived("1")) == [
         StopPlayback("ch1-p1"),
         CancelTimer("ch1-p1-watchdog"),
-        RequestCallback("+79001234567"),
+        RequestCallback("+79001234567", context=TIMEOUT_FACTS),
         StartTimer("ch1-store2", 10.0),
     ]
     # The stopped prompt reports its end later: expected, nothing to do.
@@ -191,7 +195,7 @@ def test_key_after_prompt_cancels_the_timer() -> None:
     flow = waiting()
     assert flow.handle(ChannelDtmfReceived("1")) == [
         CancelTimer("ch1-digit2"),
-        RequestCallback("+79001234567"),
+        RequestCallback("+79001234567", context=TIMEOUT_FACTS),
         StartTimer("ch1-store3", 10.0),
     ]
 
@@ -233,7 +237,7 @@ def test_custom_digit_and_timeout() -> None:
     assert flow.handle(PlaybackFinished("ch1-p1")) == [off("ch1-p1"), StartTimer("ch1-digit2", 7)]
     assert flow.handle(ChannelDtmfReceived("5")) == [
         CancelTimer("ch1-digit2"),
-        RequestCallback("+79001234567"),
+        RequestCallback("+79001234567", context=TIMEOUT_FACTS),
         StartTimer("ch1-store3", 10.0),
     ]
 
@@ -261,7 +265,7 @@ def test_key_during_the_notice_counts_as_the_answer() -> None:
     assert flow.handle(ChannelDtmfReceived("1")) == [
         StopPlayback("ch1-p3"),
         off("ch1-p3"),
-        RequestCallback("+79001234567"),
+        RequestCallback("+79001234567", context=TIMEOUT_FACTS),
         StartTimer("ch1-store4", 10.0),
     ]
 

@@ -159,7 +159,7 @@ def test_offer_takes_the_request_and_promises_the_next_working_day() -> None:
     flow = CallFlow(ivr())  # offer is the default
     assert flow.handle(StasisStart(CH, ("TIMEOUT",), open=False)) == play("ch1-p1", PROMPT)
     commands = flow.handle(ChannelDtmfReceived("1"))
-    assert RequestCallback("+79001234567") in commands
+    assert [c.phone for c in commands if isinstance(c, RequestCallback)] == ["+79001234567"]
     assert flow.handle(CallbackStored())[1:] == play("ch1-p3", NEXT_DAY)
     assert flow.outcome is Outcome.CALLBACK
 

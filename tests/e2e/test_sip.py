@@ -77,7 +77,7 @@ def test_sip_caller_enters_stasis_answered_and_its_digit_arrives(
         cleanup_channels,
     )
     start = app_events.wait_for("StasisStart", call.caller)
-    assert start["args"] == ["TIMEOUT"]
+    assert start["args"][0] == "TIMEOUT"
     channel = start["channel"]
     assert channel["name"].startswith("PJSIP/self-")
     # dnd-queue answers before Queue(), so the channel arrives Up.

@@ -28,7 +28,7 @@ def test_queue_timeout_arrives_with_timeout_arg(
         )
     )
     start = app_events.wait_for("StasisStart", caller)
-    assert start["args"] == ["TIMEOUT"]
+    assert start["args"][0] == "TIMEOUT"
     assert start["application"] == app_events.app
     channel = start["channel"]
     assert channel["caller"] == {"name": "Ivan", "number": "+79001234567"}
@@ -54,7 +54,7 @@ def test_breakout_arrives_with_breakout_and_digit(
         )
     )
     start = app_events.wait_for("StasisStart", caller, timeout=10)
-    assert start["args"] == ["breakout", "1"]
+    assert start["args"][:2] == ["breakout", "1"]
     assert start["channel"]["dialplan"]["context"] == "dnd-breakout"
 
     # "continue" hands the call back: the dialplan runs its own menu.

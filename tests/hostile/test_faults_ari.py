@@ -40,7 +40,13 @@ StartApp = Callable[..., App]
 class Store:
     """Every callback request is stored; nothing is stored from before."""
 
-    def request(self, phone: str, channel_id: str, caller_id: str) -> tuple[bool, str, str]:
+    def request(
+        self,
+        phone: str,
+        channel_id: str,
+        caller_id: str,
+        context: tuple[tuple[str, str], ...] = (),
+    ) -> tuple[bool, str, str]:
         return True, "stored", ""
 
     def stored_for_channel(self, channel_id: str) -> bool:

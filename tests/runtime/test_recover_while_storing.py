@@ -25,7 +25,13 @@ class SlowStore:
         self.release = threading.Event()
         self.written = threading.Event()
 
-    def request(self, phone: str, channel_id: str, caller_id: str) -> tuple[bool, str, str]:
+    def request(
+        self,
+        phone: str,
+        channel_id: str,
+        caller_id: str,
+        context: tuple[tuple[str, str], ...] = (),
+    ) -> tuple[bool, str, str]:
         self.release.wait(10)
         self.written.set()
         return True, "stored", ""

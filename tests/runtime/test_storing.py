@@ -38,7 +38,13 @@ class Store:
         self.answer = answer
         self.asked: list[tuple[str, str, str]] = []
 
-    def request(self, phone: str, channel_id: str, caller_id: str) -> tuple[bool, str, str]:
+    def request(
+        self,
+        phone: str,
+        channel_id: str,
+        caller_id: str,
+        context: tuple[tuple[str, str], ...] = (),
+    ) -> tuple[bool, str, str]:
         self.asked.append((phone, channel_id, caller_id))
         return self.answer
 
