@@ -169,6 +169,11 @@ class CallRegistry:
         if isinstance(what, StasisStart):
             what = replace(what, open=self._open_now())
         self._feed(call, what)
+        if isinstance(what, StasisStart) and call.flow.unknown_args:
+            # A dialplan typo (e.g. "qeue=") would otherwise drop a fact silently.
+            log.info(
+                "event=stasis_args_ignored channel=%s args=%r", channel_id, call.flow.unknown_args
+            )
 
     # --- feeding the flow ---------------------------------------------------
 

@@ -3,6 +3,7 @@ its wall clock in `[ivr] timezone`, and tells the flow: open or closed."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 from unittest import mock
@@ -10,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from stasis_dnd.core import Channel, StasisStart
+from stasis_dnd.core import Channel, ChannelDtmfReceived, StasisStart
 from stasis_dnd.hours import parse_closed_dates, parse_hours
 from stasis_dnd.metrics import Metrics
 from stasis_dnd.runtime.registry import CallRegistry, Recover
@@ -84,3 +85,14 @@ def test_without_a_schedule_every_call_is_open() -> None:
     rest, calls = registry("2026-06-07 03:00:00", hours=(), closed_dates=())
     calls.handle("c1", (0.0, 1, StasisStart(CHANNEL, ("TIMEOUT",))))
     assert rest.play.call_args.args[2] == MENU
+
+
+def test_unknown_stasis_arguments_are_logged_once_per_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _rest, calls = registry("2026-06-01 12:00:00")
+    with caplog.at_level(logging.INFO, logger="stasis_dnd"):
+        calls.handle("c1", (0.0, 1, StasisStart(CHANNEL, ("TIMEOUT", "qeue=999", "queue=1"))))
+        calls.handle("c1", (0.0, 1, ChannelDtmfReceived("5")))
+    ignored = [r.getMessage() for r in caplog.records if "stasis_args_ignored" in r.getMessage()]
+    assert ignored == ["event=stasis_args_ignored channel=c1 args=('qeue',)"]  # names only
