@@ -15,7 +15,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,17 @@ from stasis_dnd.hours import describe_hours, parse_closed_dates, parse_hours
 from stasis_dnd.settings import (
     CRM_METHODS,
     CRM_STYLES,
+    DEFAULT_PROFILE,
     DIRECT_CRM_TIMEOUT,
     OUTSIDE_HOURS_ACTIONS,
+    PROFILE_CRM_FIELDS,
     AriSettings,
     CrmSettings,
     DialplanTarget,
     IvrSettings,
     MetricsSettings,
     OutboxSettings,
+    Profile,
     Settings,
     breaks_crm_answer,
 )
@@ -231,6 +234,19 @@ def _schema() -> dict[str, tuple[type, dict[str, _Key]]]:
 
 
 _SCHEMA = _schema()
+# `[profile:NAME]` sections: any [ivr] key, the [crm] keys that shape what is
+# sent, and `queues`; (section the key belongs to, how it is read).
+PROFILE_PREFIX = "profile:"
+_PROFILE_KEYS: dict[str, tuple[str, _Key]] = {
+    **{key: ("ivr", spec) for key, spec in _SCHEMA["ivr"][1].items()},
+    **{
+        key: ("crm", spec)
+        for key, spec in _SCHEMA["crm"][1].items()
+        if spec.field in PROFILE_CRM_FIELDS
+    },
+}
+assert len(_PROFILE_KEYS) == len(_SCHEMA["ivr"][1]) + len(PROFILE_CRM_FIELDS), "key clash"
+_PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9_.\-]*")
 _FILE_KEYS = {"password_file"}
 # Secrets the app cannot run without; (section, key, what needs it).
 _REQUIRED_SECRETS = (("ari", "password"), ("crm", "password"))
@@ -255,9 +271,17 @@ def load_settings(
     env = os.environ if env is None else env
     where = str(path) if path is not None else "the built-in defaults"
     raw: dict[str, dict[str, tuple[str, str]]] = {s: {} for s in _SCHEMA}
+    # Profile name -> its keys, in the file's order.
+    raw_profiles: dict[str, dict[str, tuple[str, str]]] = {}
+    profile_sections: dict[str, str] = {}
     if path is not None:
         for section, key, value in _read_ini(Path(path)):
-            raw[section][key] = (value, f"{where}: [{section}] {key}")
+            origin = f"{where}: [{section}] {key}"
+            if section.startswith(PROFILE_PREFIX):
+                name = _profile_name(section, where, profile_sections)
+                raw_profiles.setdefault(name, {})[key] = (value, origin)
+            else:
+                raw[section][key] = (value, origin)
     state = env.get("STATE_DIRECTORY", "").split(":")[0]
     if state and "path" not in raw["outbox"]:
         # systemd's StateDirectory= (per instance in the template unit); the file's path wins.
@@ -288,8 +312,14 @@ def load_settings(
             sections[section] = cls(**values)
         except ValueError as error:
             raise ConfigError(f"{where}: [{section}] {error}") from None
-    settings = Settings(**sections)
-    _check_store_timeout(settings, where)
+    profiles = tuple(
+        _profile(name, keys, sections["ivr"], sections["crm"], where)
+        for name, keys in raw_profiles.items()
+    )
+    _check_queues(profiles, where)
+    settings = Settings(**sections, profiles=profiles)
+    for profile in settings.all_profiles():
+        _check_store_timeout(settings.outbox, settings.crm, profile, where)
     if require_secrets:
         _check_placeholders(settings, raw)
         _check_secrets(settings, where)
@@ -310,14 +340,82 @@ def _check_placeholders(
             )
 
 
-def _check_store_timeout(settings: Settings, where: str) -> None:
+def _check_store_timeout(
+    outbox: OutboxSettings, crm: CrmSettings, profile: Profile, where: str
+) -> None:
     # The caller waits for the outbox write, then for the direct CRM try.
-    needed = settings.outbox.write_timeout + min(DIRECT_CRM_TIMEOUT, settings.crm.timeout)
-    if settings.ivr.store_timeout <= needed:
+    needed = outbox.write_timeout + min(DIRECT_CRM_TIMEOUT, crm.timeout)
+    if profile.ivr.store_timeout <= needed:
+        section = "ivr" if profile.name == DEFAULT_PROFILE else PROFILE_PREFIX + profile.name
         raise ConfigError(
-            f"{where}: [ivr] store_timeout ({settings.ivr.store_timeout:g} s) must be longer "
-            f"than [outbox] write_timeout plus the direct CRM try ({needed:g} s)"
+            f"{where}: [{section}] store_timeout ({profile.ivr.store_timeout:g} s) must be "
+            f"longer than [outbox] write_timeout plus the direct CRM try ({needed:g} s)"
         )
+
+
+def _profile_name(section: str, where: str, seen: dict[str, str]) -> str:
+    """The profile a `[profile:NAME]` section defines; `seen`: name -> its section."""
+    name = section[len(PROFILE_PREFIX) :].strip().lower()
+    if not _PROFILE_NAME.fullmatch(name) or name == DEFAULT_PROFILE:
+        raise ConfigError(
+            f"{where}: [{section}] is no usable profile name; use letters, digits, _ - . "
+            f"(not {DEFAULT_PROFILE!r}: [ivr] and [crm] are the default profile)"
+        )
+    if seen.setdefault(name, section) != section:
+        raise ConfigError(
+            f"{where}: [{section}] and [{seen[name]}] are one profile (names ignore case); "
+            "merge them"
+        )
+    return name
+
+
+def _profile(
+    name: str,
+    keys: Mapping[str, tuple[str, str]],
+    ivr: IvrSettings,
+    crm: CrmSettings,
+    where: str,
+) -> Profile:
+    """One `[profile:NAME]` section over the [ivr] and [crm] settings."""
+    changes: dict[str, dict[str, Any]] = {"ivr": {}, "crm": {}}
+    queues: tuple[str, ...] = ()
+    for key, (value, origin) in keys.items():
+        try:
+            if key == "queues":
+                queues = _queues(value)
+                continue
+            section, spec = _PROFILE_KEYS[key]
+            changes[section][spec.field] = spec.parse(value)
+        except ValueError as error:
+            raise ConfigError(f"{origin}: {error}") from None
+    try:
+        return Profile(
+            name,
+            replace(ivr, **changes["ivr"]),
+            replace(crm, **changes["crm"]),
+            queues,
+        )
+    except ValueError as error:
+        raise ConfigError(f"{where}: [{PROFILE_PREFIX}{name}] {error}") from None
+
+
+def _queues(value: str) -> tuple[str, ...]:
+    names = tuple(name for name in re.split(r"[,\s]+", value.strip()) if name)
+    if len({name.casefold() for name in names}) != len(names):
+        raise ValueError("a queue is listed twice")
+    return names
+
+
+def _check_queues(profiles: tuple[Profile, ...], where: str) -> None:
+    owner: dict[str, str] = {}
+    for profile in profiles:
+        for queue in profile.queues:
+            other = owner.setdefault(queue.casefold(), profile.name)
+            if other != profile.name:
+                raise ConfigError(
+                    f"{where}: queue {queue!r} is listed by [profile:{other}] and "
+                    f"[profile:{profile.name}]; a queue belongs to one profile"
+                )
 
 
 def _read_ini(path: Path) -> list[tuple[str, str, str]]:
@@ -335,17 +433,30 @@ def _read_ini(path: Path) -> list[tuple[str, str, str]]:
         raise ConfigError(f"{path}: not a valid INI file: {first}") from None
     entries = []
     for section in parser.sections():
-        if section not in _SCHEMA:
+        if section.startswith(PROFILE_PREFIX):
+            keys: Collection[str] = ("queues", *_PROFILE_KEYS)
+        elif section in _SCHEMA:
+            keys = _SCHEMA[section][1]
+        else:
             known = ", ".join(f"[{s}]" for s in _SCHEMA)
-            raise ConfigError(f"{path}: unknown section [{section}]; known sections: {known}")
-        keys = _SCHEMA[section][1]
+            raise ConfigError(
+                f"{path}: unknown section [{section}]; known sections: {known}, "
+                f"[{PROFILE_PREFIX}NAME]"
+            )
         for key, value in parser.items(section):
             if key not in keys:
-                raise ConfigError(
-                    f"{path}: [{section}] unknown key {key!r}; known keys: {', '.join(keys)}"
-                )
+                raise ConfigError(f"{path}: [{section}] {_unknown_key(section, key, keys)}")
             entries.append((section, key, value))
     return entries
+
+
+def _unknown_key(section: str, key: str, keys: Collection[str]) -> str:
+    if section.startswith(PROFILE_PREFIX) and key in _SCHEMA["crm"][1]:
+        return (
+            f"{key}: a profile changes what is sent to the CRM, not where or as whom; "
+            f"set {key} in [crm] (one CRM per app)"
+        )
+    return f"unknown key {key!r}; known keys: {', '.join(keys)}"
 
 
 def _env_target(name: str) -> tuple[str, str] | None:
@@ -353,6 +464,11 @@ def _env_target(name: str) -> tuple[str, str] | None:
         return None
     rest = name[len(ENV_PREFIX) :].lower()
     section, _, key = rest.partition("_")
+    if section == PROFILE_PREFIX[:-1]:
+        raise ConfigError(
+            f"environment variable {name}: profiles are read from the config file only; "
+            f"set it in a [{PROFILE_PREFIX}NAME] section there"
+        )
     if section not in _SCHEMA:
         return None  # other tools' variables share the prefix
     if key not in _SCHEMA[section][1]:
@@ -425,29 +541,45 @@ def _password_files(path: Path, environ: Mapping[str, str]) -> list[str]:
 
 
 def describe(settings: Settings) -> list[str]:
-    """The settings as `section.key = value` lines, with secrets masked."""
+    """The settings as `section.key = value` lines, with secrets masked; then
+    each profile's effective [ivr] settings and the [crm] ones it may change,
+    as `profile:NAME.ivr.key = value`."""
     lines = []
     for section in ("ari", "ivr", "crm", "outbox", "metrics"):
-        value = getattr(settings, section)
-        for item in fields(value):
-            shown = getattr(value, item.name)
-            if item.name == "password":
-                shown = "(set)" if shown else "(not set)"
-            elif item.name == "params":
-                shown = _names_only(shown)
-            elif item.name == "url":
-                shown = _url_without_query_values(shown)
-            elif isinstance(shown, bool):
-                shown = "yes" if shown else "no"
-            elif item.name == "number_rewrite":
-                shown = "; ".join(f"{find} => {to}" for find, to in shown) or "(none)"
-            elif item.name == "hours":
-                shown = describe_hours(shown) or "(open all week)"
-            elif item.name == "closed_dates":
-                shown = ", ".join(day.isoformat() for day in shown) or "(none)"
-            elif item.name == "timezone":
-                shown = shown or "(this machine's zone)"
-            lines.append(f"{section}.{item.name} = {shown}")
+        lines += _describe_fields(section, getattr(settings, section))
+    for profile in settings.profiles:
+        prefix = f"{PROFILE_PREFIX}{profile.name}"
+        lines.append(f"{prefix}.queues = {', '.join(profile.queues) or '(none)'}")
+        lines += _describe_fields(f"{prefix}.ivr", profile.ivr)
+        lines += _describe_fields(f"{prefix}.crm", profile.crm, PROFILE_CRM_FIELDS)
+    return lines
+
+
+def _describe_fields(prefix: str, value: object, only: Collection[str] | None = None) -> list[str]:
+    lines = []
+    for item in fields(value):  # type: ignore[arg-type]
+        if only is not None and item.name not in only:
+            continue
+        shown = getattr(value, item.name)
+        if item.name == "password":
+            shown = "(set)" if shown else "(not set)"
+        elif item.name == "params":
+            shown = _names_only(shown)
+        elif item.name == "url":
+            shown = _url_without_query_values(shown)
+        elif isinstance(shown, bool):
+            shown = "yes" if shown else "no"
+        elif item.name == "context_params":
+            shown = ", ".join(f"{name}={fact}" for name, fact in shown) or "(none)"
+        elif item.name == "number_rewrite":
+            shown = "; ".join(f"{find} => {to}" for find, to in shown) or "(none)"
+        elif item.name == "hours":
+            shown = describe_hours(shown) or "(open all week)"
+        elif item.name == "closed_dates":
+            shown = ", ".join(day.isoformat() for day in shown) or "(none)"
+        elif item.name == "timezone":
+            shown = shown or "(this machine's zone)"
+        lines.append(f"{prefix}.{item.name} = {shown}")
     return lines
 
 

@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY = 24 * 3600
@@ -114,6 +115,15 @@ def is_open(when: datetime, hours: Iterable[Window], closed_dates: Iterable[date
     moment = when.weekday() * _DAY + when.hour * 3600 + when.minute * 60 + when.second
     # A Sunday night range runs past the week's end into Monday.
     return any(w.start <= t < w.end for w in windows for t in (moment, moment + _WEEK))
+
+
+def open_at(
+    timestamp: float, hours: Iterable[Window], closed_dates: Iterable[date], timezone: str
+) -> bool:
+    """Whether the Unix time `timestamp` is within the hours, in the named
+    zone ("" is the machine's own)."""
+    zone = ZoneInfo(timezone) if timezone else None  # zoneinfo caches its zones
+    return is_open(datetime.fromtimestamp(timestamp, zone).astimezone(zone), hours, closed_dates)
 
 
 def describe_hours(hours: Iterable[Window]) -> str:

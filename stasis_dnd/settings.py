@@ -40,6 +40,19 @@ CONTEXT_FACTS = (
     "uniqueid",
     "linkedid",
     "requested_at",
+    "profile",
+)
+# The name of the profile made of [ivr] and [crm] themselves.
+DEFAULT_PROFILE = "default"
+# The [crm] fields a profile may set: what is sent, not where or as whom.
+PROFILE_CRM_FIELDS = (
+    "class_name",
+    "sub",
+    "phone_param",
+    "params",
+    "request_id_param",
+    "callerid_param",
+    "context_params",
 )
 
 DEFAULT_PROMPT = "custom/IVR_DND_OPERATORS"
@@ -356,6 +369,18 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class Profile:
+    """What callers of some queues hear and what the CRM gets for them: a
+    `[profile:NAME]` section over [ivr] and [crm] (`queues`: the `queue=`
+    Stasis() values it serves)."""
+
+    name: str
+    ivr: IvrSettings = IvrSettings()
+    crm: CrmSettings = CrmSettings()
+    queues: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration of one running app."""
 
@@ -364,3 +389,13 @@ class Settings:
     crm: CrmSettings = CrmSettings()
     outbox: OutboxSettings = OutboxSettings()
     metrics: MetricsSettings = MetricsSettings()
+    # The [profile:NAME] sections, in the file's order ([ivr]/[crm] are "default").
+    profiles: tuple[Profile, ...] = ()
+
+    @property
+    def default_profile(self) -> Profile:
+        return Profile(DEFAULT_PROFILE, self.ivr, self.crm)
+
+    def all_profiles(self) -> tuple[Profile, ...]:
+        """The default profile, then the named ones."""
+        return (self.default_profile, *self.profiles)

@@ -20,6 +20,7 @@ SHARED = {
     "stasis_dnd.hours",
     "stasis_dnd.logs",
     "stasis_dnd.metrics",
+    "stasis_dnd.profiles",
     "stasis_dnd.settings",
     "stasis_dnd.sounds",
     "stasis_dnd.tls",

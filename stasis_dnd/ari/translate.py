@@ -51,6 +51,10 @@ class BadEvent(ValueError):
     """An ARI message the app cannot use; the message says why."""
 
 
+# The Stasis() arguments the app reads at most (a reason, a key and the facts).
+MAX_ARGS = 8
+
+
 def channel_of(data: Mapping[str, Any]) -> Channel:
     """The `Channel` described by an ARI channel object."""
     if not isinstance(data, Mapping):
@@ -68,6 +72,19 @@ def channel_of(data: Mapping[str, Any]) -> Channel:
     )
 
 
+def stasis_args_of(data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The arguments of the `Stasis()` an ARI channel object is in (its
+    `dialplan.app_data` after the app name), or () when it tells none."""
+    dialplan = data.get("dialplan") if isinstance(data, Mapping) else None
+    if not isinstance(dialplan, Mapping) or str(dialplan.get("app_name", "")).lower() != "stasis":
+        return ()
+    app_data = dialplan.get("app_data")
+    if not isinstance(app_data, str):
+        return ()
+    # Asterisk splits on commas too (quotes aside, which these arguments do not use).
+    return tuple(_text(arg, "dialplan.app_data") for arg in app_data.split(",")[1 : MAX_ARGS + 1])
+
+
 def translate(message: Mapping[str, Any]) -> tuple[str, Event] | None:
     """The channel id and core event for an ARI message, or None to skip it."""
     kind = message.get("type")
@@ -76,7 +93,8 @@ def translate(message: Mapping[str, Any]) -> tuple[str, Event] | None:
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise BadEvent("StasisStart.args is not a list of strings")
         channel = channel_of(message.get("channel"))  # type: ignore[arg-type]
-        return channel.id, StasisStart(channel, tuple(_text(a, "args") for a in args[:8]))
+        args = [_text(a, "args") for a in args[:MAX_ARGS]]
+        return channel.id, StasisStart(channel, tuple(args))
     if kind == "ChannelDtmfReceived":
         digit = message.get("digit")
         if not isinstance(digit, str) or len(digit) != 1:

@@ -176,12 +176,14 @@ class CrmClient:
         request_id: str = "",
         caller_id: str = "",
         context: tuple[tuple[str, str], ...] = (),
+        shape: CrmSettings | None = None,
     ) -> list[tuple[str, str]]:
         """Every parameter of one request, in the order sent (with the password).
         `caller_id`: the caller's own number, when it is not `phone`; else "".
         `context`: (fact, value) pairs, sent under the names `[crm] context_params`
-        gives them; a fact without a value is not sent."""
-        s = self.settings
+        gives them; a fact without a value is not sent. `shape`: a profile's
+        [crm] settings for what is sent (the login stays this client's)."""
+        s = shape or self.settings
         pairs = [*self._endpoint_params, ("class", s.class_name)]
         if s.sub:
             pairs.append(("sub", s.sub))
@@ -200,8 +202,8 @@ class CrmClient:
         pairs += [
             ("responseType", "json"),
             ("authToSession", "0"),
-            ("j_username", s.username),
-            ("j_password", s.password),
+            ("j_username", self.settings.username),
+            ("j_password", self.settings.password),
         ]
         return pairs
 
@@ -213,12 +215,14 @@ class CrmClient:
         caller_id: str = "",
         context: tuple[tuple[str, str], ...] = (),
         timeout: float | None = None,
+        shape: CrmSettings | None = None,
     ) -> CrmResult:
         """File one callback request for `phone` (with `caller_id`, the caller's
-        own number, when it is not "", and the facts about the call in
-        `context`); never raises for I/O trouble."""
+        own number, when it is not "", the facts about the call in `context`,
+        and a profile's `shape`, see `params`); never raises for I/O trouble."""
         limit = timeout if timeout is not None else self.timeout
-        return self._exchange(self.params(phone, request_id, caller_id, context), limit)
+        pairs = self.params(phone, request_id, caller_id, context, shape)
+        return self._exchange(pairs, limit)
 
     def probe(self) -> CrmResult:
         """Log in at the endpoint naming no class, so nothing is filed: a BGCRM/BGERP

@@ -79,6 +79,7 @@ class Delivery:
         auth_pause: float = AUTH_PAUSE,
         poll_interval: float = POLL_INTERVAL,
         held: Callable[[str], bool] = lambda request_id: False,
+        shape: Callable[[Entry], CrmSettings] | None = None,
     ) -> None:
         self._crm_settings = crm
         self._settings = outbox
@@ -89,6 +90,8 @@ class Delivery:
         self._auth_pause = auth_pause
         self._poll = poll_interval
         self._held = held
+        # What is sent for a request: its profile's [crm] settings.
+        self._shape = shape or (lambda entry: crm)
         self._lease = 2 * crm.timeout + CLAIM_MARGIN
         self._outbox: Outbox | None = None
         self._thread: threading.Thread | None = None
@@ -236,7 +239,11 @@ class Delivery:
         except OutboxError:
             pass  # a disk that takes no writes must not keep the CRM from getting it
         result = self._client.send(
-            entry.phone, entry.request_id, caller_id=entry.caller_id, context=entry.context
+            entry.phone,
+            entry.request_id,
+            caller_id=entry.caller_id,
+            context=entry.context,
+            shape=self._shape(entry),
         )
         now = self._clock()
         if result.delivered:

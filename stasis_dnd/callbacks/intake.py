@@ -32,15 +32,15 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from stasis_dnd.callbacks.crm import CrmClient
+from stasis_dnd.callbacks.crm import CrmClient, check_settings
 from stasis_dnd.callbacks.delivery import AUTH_PAUSE, POLL_INTERVAL, Delivery, caller_fields
 from stasis_dnd.callbacks.outbox import DEAD, DUPLICATE, PENDING, Entry, Outbox, OutboxError
 from stasis_dnd.metrics import CallbackStats
-from stasis_dnd.settings import DIRECT_CRM_TIMEOUT, CrmSettings, OutboxSettings
+from stasis_dnd.settings import DEFAULT_PROFILE, DIRECT_CRM_TIMEOUT, CrmSettings, OutboxSettings
 
 log = logging.getLogger("stasis_dnd")
 
@@ -96,8 +96,17 @@ class CallbackService:
         direct_timeout: float = DIRECT_TIMEOUT,
         auth_pause: float = AUTH_PAUSE,
         poll_interval: float = POLL_INTERVAL,
+        profiles: Mapping[str, CrmSettings] | None = None,
     ) -> None:
         self._crm_settings = crm
+        # Each named profile's [crm] settings: what is sent for its requests.
+        self._profiles = dict(profiles or {})
+        for name, shape in self._profiles.items():
+            try:
+                check_settings(shape)
+            except ValueError as error:
+                raise ValueError(str(error).replace("[crm]", f"[profile:{name}]", 1)) from None
+        self._unknown_profiles: set[str] = set()
         self._settings = outbox
         self._clock = clock
         self._direct_timeout = min(direct_timeout, crm.timeout)
@@ -121,6 +130,7 @@ class CallbackService:
             auth_pause=auth_pause,
             poll_interval=poll_interval,
             held=self.held,
+            shape=self.shape,
         )
 
     # --- life cycle ---------------------------------------------------------------
@@ -278,8 +288,11 @@ class CallbackService:
         )
         # Its own session: this runs on a worker thread, beside the delivery thread.
         client = CrmClient(self._crm_settings, timeout=self._direct_timeout)
+        shape = self._profiles.get(dict(context).get("profile", ""), self._crm_settings)
         try:
-            result = client.send(phone, request_id, caller_id=caller_id, context=context)
+            result = client.send(
+                phone, request_id, caller_id=caller_id, context=context, shape=shape
+            )
         finally:
             client.close()
         if result.delivered:
@@ -305,6 +318,27 @@ class CallbackService:
             str(result),
         )
         return RequestResult(False, FAILED, f"{reason}; CRM: {result}")
+
+    def shape(self, entry: Entry) -> CrmSettings:
+        """The [crm] settings a stored request is sent with: its profile's. A
+        profile no longer in the config: the default's, with one WARNING."""
+        name = entry.fact("profile") or DEFAULT_PROFILE
+        if name == DEFAULT_PROFILE:
+            return self._crm_settings
+        found = self._profiles.get(name)
+        if found is None:
+            with self._counts_lock:
+                first = name not in self._unknown_profiles
+                self._unknown_profiles.add(name)
+            if first:
+                log.warning(
+                    "event=outbox_unknown_profile id=%d profile=%r (no such profile in the"
+                    " config any more: sent with [crm] as it is)",
+                    entry.id,
+                    name,
+                )
+            return self._crm_settings
+        return found
 
     def held(self, request_id: str) -> bool:
         """Whether delivery must leave this request alone for now: its write was

@@ -27,6 +27,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from stasis_dnd.settings import DEFAULT_PROFILE
+
 PENDING = "pending"
 DELIVERED = "delivered"
 DEAD = "dead"
@@ -166,17 +168,23 @@ class Outbox:
     ) -> Entry:
         """Store a request to call `phone` durably; return it (state `duplicate`
         if it repeats a pending or delivered request for the same number to
-        call within the window, whoever asked). Raises OutboxError if it could
-        not be stored."""
+        call and the same profile (the `profile` fact) within the window,
+        whoever asked). Raises OutboxError if it could not be stored."""
         # The writer thread may wait for the lock: its caller's wait is bounded.
         with self._lock, self._write("store the request"):
             original = None
             if dedupe_window > 0 and phone:
-                original = self._db.execute(
-                    "SELECT id FROM requests WHERE phone = ? AND state IN (?, ?)"
-                    " AND created_at >= ? ORDER BY id LIMIT 1",
+                earlier = self._db.execute(
+                    "SELECT id, context FROM requests WHERE phone = ? AND state IN (?, ?)"
+                    " AND created_at >= ? ORDER BY id",
                     (phone, PENDING, DELIVERED, now - dedupe_window),
-                ).fetchone()
+                ).fetchall()
+                # A repeat within the same profile: sales and support each call back.
+                profile = _profile(dict(context).get("profile", ""))
+                original = next(
+                    (row for row in earlier if _profile(_facts(row[1]).get("profile")) == profile),
+                    None,
+                )
             state = DUPLICATE if original else PENDING
             cursor = self._db.execute(
                 "INSERT INTO requests (request_id, phone, channel_id, created_at, state,"
@@ -423,11 +431,20 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:
-    """An `Entry` from a row of `_COLUMNS` (a context that is not a JSON object reads as none)."""
+    """An `Entry` from a row of `_COLUMNS`."""
+    return replace(Entry(*row[:-1]), context=tuple(_facts(row[-1]).items()))
+
+
+def _facts(text: object) -> dict[str, str]:
+    """A row's context column (a value that is not a JSON object reads as none)."""
     try:
-        found = json.loads(row[-1])
+        found = json.loads(text)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         found = {}
     pairs = found.items() if isinstance(found, dict) else ()
-    facts = tuple((str(name), value) for name, value in pairs if isinstance(value, str))
-    return replace(Entry(*row[:-1]), context=facts)
+    return {str(name): value for name, value in pairs if isinstance(value, str)}
+
+
+def _profile(name: str | None) -> str:
+    # Rows written before profiles existed belong to the default profile.
+    return name or DEFAULT_PROFILE

@@ -16,7 +16,7 @@ from typing import Any
 
 from stasis_dnd.ari.rest import AriError, AriRest
 from stasis_dnd.callbacks.crm import CrmClient, CrmOutcome
-from stasis_dnd.settings import IvrSettings, Settings
+from stasis_dnd.settings import DEFAULT_PROFILE, IvrSettings, Settings
 
 # Languages the shipped prompts come in; a prompt missing in one is a warning.
 EXPECTED_LANGUAGES = ("en", "ru")
@@ -73,14 +73,21 @@ def sound_settings(ivr: IvrSettings) -> list[str]:
 
 
 def configured_sounds(settings: Settings) -> list[str]:
-    """Sound ids the IVR may play, each once (empty settings and media URIs
-    other than sound: are skipped)."""
-    sounds: list[str] = []
-    for setting in sound_settings(settings.ivr):
-        name = getattr(settings.ivr, setting)
-        scheme, _, rest = name.rpartition(":")
-        if name and scheme in ("", "sound") and rest not in sounds:
-            sounds.append(rest)
+    """Sound ids the IVR may play in any profile, each once (empty settings
+    and media URIs other than sound: are skipped)."""
+    return list(sounds_by_profile(settings))
+
+
+def sounds_by_profile(settings: Settings) -> dict[str, list[str]]:
+    """Each sound id the IVR may play -> the profiles that play it."""
+    sounds: dict[str, list[str]] = {}
+    for profile in settings.all_profiles():
+        for setting in sound_settings(profile.ivr):
+            name = getattr(profile.ivr, setting)
+            scheme, _, rest = name.rpartition(":")
+            users = sounds.setdefault(rest, []) if name and scheme in ("", "sound") else []
+            if name and scheme in ("", "sound") and profile.name not in users:
+                users.append(profile.name)
     return sounds
 
 
@@ -127,19 +134,21 @@ def check_asterisk(settings: Settings) -> list[Finding]:
             trusted = settings.ari.ca_bundle or "the system's CAs"
             text += f" (certificate verified against {trusted})"
         findings.append(Finding(True, text))
-        for sound_id in configured_sounds(settings):
+        for sound_id, users in sounds_by_profile(settings).items():
+            # Named when only some profiles play it: which section to look at.
+            whose = "" if DEFAULT_PROFILE in users else f" (profile {', '.join(users)})"
             sound = rest.sound(sound_id)
             if sound is None:
-                missing_text = f"sound {sound_id}: missing on this Asterisk"
+                missing_text = f"sound {sound_id}{whose}: missing on this Asterisk"
                 findings.append(Finding(False, missing_text, INSTALL_PROMPTS))
                 continue
             languages = _languages(sound)
             missing = [lang for lang in EXPECTED_LANGUAGES if lang not in languages]
-            text = f"sound {sound_id}: {', '.join(languages) or 'no formats'}"
+            text = f"sound {sound_id}{whose}: {', '.join(languages) or 'no formats'}"
             if missing:
                 text += f" (no {', '.join(missing)}: callers with that language hear English)"
             findings.append(Finding(True, text))
-        if settings.ivr.readback:
+        if any(profile.ivr.readback for profile in settings.all_profiles()):
             findings.append(_digits_finding(rest))
     return findings
 

@@ -154,9 +154,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for warning in permission_warnings(args.config):
         logging.getLogger("stasis_dnd").warning("event=config_warning detail=%r", warning)
     try:
-        store = CallbackService(settings.crm, settings.outbox)
+        store = CallbackService(
+            settings.crm,
+            settings.outbox,
+            profiles={profile.name: profile.crm for profile in settings.profiles},
+        )
     except ValueError as error:
-        raise UserError(f"{args.config}: [crm] {error}") from None
+        raise UserError(f"{args.config}: {_in_crm(error)}") from None
     try:
         store.start()
     except OutboxError as error:
@@ -169,6 +173,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     finally:
         store.stop()
+
+
+def _in_crm(error: ValueError) -> str:
+    """A CRM settings error, naming its section once."""
+    text = str(error)
+    return text if text.startswith("[") else f"[crm] {text}"
 
 
 # `stasis-dnd check`: the exit status names the first check that failed.
@@ -194,7 +204,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         crm = check_crm(settings)
     except ValueError as error:
-        raise UserError(f"{args.config}: [crm] {error}") from None
+        raise UserError(f"{args.config}: {_in_crm(error)}") from None
     print(("ok      " if crm.ok else "FAILED  ") + crm.text)
     return status or (0 if crm.ok else CHECK_CRM_FAILED)
 

@@ -1,7 +1,8 @@
 """The `stasis-dnd outbox` commands: look at, retry and purge stored callback
 requests, also while the service runs (SQLite locks keep both consistent).
 
-    stasis-dnd outbox list [--state pending|delivered|dead|duplicate] [--queue NAME] [--limit N]
+    stasis-dnd outbox list [--state pending|delivered|dead|duplicate] [--queue NAME]
+                           [--profile NAME] [--limit N]
     stasis-dnd outbox retry ID | --dead
     stasis-dnd outbox purge --older-than 7d
 
@@ -9,8 +10,9 @@ Output is a plain table with the number to call (the operator may have to
 call back by hand), the caller's own number when they keyed in another one
 (a CALLER_ID column, shown when a listed request has one), the queue the
 caller waited in and for how long (QUEUE, WAITED: from the dialplan's
-Stasis() arguments, shown when a listed request has them), and never a
-credential.
+Stasis() arguments, shown when a listed request has them), the profile that
+served the call (PROFILE, shown when a listed request is not the default
+profile's), and never a credential.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from stasis_dnd.callbacks.outbox import (
 )
 from stasis_dnd.cli.options import add_config
 from stasis_dnd.config import parse_duration
-from stasis_dnd.settings import OutboxSettings
+from stasis_dnd.settings import DEFAULT_PROFILE, OutboxSettings
 
 # The operator's command may wait for the service's write to finish.
 _BUSY_TIMEOUT = 10.0
@@ -58,6 +60,9 @@ def add_outbox_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     add_config(listing)
     listing.add_argument("--state", choices=STATES, help="only requests in this state")
     listing.add_argument("--queue", metavar="NAME", help="only requests from this queue")
+    listing.add_argument(
+        "--profile", metavar="NAME", help="only requests of this profile (default: [ivr]/[crm])"
+    )
     listing.add_argument(
         "--limit", type=int, default=100, metavar="N", help="the newest N (default 100)"
     )
@@ -106,7 +111,7 @@ def run_outbox_command(args: argparse.Namespace, outbox: OutboxSettings) -> int:
         return 1
     try:
         if args.outbox_command == "list":
-            return _list(store, args.state, args.limit, args.queue)
+            return _list(store, args.state, args.limit, args.queue, args.profile)
         if args.outbox_command == "retry":
             return _retry(store, args.id, args.dead)
         return _purge(store, args.older_than)
@@ -125,15 +130,24 @@ def owner_to_become(outbox: os.stat_result, euid: int) -> tuple[int, int] | None
     return outbox.st_uid, outbox.st_gid
 
 
-def _list(store: Outbox, state: str | None, limit: int, queue: str | None = None) -> int:
+def _list(
+    store: Outbox,
+    state: str | None,
+    limit: int,
+    queue: str | None = None,
+    profile: str | None = None,
+) -> int:
     entries = store.entries(state, limit)
+    # Filtered here, among the newest `limit`: the facts are a JSON column.
     if queue is not None:
-        # Filtered here, among the newest `limit`: the facts are a JSON column.
         entries = [e for e in entries if e.fact("queue") == queue]
+    if profile is not None:
+        entries = [e for e in entries if _profile(e) == profile.strip().lower()]
     counts = store.counts()
     summary = ", ".join(f"{name} {counts[name]}" for name in STATES)
     if not entries:
         which = f"{state or 'stored'} requests" + (f" from queue {queue}" if queue else "")
+        which += f" of profile {profile}" if profile else ""
         print(f"No {which} ({summary}).")
         return 0
     print(format_table(entries, time.time()))
@@ -175,6 +189,7 @@ def format_table(entries: list[Entry], now: float) -> str:
         "CALLER_ID",
         "QUEUE",
         "WAITED",
+        "PROFILE",
         "CHANNEL",
         "TRIES",
         "NOTE",
@@ -188,6 +203,7 @@ def format_table(entries: list[Entry], now: float) -> str:
             _printable(str(e.caller_id)) or "(same)",
             _printable(e.fact("queue")) or "-",
             f"{e.fact('waited_seconds')}s" if e.fact("waited_seconds") else "-",
+            _printable(_profile(e)),
             _printable(e.channel_id),
             str(e.attempts),
             _note(e, now),
@@ -198,6 +214,8 @@ def format_table(entries: list[Entry], now: float) -> str:
     with_queue = any(e.fact("queue") or e.fact("waited_seconds") for e in entries)
     dropped = {4} if not with_caller_id else set()
     dropped |= {5, 6} if not with_queue else set()
+    # The profile when one is not the default: a single-profile set-up never shows it.
+    dropped |= {7} if all(_profile(e) == DEFAULT_PROFILE for e in entries) else set()
     rows = [tuple(cell for i, cell in enumerate(row) if i not in dropped) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [
@@ -207,6 +225,11 @@ def format_table(entries: list[Entry], now: float) -> str:
         for row in rows
     ]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _profile(entry: Entry) -> str:
+    # Requests stored before profiles existed were served by the default one.
+    return entry.fact("profile") or DEFAULT_PROFILE
 
 
 def _note(entry: Entry, now: float) -> str:

@@ -12,14 +12,22 @@ from collections.abc import Callable
 from stasis_dnd.core.commands import CancelTimer, Command, Play, StartTimer
 from stasis_dnd.core.events import Channel
 from stasis_dnd.core.states import FINAL, Ending, Outcome, State, media_uri
-from stasis_dnd.settings import IvrSettings
+from stasis_dnd.settings import DEFAULT_PROFILE, IvrSettings
 
 
 class FlowBase:
     """The bookkeeping of one call's flow."""
 
-    def __init__(self, settings: IvrSettings | None = None, *, id_prefix: str = "") -> None:
+    def __init__(
+        self,
+        settings: IvrSettings | None = None,
+        *,
+        id_prefix: str = "",
+        profile: str = DEFAULT_PROFILE,
+    ) -> None:
         self.settings = settings or IvrSettings()
+        # The profile whose settings these are: a fact about the call for the CRM.
+        self.profile = profile
         # Playback and timer ids start with this, so a flow restarted for the
         # same channel (recovery) never reuses an id of its predecessor.
         self._id_prefix = id_prefix

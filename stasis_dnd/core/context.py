@@ -5,7 +5,7 @@ is why the caller came (`TIMEOUT`, `FULL`, ... as `${QUEUESTATUS}`, or
 `breakout` followed by the key pressed), then `key=value` arguments:
 
     Stasis(stasis-dnd,${QUEUESTATUS},queue=999,waited=42,dialled=4951234567,
-           linkedid=${CHANNEL(linkedid)})
+           linkedid=${CHANNEL(linkedid)},profile=sales)
 
 Any argument can carry text the caller influences (a DID from the trunk, a
 variable the dialplan filled from caller data), so every value is cleaned:
@@ -31,6 +31,8 @@ _ARG_FACTS = {
     "dialled": "dialled",
     # ARI's channel JSON lacks it on Asterisk 22: the dialplan passes ${CHANNEL(linkedid)}.
     "linkedid": "linkedid",
+    # Which profile serves the call (stasis_dnd.profiles); not sent as given.
+    "profile": "profile",
 }
 
 
@@ -43,6 +45,8 @@ class CallContext:
     waited_seconds: str = ""
     dialled: str = ""
     linkedid: str = ""
+    # The profile the dialplan asked for (the shell chooses the one that serves).
+    profile: str = ""
     # `key=value` argument names the app does not know (cleaned, for a log line).
     unknown: tuple[str, ...] = ()
 
@@ -107,6 +111,7 @@ def parse_stasis_args(args: tuple[str, ...]) -> tuple[CallContext, str | None]:
         waited_seconds=waited if waited.isdigit() and waited.isascii() else "",
         dialled=values.get("dialled", ""),
         linkedid=values.get("linkedid", ""),
+        profile=values.get("profile", ""),
         unknown=tuple(unknown),
     )
     return context, key

@@ -77,12 +77,14 @@ class CallRecovered:
 
     `callback_stored` says whether this caller's callback request is already
     stored, so the flow does not offer or file it twice. `open`: whether it
-    is within business hours now, decided afresh as for a new call.
+    is within business hours now, decided afresh as for a new call. `args`:
+    the `Stasis()` arguments, as far as the shell still knows them.
     """
 
     channel: Channel
     callback_stored: bool = False
     open: bool = True
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

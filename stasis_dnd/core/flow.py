@@ -30,7 +30,7 @@ from stasis_dnd.core.commands import (
     RequestCallback,
     StopPlayback,
 )
-from stasis_dnd.core.context import channel_facts, parse_stasis_args
+from stasis_dnd.core.context import parse_stasis_args
 from stasis_dnd.core.events import (
     CallbackNotStored,
     CallbackStored,
@@ -71,14 +71,16 @@ class CallFlow(NumberSteps):
 
     def _on_stasis_start(self, event: StasisStart) -> list[Command]:
         context, key = parse_stasis_args(event.args)
-        self.context, self.unknown_args = context.facts(event.channel), context.unknown
+        self.context = (*context.facts(event.channel), ("profile", self.profile))
+        self.unknown_args = context.unknown
         breakout = key is not None and key == self.settings.accept_digit
         self._open = event.open
         return self._start(event.channel, breakout=breakout, stored=False)
 
     def _on_recovered(self, event: CallRecovered) -> list[Command]:
-        # The Stasis() arguments are gone after a restart: the channel's own facts only.
-        self.context = channel_facts(event.channel)
+        # The facts again; a key pressed in the queue is not taken a second time.
+        context, _ = parse_stasis_args(event.args)
+        self.context = (*context.facts(event.channel), ("profile", self.profile))
         self._behind_old_play = True
         self._open = event.open
         return self._start(event.channel, breakout=False, stored=event.callback_stored)

@@ -35,6 +35,7 @@ from stasis_dnd.core import DrainEnded, Event
 from stasis_dnd.guard import ThreadErrors
 from stasis_dnd.logs import strip_userinfo
 from stasis_dnd.metrics import Metrics
+from stasis_dnd.profiles import Profiles
 from stasis_dnd.runtime.app_name import NAME_CONFIRM, NAME_WAIT_BASE, NAME_WAIT_CAP, wait_for_name
 from stasis_dnd.runtime.dispatch import Dispatcher
 from stasis_dnd.runtime.final_commands import RetryFinal
@@ -99,7 +100,7 @@ class App:
         # Playback ids must not repeat across restarts of the app.
         boot = format(int(time.time() * 1000) % 36**6, "x")
         self.calls = CallRegistry(
-            ivr=settings.ivr,
+            profiles=Profiles(settings),
             rest=self._rest,
             store=store,
             timers=self._timers,

@@ -23,11 +23,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from stasis_dnd.ari.rest import AriError, AriRest, ChannelNotFound
-from stasis_dnd.ari.translate import channel_of
+from stasis_dnd.ari.translate import channel_of, stasis_args_of
 from stasis_dnd.core import (
     Answer,
     CallbackNotStored,
@@ -52,13 +50,15 @@ from stasis_dnd.core import (
     StopPlayback,
     TimerFired,
 )
-from stasis_dnd.hours import is_open
+from stasis_dnd.core.context import parse_stasis_args
+from stasis_dnd.hours import open_at
 from stasis_dnd.logs import mask_phone
 from stasis_dnd.metrics import Metrics
+from stasis_dnd.profiles import Profiles
 from stasis_dnd.runtime.final_commands import FinalCommands, RetryFinal
 from stasis_dnd.runtime.storing import SENT_VARIABLE, CallbackStore, Storing
 from stasis_dnd.runtime.timers import TimerHandle, TimerWheel
-from stasis_dnd.settings import IvrSettings
+from stasis_dnd.settings import Profile
 
 log = logging.getLogger("stasis_dnd")
 
@@ -76,11 +76,18 @@ class Recover:
 CallItem = tuple[float, int, Event | Recover | RetryFinal]
 
 
+# Unknown profile names the dialplan gave are each warned about once; the first this many.
+_UNKNOWN_PROFILES_KEPT = 100
+
+
 @dataclass
 class Call:
     channel_id: str
     flow: CallFlow
     started: float
+    profile: Profile
+    # The Stasis() arguments, kept for a recovery that restarts the flow.
+    args: tuple[str, ...] = ()
     timers: dict[str, TimerHandle] = field(default_factory=dict)
     # The newest event-socket connection this call was heard on.
     connection: int = 0
@@ -94,7 +101,7 @@ class CallRegistry:
     def __init__(
         self,
         *,
-        ivr: IvrSettings,
+        profiles: Profiles,
         rest: AriRest,
         store: CallbackStore,
         timers: TimerWheel,
@@ -104,9 +111,9 @@ class CallRegistry:
         store_workers: int = 4,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._ivr = ivr
+        self._profiles = profiles
         self._clock = clock  # the wall clock, for business hours
-        self._zone = ZoneInfo(ivr.timezone) if ivr.timezone else None
+        self._unknown_profiles: set[str] = set()
         self._rest = rest
         self._store = store
         self._timers = timers
@@ -161,13 +168,13 @@ class CallRegistry:
             if not isinstance(what, StasisStart):
                 log.debug("event=skipped channel=%s reason=unknown_channel", channel_id)
                 return
-            call = self._new_call(channel_id, restarted=False)
+            call = self._new_call(channel_id, restarted=False, args=what.args)
             if self.draining:
                 self._feed(call, DrainEnded())
         call.arrived = arrived
         call.connection = max(call.connection, connection)
         if isinstance(what, StasisStart):
-            what = replace(what, open=self._open_now())
+            what = replace(what, open=self._open_now(call.profile))
         self._feed(call, what)
         if isinstance(what, StasisStart) and call.flow.unknown_args:
             # A dialplan typo (e.g. "qeue=") would otherwise drop a fact silently.
@@ -177,20 +184,41 @@ class CallRegistry:
 
     # --- feeding the flow ---------------------------------------------------
 
-    def _new_call(self, channel_id: str, *, restarted: bool) -> Call:
+    def _new_call(self, channel_id: str, *, restarted: bool, args: tuple[str, ...]) -> Call:
         prefix = (
             f"{self._id_prefix}.{next(self._restarts)}-" if restarted else f"{self._id_prefix}-"
         )
-        call = Call(channel_id, CallFlow(self._ivr, id_prefix=prefix), time.monotonic())
+        profile = self._profile_for(channel_id, args)
+        flow = CallFlow(profile.ivr, id_prefix=prefix, profile=profile.name)
+        call = Call(channel_id, flow, time.monotonic(), profile, args)
         with self._lock:
             self._calls[channel_id] = call
         self._metrics.active_calls.inc()
         return call
 
-    def _open_now(self) -> bool:
+    def _profile_for(self, channel_id: str, args: tuple[str, ...]) -> Profile:
+        context, _ = parse_stasis_args(args)
+        choice = self._profiles.choose(named=context.profile, queue=context.queue)
+        if choice.unknown:
+            with self._lock:
+                known = self._unknown_profiles
+                first = choice.unknown not in known and len(known) < _UNKNOWN_PROFILES_KEPT
+                if first:
+                    known.add(choice.unknown)
+            if first:
+                log.warning(
+                    "event=unknown_profile channel=%s profile=%r (no [profile:%s] in the"
+                    " config: the default profile serves its calls)",
+                    channel_id,
+                    choice.unknown,
+                    choice.unknown,
+                )
+        return choice.profile
+
+    def _open_now(self, profile: Profile) -> bool:
         # Decided here, when a call starts; the flow gets the answer as data.
-        now = datetime.fromtimestamp(self._clock(), self._zone).astimezone(self._zone)
-        return is_open(now, self._ivr.hours, self._ivr.closed_dates)
+        ivr = profile.ivr
+        return open_at(self._clock(), ivr.hours, ivr.closed_dates, ivr.timezone)
 
     def _feed(self, call: Call, event: Event) -> None:
         pending: deque[Event] = deque([event])
@@ -322,7 +350,8 @@ class CallRegistry:
                 self._feed(call, ChannelGone())
             return
         try:
-            channel = channel_of(self._rest.get_channel(channel_id))
+            found = self._rest.get_channel(channel_id)
+            channel = channel_of(found)
         except ChannelNotFound:
             if call is not None:
                 self._feed(call, ChannelGone())
@@ -344,11 +373,16 @@ class CallRegistry:
                 self._stop_quietly(call.flow.playing)
             self._finish(call, quiet=True)
         stored = self._store.stored_for_channel(channel_id) or self._marked_sent(channel_id)
-        fresh = self._new_call(channel_id, restarted=True)
+        # After a restart, the arguments Asterisk still shows for the channel's Stasis().
+        args = call.args if call is not None else stasis_args_of(found)
+        fresh = self._new_call(channel_id, restarted=True, args=args)
         fresh.connection = recover.generation  # a second Recover of this connection finds it
         self._metrics.recovered.inc()
         log.info("event=recovered channel=%s callback_stored=%s", channel_id, stored)
-        self._feed(fresh, CallRecovered(channel, callback_stored=stored, open=self._open_now()))
+        recovered = CallRecovered(
+            channel, callback_stored=stored, open=self._open_now(fresh.profile), args=args
+        )
+        self._feed(fresh, recovered)
 
     def _marked_sent(self, channel_id: str) -> bool:
         try:
@@ -392,7 +426,11 @@ class CallRegistry:
         leave it with a flow whose commands were never carried out."""
         call = self._calls.get(channel_id)
         # Where the flow itself would send it (asked before the call is dropped).
-        target = call.flow.continue_target() if call is not None else self._ivr.continue_to
+        target = (
+            call.flow.continue_target()
+            if call is not None
+            else self._profiles.default.ivr.continue_to
+        )
         if call is not None:
             if call.flow.playing is not None:
                 # A continue waits for the playing prompt to end: stop it first.

@@ -38,7 +38,7 @@ import itertools
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 
 from stasis_dnd.core import (
     CallbackNotStored,
@@ -64,8 +64,10 @@ from stasis_dnd.core import (
     StopPlayback,
     TimerFired,
 )
+from stasis_dnd.core.context import parse_stasis_args
 from stasis_dnd.core.states import media_uri
-from stasis_dnd.settings import IvrSettings
+from stasis_dnd.profiles import Profiles
+from stasis_dnd.settings import IvrSettings, Settings
 from stasis_dnd.testing.expectations import Expectations, describe
 
 CallbackMode = Literal["stored", "not_stored", "already_requested", "manual"]
@@ -90,7 +92,21 @@ class Conversation(Expectations):
     `endless_sounds` start and never end: only `playback_timeout` helps.
     `sound_seconds` gives lengths of particular sounds (by name, e.g.
     "vm-goodbye"). `open=False` starts the call outside business hours.
+    `Conversation.configured(settings, args=...)` is a call under a whole
+    configuration: served by the profile its Stasis() arguments choose.
     """
+
+    @classmethod
+    def configured(
+        cls, settings: Settings, *, args: Iterable[str] = ("TIMEOUT",), **options: Any
+    ) -> Conversation:
+        """A call as the app serves it under `settings` (e.g. `load_settings(path)`):
+        with the profile that `args` (`profile=NAME`, `queue=NAME`) choose."""
+        args = tuple(args)
+        context, _ = parse_stasis_args(args)
+        profile = Profiles(settings).choose(named=context.profile, queue=context.queue).profile
+        flow = CallFlow(profile.ivr, profile=profile.name)
+        return cls(profile.ivr, args=args, flow=flow, **options)
 
     def __init__(
         self,

@@ -54,6 +54,7 @@ class CrmEmulator:
         host: str = "127.0.0.1",
         port: int = 0,
         class_name: str = DEFAULT_CLASS,
+        also_classes: tuple[str, ...] = (),
         phone_param: str = "aon",
         request_id_param: str = "requestId",
         on_request: Callable[[Received], None] | None = None,
@@ -62,6 +63,8 @@ class CrmEmulator:
         self.username = username
         self.password = password
         self.class_name = class_name
+        # Further classes it runs (a CRM with one class per profile).
+        self.also_classes = also_classes
         self.phone_param = phone_param
         self.request_id_param = request_id_param
         self.default = OK
@@ -256,7 +259,7 @@ class CrmEmulator:
             # Without responseType=json BGERP renders a page, not JSON.
             return 200, "text/html; charset=UTF-8", b"<html><body>OK</body></html>", "html"
         document: dict[str, object]
-        if values.get("class") != self.class_name:
+        if values.get("class") not in (self.class_name, *self.also_classes):
             document = {"status": "error", "message": f"Class not found: {values.get('class')}"}
             kind = "error"
         elif reply.kind == "error":

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stasis_dnd.ari.translate import BadEvent, translate
+from stasis_dnd.ari.translate import BadEvent, stasis_args_of, translate
 from stasis_dnd.core import (
     Channel,
     ChannelDtmfReceived,
@@ -116,3 +116,22 @@ JSONISH = st.recursive(
 def test_fuzzed_messages_translate_or_raise_bad_event(kind: str, body: dict[str, Any]) -> None:
     with contextlib.suppress(BadEvent):
         translate({"type": kind, **body})
+
+
+@pytest.mark.parametrize(
+    ("dialplan", "args"),
+    [
+        ({"app_name": "Stasis", "app_data": "dnd,TIMEOUT,queue=998"}, ("TIMEOUT", "queue=998")),
+        ({"app_name": "Stasis", "app_data": "dnd"}, ()),
+        ({"app_name": "Stasis", "app_data": ",".join(["dnd", *"abcdefghij"])}, tuple("abcdefgh")),
+        ({"app_name": "Queue", "app_data": "999,,,,120"}, ()),  # not in Stasis() (yet)
+        ({"app_name": "Stasis", "app_data": 7}, ()),
+        ({"app_name": "Stasis"}, ()),
+        (None, ()),
+        ("Stasis", ()),
+    ],
+)
+def test_a_channels_stasis_arguments_are_read_from_its_dialplan(
+    dialplan: object, args: tuple[str, ...]
+) -> None:
+    assert stasis_args_of({"id": "c1", "dialplan": dialplan}) == args

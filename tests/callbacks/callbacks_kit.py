@@ -4,11 +4,13 @@ emulator."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.settings import CrmSettings, OutboxSettings
@@ -64,18 +66,25 @@ class Services:
         keep: float = 30 * 86400.0,
         rng: random.Random | None = None,
         context_params: tuple[tuple[str, str], ...] = (),
+        profiles: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> CallbackService:
+        """A started service; `profiles`: name -> the [crm] fields it changes."""
+        crm = CrmSettings(
+            url=self.crm.url,
+            username="dnd",
+            password=PASSWORD,
+            timeout=2.0,
+            context_params=context_params,
+        )
         service = CallbackService(
-            CrmSettings(
-                url=self.crm.url,
-                username="dnd",
-                password=PASSWORD,
-                timeout=2.0,
-                context_params=context_params,
-            ),
+            crm,
             OutboxSettings(path=self.path, max_age=max_age, dedupe_window=dedupe_window, keep=keep),
             clock=self.clock,
             rng=rng or random.Random(7),
+            profiles={
+                name: dataclasses.replace(crm, **changes)
+                for name, changes in (profiles or {}).items()
+            },
         )
         service.start(deliver=deliver)
         self._made.append(service)

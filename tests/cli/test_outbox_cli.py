@@ -257,3 +257,31 @@ def test_list_shows_queue_and_waited_and_filters_by_queue(
     assert len(rows) == 1 and "+79000000006" in rows[0]
     status, out, _ = run("list", "--queue", "nobody")
     assert (status, out.split("(")[0]) == (0, "No stored requests from queue nobody ")
+
+
+def test_list_shows_the_profile_and_filters_by_it(
+    box: Outbox, run: Callable[..., tuple[int, str, str]]
+) -> None:
+    now = time.time()
+    box.add("+79000000006", "1700000000.6", "r6", now, context=(("profile", "sales"),))
+    box.add("+79000000007", "1700000000.7", "r7", now, context=(("profile", "default"),))
+    _, out, _ = run("list")
+    lines = out.splitlines()
+    assert lines[0].split()[4:6] == ["PROFILE", "CHANNEL"]
+    assert lines[6].split()[4:6] == ["+79000000006", "sales"]
+    assert lines[1].split()[4:6] == ["+79000000001", "default"]  # stored before profiles
+    _, out, _ = run("list", "--profile", "Sales")
+    rows = out.strip().splitlines()[1:-2]
+    assert len(rows) == 1 and "+79000000006" in rows[0]
+    _, out, _ = run("list", "--profile", "default")
+    assert "+79000000007" in out and "+79000000001" in out and "+79000000006" not in out
+    status, out, _ = run("list", "--profile", "vip")
+    assert (status, out.split("(")[0]) == (0, "No stored requests of profile vip ")
+
+
+def test_a_single_profile_set_up_shows_no_profile_column(
+    box: Outbox, run: Callable[..., tuple[int, str, str]]
+) -> None:
+    box.add("+79000000007", "1700000000.7", "r7", time.time(), context=(("profile", "default"),))
+    _, out, _ = run("list")
+    assert "PROFILE" not in out

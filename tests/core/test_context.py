@@ -50,8 +50,8 @@ def test_a_fact_as_first_argument_means_no_reason() -> None:
 
 
 def test_unknown_names_and_extra_positionals_are_ignored_and_named() -> None:
-    context, _ = parse_stasis_args(("FULL", "x", "colour=red", "QUEUE=q1", "profile=sales"))
-    assert context == CallContext("FULL", "q1", unknown=("colour", "profile"))
+    context, _ = parse_stasis_args(("FULL", "x", "colour=red", "QUEUE=q1", "Profile=sales"))
+    assert context == CallContext("FULL", "q1", profile="sales", unknown=("colour",))
 
 
 def test_waited_must_be_a_whole_number_of_seconds() -> None:
@@ -88,6 +88,7 @@ def test_a_break_out_with_facts_still_skips_the_menu() -> None:
             ("language", "ru"),
             ("uniqueid", "ch1"),
             ("linkedid", "1700000000.1"),
+            ("profile", "default"),
         ),
     )
 

@@ -49,8 +49,9 @@ def simple(**changes: Any) -> IvrSettings:
 CH = Channel("ch1", "Up", "Ivan", "+7 900 123-45-67", "ru")
 # What the CRM may learn of a call on CH (core.context): the channel's facts.
 FACTS = (("language", "ru"), ("uniqueid", "ch1"))
-BREAKOUT_FACTS = (("reason", "breakout"), *FACTS)
-TIMEOUT_FACTS = (("reason", "TIMEOUT"), *FACTS)
+# The flow adds the profile it serves as a fact of its own (here: the default).
+BREAKOUT_FACTS = (("reason", "breakout"), *FACTS, ("profile", "default"))
+TIMEOUT_FACTS = (("reason", "TIMEOUT"), *FACTS, ("profile", "default"))
 PROMPT = "sound:custom/IVR_DND_OPERATORS"
 SORRY = "sound:sorry-youre-having-problems"
 GOODBYE = "sound:vm-goodbye"

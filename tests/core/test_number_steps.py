@@ -352,7 +352,7 @@ def test_caller_id_is_checked_with_the_same_rules() -> None:
 def test_already_requested_number_hears_so_instead_of_the_confirmation() -> None:
     flow = CallFlow(settings(readback=False))
     flow.handle(StasisStart(Channel("ch1", caller_number=NUMBER)))
-    facts = (("language", "en"), ("uniqueid", "ch1"))
+    facts = (("language", "en"), ("uniqueid", "ch1"), ("profile", "default"))
     assert flow.handle(ChannelDtmfReceived("1"))[2] == RequestCallback(NUMBER, "", facts)
     commands = flow.handle(CallbackStored(already_requested=True))
     assert isinstance(commands[1], Play)

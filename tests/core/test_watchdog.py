@@ -93,7 +93,10 @@ def test_every_playback_is_watched_for_its_start_then_for_playback_timeout() -> 
     assert flow.handle(ChannelDtmfReceived("1")) == [
         StopPlayback("ch1-p1"),
         CancelTimer("ch1-p1-watchdog"),
-        RequestCallback("+79001234567", context=(("language", "en"), ("uniqueid", "ch1"))),
+        RequestCallback(
+            "+79001234567",
+            context=(("language", "en"), ("uniqueid", "ch1"), ("profile", "default")),
+        ),
         StartTimer("ch1-store2", 10.0),
     ]
     assert flow.handle(CallbackStored()) == [

@@ -122,7 +122,8 @@ def assert_served_after_resume(
     asterisk.set_global(go, "1")
     # The 1, then the number read back (about 16 s) and confirmed by silence.
     assert emulator.wait_for(lambda c: c.delivered_phones() == [number], timeout=CALL_TIMEOUT), (
-        app.log_text()[before:]
+        observer.heard(caller),
+        app.log_text()[before:],
     )
     assert asterisk.wait_gone(caller, CALL_TIMEOUT)
     app.wait_log(f"event=call channel={caller} ", after=before)

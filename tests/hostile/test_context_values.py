@@ -25,6 +25,7 @@ MAPPING = (
     ("line", "dialled"),
     ("language", "language"),
     ("call_id", "linkedid"),
+    ("prof", "profile"),
 )
 BASE = {"action", "class", "sub", "aon", "requestId", "responseType", "authToSession"}
 BASE |= {"j_username", "j_password"}
@@ -37,7 +38,9 @@ VALUE = st.one_of(
 ARG = st.one_of(
     VALUE,
     st.builds(
-        "{}={}".format, st.sampled_from(["queue", "waited", "dialled", "linkedid", "aon"]), VALUE
+        "{}={}".format,
+        st.sampled_from(["queue", "waited", "dialled", "linkedid", "aon", "profile"]),
+        VALUE,
     ),
 )
 
@@ -70,6 +73,8 @@ def test_the_crm_gets_the_configured_names_and_clean_values(
     expected = BASE | {name for name, fact in MAPPING if facts.get(fact)}
     assert sorted(received.names()) == sorted(expected)
     assert received.param("aon") == "+79001234567"
+    # The name of the profile that served the call, never the text the dialplan gave.
+    assert received.param("prof") == "default"
     for name, fact in MAPPING:
         value = received.param(name)
         if value is None:

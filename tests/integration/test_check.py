@@ -220,6 +220,19 @@ def test_check_names_a_missing_prompt(config: Path, fake: FakeAsterisk) -> None:
     assert INSTALL_DIGITS not in result.stdout
 
 
+def test_check_names_a_profiles_missing_prompt_and_its_profile(
+    config: Path, fake: FakeAsterisk
+) -> None:
+    extra = "[profile:sales]\nqueues = 998\nprompt = custom/SALES_MENU\n"
+    config.write_text(config.read_text() + extra)
+    result = run_check(config)
+    assert result.returncode == PROMPT_MISSING, result.stdout + result.stderr
+    line = "MISSING sound custom/SALES_MENU (profile sales): missing on this Asterisk"
+    assert line in result.stdout
+    # The sounds every profile plays are listed once, without a profile.
+    assert result.stdout.count("sound vm-goodbye: ") == 1
+
+
 @pytest.mark.parametrize("fake_sounds", [PREVIOUS_SOUNDS])
 def test_check_names_the_new_prompts_missing_on_an_old_install(config: Path) -> None:
     result = run_check(config)

@@ -11,9 +11,10 @@ from unittest import mock
 
 from stasis_dnd.core import Channel, ChannelDtmfReceived, StasisStart, State
 from stasis_dnd.metrics import Metrics
+from stasis_dnd.profiles import Profiles
 from stasis_dnd.runtime.registry import CallRegistry, Recover
 from stasis_dnd.runtime.timers import TimerWheel
-from stasis_dnd.settings import IvrSettings
+from stasis_dnd.settings import IvrSettings, Settings
 
 CHANNEL = Channel("c1", "Up", "", "+79000000001", "en")
 
@@ -54,7 +55,7 @@ def test_a_reconnect_while_storing_keeps_the_call_and_its_answer() -> None:
     timers = TimerWheel()
     timers.start()
     registry = CallRegistry(
-        ivr=IvrSettings(answer_pause=0),
+        profiles=Profiles(Settings(ivr=IvrSettings(answer_pause=0))),
         rest=rest,
         store=store,
         timers=timers,

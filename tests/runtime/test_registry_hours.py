@@ -14,8 +14,9 @@ import pytest
 from stasis_dnd.core import Channel, ChannelDtmfReceived, StasisStart
 from stasis_dnd.hours import parse_closed_dates, parse_hours
 from stasis_dnd.metrics import Metrics
+from stasis_dnd.profiles import Profiles
 from stasis_dnd.runtime.registry import CallRegistry, Recover
-from stasis_dnd.settings import IvrSettings
+from stasis_dnd.settings import IvrSettings, Settings
 
 CHANNEL = Channel("c1", "Up", "", "+79000000001", "en")
 CLOSED = "sound:custom/IVR_DND_CLOSED"
@@ -43,7 +44,7 @@ def registry(local_time: str, zone: str = "Europe/Berlin", **ivr: Any) -> tuple[
     store.stored_for_channel.return_value = False
     moment = datetime.fromisoformat(local_time).replace(tzinfo=ZoneInfo(zone)).timestamp()
     calls = CallRegistry(
-        ivr=IvrSettings(**{**WEEKDAYS, **ivr}),
+        profiles=Profiles(Settings(ivr=IvrSettings(**{**WEEKDAYS, **ivr}))),
         rest=rest,
         store=store,
         timers=mock.Mock(),

@@ -23,10 +23,11 @@ from stasis_dnd.core import (
     StasisStart,
 )
 from stasis_dnd.metrics import Metrics
+from stasis_dnd.profiles import Profiles
 from stasis_dnd.runtime.registry import CallRegistry
 from stasis_dnd.runtime.storing import SENT_VARIABLE, Storing
 from stasis_dnd.runtime.timers import TimerWheel
-from stasis_dnd.settings import IvrSettings
+from stasis_dnd.settings import IvrSettings, Settings
 
 A, B = "+79000000001", "+79000000002"
 
@@ -143,7 +144,7 @@ def test_the_registry_hands_the_commands_caller_id_to_storing() -> None:
     timers = TimerWheel()
     timers.start()
     registry = CallRegistry(
-        ivr=IvrSettings(answer_pause=0),
+        profiles=Profiles(Settings(ivr=IvrSettings(answer_pause=0))),
         rest=rest,
         store=store,
         timers=timers,
