@@ -56,10 +56,13 @@ class Observer:
         except (websocket.WebSocketException, OSError):
             return
 
-    def heard(self, channel_id: str) -> list[str]:
-        """Media that started playing on the channel, in order."""
+    def _read_arrived(self) -> None:
         while not self.events.empty():
             self.seen.append(self.events.get())
+
+    def heard(self, channel_id: str) -> list[str]:
+        """Media that started playing on the channel, in order."""
+        self._read_arrived()
         return [
             e["playback"]["media_uri"]
             for e in self.seen
@@ -105,6 +108,16 @@ class Observer:
             assert time.monotonic() < deadline, f"playback {first} #{times} never ended"
             time.sleep(0.05)
 
+    def ran(self, channel_id: str) -> list[tuple[str, str, str]]:
+        """The dialplan applications the channel ran outside Stasis, in order:
+        (context, application, its arguments) each."""
+        self._read_arrived()
+        return [
+            (e["channel"]["dialplan"]["context"], e["dialplan_app"], e["dialplan_app_data"])
+            for e in self.seen
+            if e.get("type") == "ChannelDialplan" and e["channel"]["id"] == channel_id
+        ]
+
     def close(self) -> None:
         self.socket.close()
 
@@ -145,16 +158,18 @@ class RunningApp:
         return self.process.wait(timeout=30)
 
 
-def write_config(folder: Path, ari: Ari, crm: CrmEmulator, app: str, ari_extra: str = "") -> Path:
+def write_config(
+    folder: Path, ari: Ari, crm: CrmEmulator, app: str, ari_extra: str = "", *, crm_extra: str = ""
+) -> Path:
     """A config file for `app` on the sandbox, filing callbacks with ``crm``.
 
-    ``ari_extra``: more lines for the [ari] section.
+    ``ari_extra``, ``crm_extra``: more lines for the [ari] and [crm] sections.
     """
     config = folder / "stasis-dnd.ini"
     config.write_text(
         f"[ari]\nurl = {ari.base.removesuffix('/ari')}\nusername = {ari.user}\n"
         f"password = {ari.password}\napp = {app}\ndrain_timeout = 2s\n{ari_extra}"
-        f"[crm]\nurl = {crm.url}\nusername = {CRM_USER}\npassword = {CRM_PASSWORD}\n"
+        f"[crm]\nurl = {crm.url}\nusername = {CRM_USER}\npassword = {CRM_PASSWORD}\n{crm_extra}"
         f"[outbox]\npath = {folder / 'outbox.sqlite3'}\n"
     )
     config.chmod(0o600)
