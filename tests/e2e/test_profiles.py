@@ -35,20 +35,10 @@ MAPPING = (
 CLOSED = ("dnd-closed", "Playback", "custom/IVR_DND_CLOSED")
 
 
-class TwoClassCrm(CrmEmulator):
-    """The emulator runs one class; BGERP runs any it has: this one runs the
-    sales profile's class too (recorded as sent)."""
-
-    def _answer(
-        self, method: str, path: str, params: list[tuple[str, str]]
-    ) -> tuple[int, str, bytes, str]:
-        known = [(k, DEFAULT_CLASS if (k, v) == ("class", SALES_CLASS) else v) for k, v in params]
-        return super()._answer(method, path, known)
-
-
 @pytest.fixture
 def crm() -> Iterator[CrmEmulator]:
-    with TwoClassCrm(CRM_USER, CRM_PASSWORD) as emulator:
+    # BGERP runs any class it has: the sales profile's too.
+    with CrmEmulator(CRM_USER, CRM_PASSWORD, also_classes=(SALES_CLASS,)) as emulator:
         yield emulator
         emulator.check()
 
