@@ -108,6 +108,16 @@ def _url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _database_url(value: str) -> str:
+    url = value.strip()
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres") or not parts.hostname:
+        raise ValueError("expected a postgresql://[user@]host[:port]/database URL (or nothing)")
+    return url
+
+
 def _ca_file(value: str) -> str:
     path = value.strip()
     if path:
@@ -188,6 +198,7 @@ _READERS: dict[str, Callable[[str], Any]] = {
     "int": _count,
     "Duration": parse_duration,
     "Url": _url("http", "https"),
+    "DatabaseUrl": _database_url,
     "CaFile": _ca_file,
     "Secret": str,
     "HostPort": _listen,
@@ -566,7 +577,7 @@ def _describe_fields(prefix: str, value: object, only: Collection[str] | None = 
         elif item.name == "params":
             shown = _names_only(shown)
         elif item.name == "url":
-            shown = _url_without_query_values(shown)
+            shown = _url_without_query_values(_without_password(shown))
         elif isinstance(shown, bool):
             shown = "yes" if shown else "no"
         elif item.name == "context_params":
@@ -588,6 +599,14 @@ def _names_only(pairs: tuple[tuple[str, str], ...]) -> str:
     if not pairs:
         return "(none)"
     return ", ".join(name for name, _ in pairs) + " (values not shown)"
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
 
 
 def _url_without_query_values(url: str) -> str:

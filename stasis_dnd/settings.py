@@ -17,6 +17,7 @@ from stasis_dnd.hours import Window
 # type (`stasis_dnd.config` reads each kind its own way).
 Duration = float  # seconds, written "90", "90s", "30m", "24h" or "7d"
 Url = str  # http:// or https://, without a user or password in it
+DatabaseUrl = str  # postgresql://[user[:password]@]host[:port]/database[?options]; "" for none
 CaFile = str  # a PEM file of CAs; "" means the system's CAs
 Secret = str  # taken as written (not stripped), never shown
 HostPort = str  # host:port to listen on; "" for off
@@ -342,6 +343,10 @@ class OutboxSettings:
     """Where stored callback requests wait until the CRM has them."""
 
     path: str = "/var/lib/stasis-dnd/outbox.sqlite3"
+    # A PostgreSQL database the instances of several servers share; "" keeps
+    # the SQLite file at `path`. Its password: here, in password_file, or in the URL.
+    url: DatabaseUrl = ""
+    password: Secret = field(default="", repr=False)
     # Requests older than this are given up (dead-lettered), in seconds.
     max_age: Duration = 24 * 3600.0
     # A repeat "1" from the same number within this many seconds is not sent
