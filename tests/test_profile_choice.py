@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from stasis_dnd.cli import main
 from stasis_dnd.config import ConfigError, describe, load_settings
 from stasis_dnd.profiles import Choice, Profiles
 from stasis_dnd.settings import CrmSettings, IvrSettings, Profile, Settings
@@ -175,3 +176,25 @@ def test_a_conversation_under_a_config_is_served_by_the_profile_of_its_queue(
     call.expect_callback("+79001234567")  # no read-back in this profile
     other = Conversation.configured(settings, args=("TIMEOUT", "queue=999"))
     assert other.expect_prompt().media == "sound:custom/IVR_DND_OPERATORS"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[crm]\nparams = sub=x\n", ": [crm] params: 'sub' is already sent by stasis-dnd"),
+        (
+            "[profile:sales]\nparams = j_username=x\n",
+            ": [profile:sales] params: 'j_username' is already sent by stasis-dnd",
+        ),
+    ],
+)
+def test_check_config_refuses_what_run_would_refuse_in_any_profile(
+    tmp_path: Path, text: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "stasis-dnd.ini"
+    path.write_text(MINIMAL.replace("[crm]\n", "[crm]\n" + text.split("\n", 1)[1], 1)
+                    if text.startswith("[crm]") else MINIMAL + text)  # fmt: skip
+    path.chmod(0o600)
+    assert main(["check-config", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1, err

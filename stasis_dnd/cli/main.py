@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from stasis_dnd import __version__
 from stasis_dnd.cli.options import add_config
 from stasis_dnd.config import ConfigError, describe, load_settings, permission_warnings
+from stasis_dnd.settings import DEFAULT_PROFILE
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -122,7 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from stasis_dnd.callbacks.crm import check_settings
+
     settings = load_settings(args.config)
+    for profile in settings.all_profiles():
+        try:
+            check_settings(profile.crm)  # what `run` would refuse, said without connecting
+        except ValueError as error:
+            raise UserError(f"{args.config}: {_in_profile(profile.name, error)}") from None
     for warning in permission_warnings(args.config):
         print(f"warning: {warning}", file=sys.stderr)
     if args.show:
@@ -173,6 +181,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     finally:
         store.stop()
+
+
+def _in_profile(name: str, error: ValueError) -> str:
+    """A CRM settings error of one profile, naming its section."""
+    text = _in_crm(error)
+    return text if name == DEFAULT_PROFILE else text.replace("[crm]", f"[profile:{name}]", 1)
 
 
 def _in_crm(error: ValueError) -> str:
