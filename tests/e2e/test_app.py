@@ -177,10 +177,15 @@ def test_app_killed_mid_call_recovers_the_parked_caller(
     cleanup_channels: Callable[[str], str],
 ) -> None:
     """SIGKILL while a real caller hears the menu: the channel stays parked in
-    Asterisk, the restarted app takes it over, and the caller's 1 is filed."""
+    Asterisk, the restarted app takes it over, and the caller's 1 is filed,
+    with the facts and the profile of the caller's Stasis() arguments (read
+    back from the channel: the restarted app never saw its StasisStart)."""
     emulator.clear()
     name = new_app_name()
-    config = write_config(tmp_path, asterisk, emulator, name)
+    facts = "context_params = queue=queue&reason=reason&profile=profile\n"
+    config = write_config(tmp_path, asterisk, emulator, name, crm_extra=facts)
+    # Queue 999's callers get their own sub: proof the profile survived the restart.
+    config.write_text(config.read_text() + "[profile:support]\nqueues = 999\nsub = dndsupport\n")
     first = start_app(config, name, tmp_path / "first.log")
     caller = cleanup_channels(
         asterisk.originate_caller(
@@ -204,3 +209,6 @@ def test_app_killed_mid_call_recovers_the_parked_caller(
     finally:
         assert second.stop() == 0
     assert_filed_once(config, emulator, "+79001234567")
+    (request,) = emulator.delivered()
+    sent = {name: request.param(name) for name in ("sub", "queue", "reason", "profile")}
+    assert sent == {"sub": "dndsupport", "queue": "999", "reason": "TIMEOUT", "profile": "support"}
