@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stasis_dnd.callbacks.intake import CallbackService
+from stasis_dnd.callbacks.outbox import Outbox
 from stasis_dnd.settings import CrmSettings, OutboxSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
@@ -46,6 +47,12 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def sqlite_outbox(service: CallbackService) -> Outbox:
+    """The service's outbox, which these tests open as the SQLite file."""
+    assert isinstance(service.outbox, Outbox)
+    return service.outbox
 
 
 class Services:
