@@ -56,12 +56,20 @@ def sqlite_outbox(service: CallbackService) -> Outbox:
 
 
 class Services:
-    """Makes callback services on one outbox file; `stop_all()` at the end."""
+    """Makes callback services on one outbox; `stop_all()` at the end."""
 
-    def __init__(self, crm: CrmEmulator, folder: Path, clock: FakeClock) -> None:
+    def __init__(
+        self,
+        crm: CrmEmulator,
+        folder: Path,
+        clock: Callable[[], float],
+        outbox: OutboxSettings | None = None,
+    ) -> None:
         self.crm = crm
         self.path = str(folder / "var" / "outbox.sqlite3")
         self.clock = clock
+        # The outbox the services share: the SQLite file at `path` unless given.
+        self.outbox = outbox or OutboxSettings(path=self.path)
         self._made: list[CallbackService] = []
 
     def __call__(
@@ -72,6 +80,7 @@ class Services:
         max_age: float = 86400.0,
         keep: float = 30 * 86400.0,
         rng: random.Random | None = None,
+        poll_interval: float = 5.0,
         context_params: tuple[tuple[str, str], ...] = (),
         profiles: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> CallbackService:
@@ -85,9 +94,12 @@ class Services:
         )
         service = CallbackService(
             crm,
-            OutboxSettings(path=self.path, max_age=max_age, dedupe_window=dedupe_window, keep=keep),
+            dataclasses.replace(
+                self.outbox, max_age=max_age, dedupe_window=dedupe_window, keep=keep
+            ),
             clock=self.clock,
             rng=rng or random.Random(7),
+            poll_interval=poll_interval,
             profiles={
                 name: dataclasses.replace(crm, **changes)
                 for name, changes in (profiles or {}).items()
