@@ -4,6 +4,7 @@ versioned schema, and the dedupe window held across instances."""
 
 from __future__ import annotations
 
+import socket
 import sys
 import threading
 from dataclasses import replace
@@ -189,3 +190,31 @@ def test_the_same_number_stored_at_once_by_several_instances_is_stored_once(
     assert stores[0].counts()[PENDING] == 5
     for store in stores:
         store.close()
+
+
+def test_a_server_that_accepts_but_never_answers_fails_the_open_in_bounded_time() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"postgresql://stasis@127.0.0.1:{silent.getsockname()[1]}/outbox"
+        with pytest.raises(OutboxError) as caught:
+            PgOutbox.open(url, password="wrong-pw")  # libpq's connect_timeout ends it
+    assert one_sentence(caught).startswith(f"cannot reach the database server of {url}")
+
+
+def test_a_row_locked_elsewhere_fails_after_the_lock_timeout(
+    postgres_outbox: OutboxSettings,
+) -> None:
+    store = open_outbox(postgres_outbox)
+    entry = store.add(A, "c1", "r1", T0)
+    with psycopg.connect(postgres_outbox.url, password=POSTGRES_PASSWORD) as other:
+        # Another session holds the row, and never lets go (a hung client).
+        other.execute("SELECT 1 FROM stasis_dnd_requests WHERE id = %s FOR UPDATE", (entry.id,))
+        with pytest.raises(OutboxError) as caught:
+            store.mark_delivered(entry.id, T0 + 1)
+        assert "lock timeout" in one_sentence(caught)
+        # A claim skips the locked row instead of waiting for it.
+        assert store.claim(entry.id, entry.next_attempt_at, T0 + 20) is False
+        other.rollback()
+    assert store.claim(entry.id, entry.next_attempt_at, T0 + 20)
+    store.close()

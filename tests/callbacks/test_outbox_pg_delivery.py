@@ -2,7 +2,7 @@
 emulator: threads and processes delivering the same pending requests send
 each exactly once; a claimer killed mid-delivery leaves its request to
 another after the lease; two services storing the same number at once file
-one request."""
+one request; a database down costs no caller their callback."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from stasis_dnd.callbacks.outbox import DELIVERED, PENDING
 from stasis_dnd.settings import OutboxSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 from stasis_dnd.testing.crm_replies import CUT, slow
+from stasis_dnd.testing.postgres import TempPostgres
 
 DELIVERER = Path(__file__).with_name("pg_deliverer.py")
 
@@ -143,3 +144,20 @@ def test_two_services_storing_the_same_number_at_once_file_one_request(
         assert requested_at_once([first, second], f"+7900000020{n}") == ["duplicate", "stored"]
     assert first.outbox is not None
     assert first.outbox.counts()[PENDING] == 5
+
+
+def test_a_database_down_sends_directly_and_storing_resumes_when_it_is_back(
+    shared: Services, crm: CrmEmulator, postgres: TempPostgres
+) -> None:
+    service = shared()
+    assert service.request("+79000000001", "chan-1").result == "stored"
+    postgres.stop()
+    try:
+        # The caller is still promised a callback: the CRM has it directly.
+        assert service.request("+79000000002", "chan-2").result == "sent"
+        assert crm.delivered_phones() == ["+79000000002"]
+        assert service.stats().pending == -1  # metrics say the outbox cannot be read
+    finally:
+        postgres.start()
+    assert service.request("+79000000003", "chan-3").result == "stored"
+    assert service.stats().pending == 2
