@@ -4,6 +4,7 @@ server cannot hang anyone for long, and a failed connection turned into one
 sentence naming what to fix, never with the password.
 
     db = connect_settings(settings.outbox)   # autocommit; raises OutboxError
+    holder = connect_settings(settings.outbox, waiting=True)  # may block on a lock
     where = safe_url(settings.outbox.url)    # for logs: no password
 """
 
@@ -49,29 +50,45 @@ def safe_url(url: str) -> str:
     return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
 
 
-def connect(url: str, password: str, where: str) -> psycopg.Connection[tuple[Any, ...]]:
+def connect(
+    url: str, password: str, where: str, *, waiting: bool = False
+) -> psycopg.Connection[tuple[Any, ...]]:
+    """An autocommit connection, or OutboxError (`where`: the URL to name in
+    it). `waiting`: no statement or lock timeout, for a session that blocks on
+    purpose (an advisory lock). What the URL sets itself is kept."""
     psycopg = psycopg_module()
-    options = (
-        f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c lock_timeout={LOCK_TIMEOUT_MS}"
+    given = _url_params(url)
+    statement, lock = (0, 0) if waiting else (STATEMENT_TIMEOUT_MS, LOCK_TIMEOUT_MS)
+    ours = (
+        f"-c statement_timeout={statement} -c lock_timeout={lock}"
         f" -c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_MS}"
     )
-    extra: dict[str, Any] = {"password": password} if password else {}
+    defaults: dict[str, Any] = {
+        "connect_timeout": CONNECT_TIMEOUT,
+        "application_name": "stasis-dnd",
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 3,
+        "keepalives_count": 3,
+        "tcp_user_timeout": TCP_USER_TIMEOUT_MS,
+    }
+    params = {name: value for name, value in defaults.items() if name not in given}
+    # The URL's own options come after ours: the later -c wins (a search_path, say).
+    params["options"] = f"{ours} {given.get('options', '')}".strip()
+    if password:
+        params["password"] = password
     try:
-        return psycopg.connect(  # type: ignore[no-any-return]
-            url,
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT,
-            application_name="stasis-dnd",
-            options=options,
-            keepalives=1,
-            keepalives_idle=10,
-            keepalives_interval=3,
-            keepalives_count=3,
-            tcp_user_timeout=TCP_USER_TIMEOUT_MS,
-            **extra,
-        )
+        return psycopg.connect(url, autocommit=True, **params)  # type: ignore[no-any-return]
     except psycopg.Error as exc:
         raise OutboxError(connect_failure(str(exc), where, password)) from None
+
+
+def _url_params(url: str) -> dict[str, Any]:
+    psycopg = psycopg_module()
+    try:
+        return dict(psycopg.conninfo.conninfo_to_dict(url))
+    except psycopg.Error:
+        return {}  # psycopg.connect names what is wrong with it
 
 
 def connect_failure(text: str, where: str, password: str = "") -> str:
@@ -110,7 +127,9 @@ def first_line(error: object) -> str:
     return lines[0].strip() if lines else type(error).__name__
 
 
-def connect_settings(settings: OutboxSettings) -> psycopg.Connection[tuple[Any, ...]]:
+def connect_settings(
+    settings: OutboxSettings, *, waiting: bool = False
+) -> psycopg.Connection[tuple[Any, ...]]:
     """An autocommit connection to `[outbox] url` (with `[outbox] password`
-    when set), or OutboxError with one sentence."""
-    return connect(settings.url, settings.password, safe_url(settings.url))
+    when set), or OutboxError with one sentence; `waiting`: see `connect`."""
+    return connect(settings.url, settings.password, safe_url(settings.url), waiting=waiting)

@@ -15,7 +15,7 @@ import pytest
 from stasis_dnd.callbacks.outbox import DUPLICATE, PENDING, OutboxError
 from stasis_dnd.callbacks.outbox_pg import PgOutbox
 from stasis_dnd.callbacks.outbox_pg_schema import SCHEMA_VERSION, schema_version
-from stasis_dnd.callbacks.pg import INSTALL_HINT, safe_url
+from stasis_dnd.callbacks.pg import INSTALL_HINT, connect_settings, safe_url
 from stasis_dnd.callbacks.store import OutboxStore, describe, open_outbox
 from stasis_dnd.settings import OutboxSettings
 from stasis_dnd.testing.pg_fixtures import POSTGRES_PASSWORD
@@ -218,3 +218,30 @@ def test_a_row_locked_elsewhere_fails_after_the_lock_timeout(
         other.rollback()
     assert store.claim(entry.id, entry.next_attempt_at, T0 + 20)
     store.close()
+
+
+def test_the_urls_own_options_are_kept_a_schema_of_its_own(
+    postgres_outbox: OutboxSettings,
+) -> None:
+    with psycopg.connect(postgres_outbox.url, password=POSTGRES_PASSWORD) as db:
+        db.execute("CREATE SCHEMA calls")
+    url = postgres_outbox.url + "?options=-csearch_path%3Dcalls&application_name=dnd-a"
+    store = open_outbox(replace(postgres_outbox, url=url))
+    store.add(A, "c1", "r1", T0)
+    store.close()
+    with psycopg.connect(postgres_outbox.url, password=POSTGRES_PASSWORD) as db:
+        found = db.execute("SELECT to_regclass('calls.stasis_dnd_requests') IS NOT NULL")
+        assert found.fetchone() == (True,)
+        assert db.execute("SELECT count(*) FROM calls.stasis_dnd_requests").fetchone() == (1,)
+
+
+def test_a_connection_for_others_has_the_timeouts_or_none_when_it_waits(
+    postgres_outbox: OutboxSettings,
+) -> None:
+    with connect_settings(postgres_outbox) as db:
+        assert db.autocommit
+        assert db.execute("SHOW statement_timeout").fetchone() == ("10s",)
+        assert db.execute("SHOW lock_timeout").fetchone() == ("2s",)
+    with connect_settings(postgres_outbox, waiting=True) as db:
+        assert db.execute("SHOW statement_timeout").fetchone() == ("0",)
+        assert db.execute("SHOW lock_timeout").fetchone() == ("0",)
