@@ -14,6 +14,7 @@ from typing import Any
 
 from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.callbacks.outbox import Outbox
+from stasis_dnd.callbacks.store import OutboxStore, open_outbox
 from stasis_dnd.settings import CrmSettings, OutboxSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
@@ -112,3 +113,22 @@ class Services:
     def stop_all(self) -> None:
         for service in self._made:
             service.stop(timeout=10)
+
+
+class Backend:
+    """One outbox backend under test: `open()` gives another connection to
+    the same store (another process, or the same one after a restart)."""
+
+    def __init__(self, name: str, settings: OutboxSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self._opened: list[OutboxStore] = []
+
+    def open(self) -> OutboxStore:
+        store = open_outbox(self.settings)
+        self._opened.append(store)
+        return store
+
+    def close_all(self) -> None:
+        for store in self._opened:
+            store.close()

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from callbacks_kit import PASSWORD, FakeClock, Services
+from callbacks_kit import PASSWORD, Backend, FakeClock, Services
 
-from stasis_dnd.callbacks.store import OutboxStore, open_outbox
 from stasis_dnd.settings import OutboxSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
@@ -45,25 +44,6 @@ def make(crm: CrmEmulator, tmp_path: Path, clock: FakeClock) -> Iterator[Service
     services = Services(crm, tmp_path, clock)
     yield services
     services.stop_all()
-
-
-class Backend:
-    """One outbox backend under test: `open()` gives another connection to
-    the same store (another process, or the same one after a restart)."""
-
-    def __init__(self, name: str, settings: OutboxSettings) -> None:
-        self.name = name
-        self.settings = settings
-        self._opened: list[OutboxStore] = []
-
-    def open(self) -> OutboxStore:
-        store = open_outbox(self.settings)
-        self._opened.append(store)
-        return store
-
-    def close_all(self) -> None:
-        for store in self._opened:
-            store.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -5,7 +5,7 @@ with a lease, dead letters, keep/prune, and every failure one OutboxError."""
 from __future__ import annotations
 
 import pytest
-from conftest import Backend
+from callbacks_kit import Backend
 
 from stasis_dnd.callbacks.outbox import DEAD, DELIVERED, DUPLICATE, PENDING, OutboxError
 from stasis_dnd.callbacks.store import OutboxStore
