@@ -7,6 +7,7 @@ one request; a database down costs no caller their callback."""
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import signal
 import subprocess
@@ -161,3 +162,13 @@ def test_a_database_down_sends_directly_and_storing_resumes_when_it_is_back(
         postgres.start()
     assert service.request("+79000000003", "chan-3").result == "stored"
     assert service.stats().pending == 2
+
+
+def test_the_service_logs_the_database_without_its_password(
+    shared: Services, postgres_outbox: OutboxSettings, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="stasis_dnd")
+    service = shared()
+    assert service.request("+79000000001", "chan-1").result == "stored"
+    assert f"event=outbox_opened path={postgres_outbox.url} pending=0" in caplog.text
+    assert postgres_outbox.password not in caplog.text
