@@ -23,7 +23,8 @@ from collections.abc import Callable
 
 from stasis_dnd.backoff import Backoff, full_jitter
 from stasis_dnd.callbacks.crm import CrmClient, CrmOutcome, CrmResult
-from stasis_dnd.callbacks.outbox import Entry, Outbox, OutboxError
+from stasis_dnd.callbacks.outbox import Entry, OutboxError
+from stasis_dnd.callbacks.store import OutboxStore
 from stasis_dnd.logs import mask_phone
 from stasis_dnd.settings import CrmSettings, OutboxSettings
 
@@ -93,7 +94,7 @@ class Delivery:
         # What is sent for a request: its profile's [crm] settings.
         self._shape = shape or (lambda entry: crm)
         self._lease = 2 * crm.timeout + CLAIM_MARGIN
-        self._outbox: Outbox | None = None
+        self._outbox: OutboxStore | None = None
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -112,7 +113,7 @@ class Delivery:
         """True while delivery is paused because the CRM rejects the login."""
         return self._auth_failed
 
-    def start(self, outbox: Outbox, *, thread: bool = True) -> None:
+    def start(self, outbox: OutboxStore, *, thread: bool = True) -> None:
         """Deliver from `outbox`: in a thread of its own, or (`thread=False`)
         only when `deliver_due()` is called."""
         self._outbox = outbox
@@ -205,7 +206,7 @@ class Delivery:
             entry.id,
         )
 
-    def _prune(self, outbox: Outbox, now: float) -> None:
+    def _prune(self, outbox: OutboxStore, now: float) -> None:
         """Delete delivered requests older than `[outbox] keep`, once an hour."""
         keep = self._settings.keep
         # A clock set back would otherwise postpone pruning by as much.
@@ -223,7 +224,7 @@ class Delivery:
         if deleted:
             log.info("event=outbox_pruned deleted=%d older_than=%.0fs", deleted, keep)
 
-    def _deliver(self, outbox: Outbox, entry: Entry) -> float | None:
+    def _deliver(self, outbox: OutboxStore, entry: Entry) -> float | None:
         """Send one request; return how long the whole queue must wait, or None."""
         if entry.id in self._unrecorded:
             # The CRM has it; only the outbox failed to take note: do not send it again.
@@ -270,7 +271,7 @@ class Delivery:
         self._count("attempts_failed")
         return wait
 
-    def _request_failed(self, outbox: Outbox, entry: Entry, error: str, now: float) -> None:
+    def _request_failed(self, outbox: OutboxStore, entry: Entry, error: str, now: float) -> None:
         """This request backs off on its own attempts; the others go on."""
         delay = full_jitter(entry.attempts, REQUEST_BASE, REQUEST_CAP, self._rng)
         log.warning(
@@ -285,13 +286,13 @@ class Delivery:
         outbox.mark_failed(entry.id, error, now + delay)
         self._count("attempts_failed")
 
-    def _crashed(self, outbox: Outbox, entry: Entry, exc: Exception) -> None:
+    def _crashed(self, outbox: OutboxStore, entry: Entry, exc: Exception) -> None:
         """A bug while delivering one request: log it, count it as that
         request's failed attempt (so it backs off and can die), go on."""
         log.error("event=delivery_bug id=%d error=%r", entry.id, str(exc), exc_info=True)
         self._request_failed(outbox, entry, f"internal error: {type(exc).__name__}", self._clock())
 
-    def _delivered(self, outbox: Outbox, entry: Entry, now: float) -> None:
+    def _delivered(self, outbox: OutboxStore, entry: Entry, now: float) -> None:
         self._count("delivered")
         if self._crm_backoff.failures or self._auth_failed:
             log.info("event=crm_recovered failed_tries=%d", self._crm_backoff.failures)

@@ -38,7 +38,8 @@ from typing import NamedTuple
 
 from stasis_dnd.callbacks.crm import CrmClient, check_settings
 from stasis_dnd.callbacks.delivery import AUTH_PAUSE, POLL_INTERVAL, Delivery, caller_fields
-from stasis_dnd.callbacks.outbox import DEAD, DUPLICATE, PENDING, Entry, Outbox, OutboxError
+from stasis_dnd.callbacks.outbox import DEAD, DUPLICATE, PENDING, Entry, OutboxError
+from stasis_dnd.callbacks.store import OutboxStore, describe, open_outbox
 from stasis_dnd.metrics import CallbackStats
 from stasis_dnd.settings import DEFAULT_PROFILE, DIRECT_CRM_TIMEOUT, CrmSettings, OutboxSettings
 
@@ -111,7 +112,7 @@ class CallbackService:
         self._clock = clock
         self._direct_timeout = min(direct_timeout, crm.timeout)
         self._client = CrmClient(crm)  # raises ValueError on unusable settings
-        self._outbox: Outbox | None = None
+        self._outbox: OutboxStore | None = None
         self._counts_lock = threading.Lock()
         self._counts: collections.Counter[str] = collections.Counter()
         self._direct_channels: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -138,10 +139,10 @@ class CallbackService:
     def start(self, *, deliver: bool = True) -> None:
         """Open the outbox (raises OutboxError with a one-sentence reason) and
         start delivering, pending requests first. `deliver=False` only opens it."""
-        self._outbox = Outbox.open(self._settings.path)
+        self._outbox = open_outbox(self._settings)
         self._writer = _Writer("outbox-writer")
         pending = self._outbox.counts()[PENDING]
-        log.info("event=outbox_opened path=%s pending=%d", self._settings.path, pending)
+        log.info("event=outbox_opened path=%s pending=%d", describe(self._settings), pending)
         self._delivery.start(self._outbox, thread=deliver)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -156,7 +157,7 @@ class CallbackService:
         self._client.close()
 
     @property
-    def outbox(self) -> Outbox | None:
+    def outbox(self) -> OutboxStore | None:
         """The open outbox, or None before `start()` and after `stop()`."""
         return self._outbox
 

@@ -7,6 +7,8 @@ also the digits/0..digits/9 it says the number with). Then logs in at the CRM's
 endpoint without naming a class, so nothing is filed: that shows the CRM is
 reachable, answers as BGCRM/BGERP and takes the credentials, but not whether
 the configured class exists and files callbacks (only a real request shows it).
+With `[outbox] url` set, it also opens the shared outbox database (creating
+or migrating its schema, as `run` would).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any
 
 from stasis_dnd.ari.rest import AriError, AriRest
 from stasis_dnd.callbacks.crm import CrmClient, CrmOutcome
-from stasis_dnd.settings import DEFAULT_PROFILE, IvrSettings, Settings
+from stasis_dnd.callbacks.store import describe, open_outbox
+from stasis_dnd.settings import DEFAULT_PROFILE, IvrSettings, OutboxSettings, Settings
 
 # Languages the shipped prompts come in; a prompt missing in one is a warning.
 EXPECTED_LANGUAGES = ("en", "ru")
@@ -186,3 +189,13 @@ __all__ = [
     "configured_sounds",
     "sound_settings",
 ]
+
+
+def check_outbox_database(outbox: OutboxSettings) -> str:
+    """Open and close the outbox database; what was found, or OutboxError."""
+    store = open_outbox(outbox)
+    try:
+        counts = store.counts()
+    finally:
+        store.close()
+    return f"outbox database {describe(outbox)}: {counts['pending']} pending, {counts['dead']} dead"

@@ -172,7 +172,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         store.start()
     except OutboxError as error:
-        raise UserError(f"{args.config}: [outbox] path: {error}") from None
+        key = "url" if settings.outbox.url else "path"
+        raise UserError(f"{args.config}: [outbox] {key}: {error}") from None
     metrics = Metrics()
     metrics.watch_callbacks(store.stats)
     try:
@@ -200,7 +201,8 @@ CHECK_ARI_FAILED, CHECK_PROMPT_MISSING, CHECK_CRM_FAILED = 3, 4, 5
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from stasis_dnd.cli.check import AriError, check_asterisk, check_crm
+    from stasis_dnd.callbacks.outbox import OutboxError
+    from stasis_dnd.cli.check import AriError, check_asterisk, check_crm, check_outbox_database
 
     settings = load_settings(args.config)
     status = 0
@@ -220,6 +222,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise UserError(f"{args.config}: {_in_crm(error)}") from None
     print(("ok      " if crm.ok else "FAILED  ") + crm.text)
+    if settings.outbox.url:
+        # A database that refuses us is a config error, as `run` would report it.
+        try:
+            print("ok      " + check_outbox_database(settings.outbox))
+        except OutboxError as error:
+            raise UserError(f"{args.config}: [outbox] url: {error}") from None
     return status or (0 if crm.ok else CHECK_CRM_FAILED)
 
 

@@ -1,10 +1,13 @@
 """The `stasis-dnd outbox` commands: look at, retry and purge stored callback
-requests, also while the service runs (SQLite locks keep both consistent).
+requests, also while the service runs (SQLite locks, or PostgreSQL's
+transactions when `[outbox] url` is set, keep both consistent), and copy a
+SQLite outbox into the shared database.
 
     stasis-dnd outbox list [--state pending|delivered|dead|duplicate] [--queue NAME]
                            [--profile NAME] [--limit N]
     stasis-dnd outbox retry ID | --dead
     stasis-dnd outbox purge --older-than 7d
+    stasis-dnd outbox migrate --to postgresql://user@host/database
 
 Output is a plain table with the number to call (the operator may have to
 call back by hand), the caller's own number when they keyed in another one
@@ -30,10 +33,11 @@ from stasis_dnd.callbacks.outbox import (
     DUPLICATE,
     STATES,
     Entry,
-    Outbox,
     OutboxError,
 )
+from stasis_dnd.callbacks.store import OutboxStore, is_shared, open_outbox
 from stasis_dnd.cli.options import add_config
+from stasis_dnd.cli.outbox_migrate import add_migrate_command, run_migrate
 from stasis_dnd.config import parse_duration
 from stasis_dnd.settings import DEFAULT_PROFILE, OutboxSettings
 
@@ -86,26 +90,20 @@ def add_outbox_commands(subparsers: argparse._SubParsersAction[argparse.Argument
         metavar="DURATION",
         help="created longer ago than this, e.g. 7d, 12h, 30m",
     )
+    add_migrate_command(actions)
 
 
 def run_outbox_command(args: argparse.Namespace, outbox: OutboxSettings) -> int:
-    """Carry out a parsed `outbox` command on the configured file; the exit status."""
-    if not Path(outbox.path).exists():
-        # Opening would create it, possibly owned by the wrong user.
-        if args.outbox_command == "list":
-            print(f"The outbox {outbox.path} does not exist yet: nothing was stored.")
-            return 0
-        print(f"stasis-dnd: there is no outbox at {outbox.path}", file=sys.stderr)
-        return 1
-    become = owner_to_become(os.stat(outbox.path), os.geteuid())
-    if become is not None:
-        # As root, files SQLite creates next to the outbox (-wal, -shm) would
-        # be root's, and the service could no longer open its own outbox.
-        os.setgroups([])
-        os.setgid(become[1])
-        os.setuid(become[0])
+    """Carry out a parsed `outbox` command on the configured outbox; the exit status."""
+    # migrate reads the SQLite file at `path` whatever `url` says.
+    if not is_shared(outbox) or args.outbox_command == "migrate":
+        status = _prepare_file(args, outbox)
+        if status is not None:
+            return status
+    if args.outbox_command == "migrate":
+        return run_migrate(args, outbox)
     try:
-        store = Outbox.open(outbox.path, busy_timeout=_BUSY_TIMEOUT)
+        store = open_outbox(outbox, busy_timeout=_BUSY_TIMEOUT)
     except OutboxError as exc:
         print(f"stasis-dnd: {exc}", file=sys.stderr)
         return 1
@@ -122,6 +120,26 @@ def run_outbox_command(args: argparse.Namespace, outbox: OutboxSettings) -> int:
         store.close()
 
 
+def _prepare_file(args: argparse.Namespace, outbox: OutboxSettings) -> int | None:
+    """Before opening a SQLite outbox: an exit status if there is none, else
+    None, having become its owner when run as root."""
+    if not Path(outbox.path).exists():
+        # Opening would create it, possibly owned by the wrong user.
+        if args.outbox_command == "list":
+            print(f"The outbox {outbox.path} does not exist yet: nothing was stored.")
+            return 0
+        print(f"stasis-dnd: there is no outbox at {outbox.path}", file=sys.stderr)
+        return 1
+    become = owner_to_become(os.stat(outbox.path), os.geteuid())
+    if become is not None:
+        # As root, files SQLite creates next to the outbox (-wal, -shm) would
+        # be root's, and the service could no longer open its own outbox.
+        os.setgroups([])
+        os.setgid(become[1])
+        os.setuid(become[0])
+    return None
+
+
 def owner_to_become(outbox: os.stat_result, euid: int) -> tuple[int, int] | None:
     """(uid, gid) to switch to before opening the outbox: its owner's, when run
     as root on an outbox that belongs to another user (the service's)."""
@@ -131,7 +149,7 @@ def owner_to_become(outbox: os.stat_result, euid: int) -> tuple[int, int] | None
 
 
 def _list(
-    store: Outbox,
+    store: OutboxStore,
     state: str | None,
     limit: int,
     queue: str | None = None,
@@ -155,7 +173,7 @@ def _list(
     return 0
 
 
-def _retry(store: Outbox, row_id: int | None, dead: bool) -> int:
+def _retry(store: OutboxStore, row_id: int | None, dead: bool) -> int:
     now = time.time()
     if dead:
         count = store.retry_dead(now)
@@ -170,7 +188,7 @@ def _retry(store: Outbox, row_id: int | None, dead: bool) -> int:
     return 0
 
 
-def _purge(store: Outbox, older_than: float) -> int:
+def _purge(store: OutboxStore, older_than: float) -> int:
     count = store.purge(time.time() - older_than)
     print(f"Deleted {count} finished request(s) created more than {older_than:g}s ago.")
     return 0

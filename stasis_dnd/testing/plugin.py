@@ -1,4 +1,5 @@
-"""pytest plugin (installed with the package): the `ivr` fixture.
+"""pytest plugin (installed with the package): the `ivr` fixture, and the
+PostgreSQL ones of `testing.pg_fixtures` (a cluster started only when asked for).
 
 def test_press_1(ivr):
     call = ivr.call(number="+7 900 123-45-67")
@@ -16,6 +17,9 @@ import pytest
 
 from stasis_dnd.settings import IvrSettings
 from stasis_dnd.testing.conversation import Conversation
+from stasis_dnd.testing.pg_fixtures import postgres, postgres_outbox, postgres_url
+
+__all__ = ["IvrKit", "ivr", "postgres", "postgres_outbox", "postgres_url"]
 
 
 class IvrKit:

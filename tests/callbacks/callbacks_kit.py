@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from stasis_dnd.callbacks.intake import CallbackService
+from stasis_dnd.callbacks.outbox import Outbox
+from stasis_dnd.callbacks.store import OutboxStore, open_outbox
 from stasis_dnd.settings import CrmSettings, OutboxSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
@@ -48,13 +50,27 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-class Services:
-    """Makes callback services on one outbox file; `stop_all()` at the end."""
+def sqlite_outbox(service: CallbackService) -> Outbox:
+    """The service's outbox, which these tests open as the SQLite file."""
+    assert isinstance(service.outbox, Outbox)
+    return service.outbox
 
-    def __init__(self, crm: CrmEmulator, folder: Path, clock: FakeClock) -> None:
+
+class Services:
+    """Makes callback services on one outbox; `stop_all()` at the end."""
+
+    def __init__(
+        self,
+        crm: CrmEmulator,
+        folder: Path,
+        clock: Callable[[], float],
+        outbox: OutboxSettings | None = None,
+    ) -> None:
         self.crm = crm
         self.path = str(folder / "var" / "outbox.sqlite3")
         self.clock = clock
+        # The outbox the services share: the SQLite file at `path` unless given.
+        self.outbox = outbox or OutboxSettings(path=self.path)
         self._made: list[CallbackService] = []
 
     def __call__(
@@ -65,6 +81,7 @@ class Services:
         max_age: float = 86400.0,
         keep: float = 30 * 86400.0,
         rng: random.Random | None = None,
+        poll_interval: float = 5.0,
         context_params: tuple[tuple[str, str], ...] = (),
         profiles: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> CallbackService:
@@ -78,9 +95,12 @@ class Services:
         )
         service = CallbackService(
             crm,
-            OutboxSettings(path=self.path, max_age=max_age, dedupe_window=dedupe_window, keep=keep),
+            dataclasses.replace(
+                self.outbox, max_age=max_age, dedupe_window=dedupe_window, keep=keep
+            ),
             clock=self.clock,
             rng=rng or random.Random(7),
+            poll_interval=poll_interval,
             profiles={
                 name: dataclasses.replace(crm, **changes)
                 for name, changes in (profiles or {}).items()
@@ -93,3 +113,22 @@ class Services:
     def stop_all(self) -> None:
         for service in self._made:
             service.stop(timeout=10)
+
+
+class Backend:
+    """One outbox backend under test: `open()` gives another connection to
+    the same store (another process, or the same one after a restart)."""
+
+    def __init__(self, name: str, settings: OutboxSettings) -> None:
+        self.name = name
+        self.settings = settings
+        self._opened: list[OutboxStore] = []
+
+    def open(self) -> OutboxStore:
+        store = open_outbox(self.settings)
+        self._opened.append(store)
+        return store
+
+    def close_all(self) -> None:
+        for store in self._opened:
+            store.close()

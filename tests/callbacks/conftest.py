@@ -1,7 +1,8 @@
 """Fixtures of the callback-service tests: one CRM emulator per module, a fake
 clock, and `make` for services on the test's outbox file. Modules that want
 the emulator emptied and checked around each test (and no password in the
-log) use the `fresh_crm` fixture."""
+log) use the `fresh_crm` fixture. `backend`: each outbox backend in turn, for the
+contract tests."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from callbacks_kit import PASSWORD, FakeClock, Services
+from callbacks_kit import PASSWORD, Backend, FakeClock, Services
 
+from stasis_dnd.settings import OutboxSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 
 
@@ -42,3 +44,15 @@ def make(crm: CrmEmulator, tmp_path: Path, clock: FakeClock) -> Iterator[Service
     services = Services(crm, tmp_path, clock)
     yield services
     services.stop_all()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each outbox backend in turn: the SQLite file, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        settings = OutboxSettings(path=str(tmp_path / "state" / "outbox.sqlite3"))
+    else:
+        settings = request.getfixturevalue("postgres_outbox")
+    found = Backend(request.param, settings)
+    yield found
+    found.close_all()

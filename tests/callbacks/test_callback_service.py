@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from callbacks_kit import PASSWORD, A, B, C, FakeClock, wait_until
+from callbacks_kit import PASSWORD, A, B, C, FakeClock, sqlite_outbox, wait_until
 
 from stasis_dnd.callbacks.delivery import MIN_ATTEMPTS, PRUNE_INTERVAL, REQUEST_CAP
 from stasis_dnd.callbacks.intake import CallbackService
@@ -103,7 +103,7 @@ def test_read_only_outbox_with_the_crm_down_fails_loudly(
 ) -> None:
     service = make()
     assert service.outbox is not None
-    service.outbox.pragma("query_only = 1")  # as if the disk was remounted read-only
+    sqlite_outbox(service).pragma("query_only = 1")  # as if the disk was remounted read-only
     crm.outage()
     result = service.request(A, "c1")
     assert not result.ok
@@ -121,7 +121,7 @@ def test_read_only_outbox_with_the_crm_up_sends_directly(
 ) -> None:
     service = make()
     assert service.outbox is not None
-    service.outbox.pragma("query_only = 1")
+    sqlite_outbox(service).pragma("query_only = 1")
     result = service.request(A, "c1")
     assert (result.ok, result.result) == (True, "sent")
     assert crm.delivered_phones() == [A]
@@ -133,7 +133,7 @@ def test_read_only_outbox_with_the_crm_up_sends_directly(
 def test_full_disk_then_space_again(make: Callable[..., CallbackService], crm: CrmEmulator) -> None:
     service = make(dedupe_window=0)
     assert service.outbox is not None
-    service.outbox.pragma("max_page_count = 8")
+    sqlite_outbox(service).pragma("max_page_count = 8")
     crm.outage()
     results = []
     for n in range(5000):
@@ -143,7 +143,7 @@ def test_full_disk_then_space_again(make: Callable[..., CallbackService], crm: C
     assert results[-1].result == "failed"
     assert "full" in results[-1].reason
     assert {r.result for r in results[:-1]} == {"stored"}
-    service.outbox.pragma("max_page_count = 1000000")
+    sqlite_outbox(service).pragma("max_page_count = 1000000")
     crm.restore()
     service.deliver_due()
     while service.stats().pending:
@@ -157,13 +157,13 @@ def test_delivered_but_not_recorded_is_not_sent_again(
     service = make()
     service.request(A, "c1")
     assert service.outbox is not None
-    service.outbox.pragma("query_only = 1")  # the disk fails after the request was stored
+    sqlite_outbox(service).pragma("query_only = 1")  # the disk fails after the request was stored
     with pytest.raises(OutboxError, match="mark a request delivered"):
         service.deliver_due()
     with pytest.raises(OutboxError):
         service.deliver_due()
     assert len(crm.requests) == 1
-    service.outbox.pragma("query_only = 0")
+    sqlite_outbox(service).pragma("query_only = 0")
     service.deliver_due()
     assert len(crm.requests) == 1
     assert states(service) == [(A, DELIVERED)]
@@ -180,11 +180,11 @@ def test_delivery_thread_outlives_outbox_errors(
     service.request(A, "c1")
     wait_until(lambda: service.stats().attempts_failed >= 1)
     assert service.outbox is not None
-    service.outbox.pragma("query_only = 1")
+    sqlite_outbox(service).pragma("query_only = 1")
     clock.advance(3600)
     service.wake()
     wait_until(lambda: any("outbox_delivery_error" in r.getMessage() for r in caplog.records))
-    service.outbox.pragma("query_only = 0")
+    sqlite_outbox(service).pragma("query_only = 0")
     crm.restore()
     clock.advance(3600)
     service.wake()

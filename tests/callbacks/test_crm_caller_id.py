@@ -8,7 +8,7 @@ import dataclasses
 import logging
 
 import pytest
-from callbacks_kit import PASSWORD, A, B, C, FakeClock, Services
+from callbacks_kit import PASSWORD, A, B, C, FakeClock, Services, sqlite_outbox
 
 from stasis_dnd.callbacks.crm import CrmClient
 from stasis_dnd.callbacks.delivery import MIN_ATTEMPTS, REQUEST_CAP
@@ -137,7 +137,7 @@ def test_every_attempt_and_the_manual_retry_send_the_same_caller_id(
 def test_the_direct_try_sends_the_caller_id(make: Services, crm: CrmEmulator) -> None:
     service = make()
     assert service.outbox is not None
-    service.outbox.pragma("query_only = 1")  # the outbox cannot store it
+    sqlite_outbox(service).pragma("query_only = 1")  # the outbox cannot store it
     result = service.request(A, "c1", B)
     assert (result.ok, result.result) == (True, "sent")
     [received] = crm.requests

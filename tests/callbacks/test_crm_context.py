@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from callbacks_kit import PASSWORD, A, B, FakeClock, Services
+from callbacks_kit import PASSWORD, A, B, FakeClock, Services, sqlite_outbox
 from test_outbox_caller_id import old_outbox
 
 from stasis_dnd.callbacks.crm import CrmClient
@@ -119,7 +119,7 @@ def test_stored_delivered_and_retried_with_the_same_facts(
 def test_the_direct_try_sends_the_facts(make: Services, crm: CrmEmulator) -> None:
     service = make(context_params=MAPPING)
     assert service.outbox is not None
-    service.outbox.pragma("query_only = 1")  # the outbox cannot store it
+    sqlite_outbox(service).pragma("query_only = 1")  # the outbox cannot store it
     assert service.request(A, "c1", "", FACTS).result == "sent"
     [received] = crm.requests
     assert (received.param("queue"), received.param("call_id")) == ("999", "1700000000.7")

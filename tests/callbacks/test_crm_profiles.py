@@ -9,7 +9,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from callbacks_kit import A, FakeClock, Services
+from callbacks_kit import A, FakeClock, Services, sqlite_outbox
 
 from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.settings import CrmSettings, OutboxSettings
@@ -58,7 +58,7 @@ def test_delivery_and_retries_use_the_requests_profile(
 def test_the_direct_try_uses_the_requests_profile(make: Services, crm: CrmEmulator) -> None:
     service = make(profiles=SHAPES)
     assert service.outbox is not None
-    service.outbox.pragma("query_only = 1")  # the outbox cannot store it
+    sqlite_outbox(service).pragma("query_only = 1")  # the outbox cannot store it
     assert service.request(A, "c1", "", facts("sales")).result == "sent"
     [received] = crm.requests
     assert received.param("sub") == "dndsales"

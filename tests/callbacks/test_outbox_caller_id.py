@@ -1,6 +1,6 @@
-"""The caller's own number in the outbox: stored beside the number to call,
-added to an outbox file written by the previous version, and left out of
-deduplication (which keys on the number to call)."""
+"""The caller's own number in a SQLite outbox file written by the previous
+version: the column is added and the old rows kept (storing it, and leaving
+it out of deduplication, is in test_outbox_contract.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stasis_dnd.callbacks.outbox import DUPLICATE, PENDING, Outbox
+from stasis_dnd.callbacks.outbox import PENDING, Outbox
 
 T0 = 1_700_000_000.0
 WINDOW = 1800.0
@@ -65,18 +65,6 @@ def columns(path: str) -> list[str]:
         db.close()
 
 
-def test_the_caller_id_is_stored_and_survives_reopening(path: str) -> None:
-    box = Outbox.open(path)
-    keyed_in = box.add(A, "chan-1", "r1", T0, caller_id=B)
-    own = box.add(C, "chan-2", "r2", T0 + 1)
-    assert (keyed_in.phone, keyed_in.caller_id) == (A, B)
-    assert (own.phone, own.caller_id) == (C, "")
-    box.close()
-    reopened = Outbox.open(path)
-    assert [(e.phone, e.caller_id) for e in reopened.due(T0 + 10)] == [(A, B), (C, "")]
-    reopened.close()
-
-
 def test_an_outbox_of_the_previous_version_gets_the_column_and_keeps_its_requests(
     path: str,
 ) -> None:
@@ -113,26 +101,4 @@ def test_a_migrated_outbox_still_takes_the_previous_versions_rows(path: str) -> 
     db.close()
     box = Outbox.open(path)
     assert [e.caller_id for e in box.entries()] == ["", ""]
-    box.close()
-
-
-def test_the_same_number_to_call_from_another_caller_is_a_duplicate(path: str) -> None:
-    box = Outbox.open(path)
-    first = box.add(A, "chan-1", "r1", T0, WINDOW, caller_id=B)
-    repeat = box.add(A, "chan-2", "r2", T0 + WINDOW, WINDOW, caller_id=C)
-    own = box.add(A, "chan-3", "r3", T0 + WINDOW, WINDOW)
-    assert (repeat.state, repeat.duplicate_of) == (DUPLICATE, first.id)
-    assert (own.state, own.duplicate_of) == (DUPLICATE, first.id)
-    assert repeat.caller_id == C  # kept on the duplicate, for the operator
-    box.close()
-
-
-def test_another_number_to_call_from_the_same_caller_is_not_a_duplicate(path: str) -> None:
-    box = Outbox.open(path)
-    box.add(A, "chan-1", "r1", T0, WINDOW, caller_id=B)
-    other = box.add(C, "chan-2", "r2", T0 + 1, WINDOW, caller_id=B)
-    # The caller's own number, called back at itself: not the number A was for.
-    own = box.add(B, "chan-3", "r3", T0 + 2, WINDOW)
-    assert (other.state, other.duplicate_of) == (PENDING, None)
-    assert (own.state, own.duplicate_of) == (PENDING, None)
     box.close()

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from stasis_dnd.callbacks.intake import CallbackService
-from stasis_dnd.callbacks.outbox import DELIVERED, PENDING, Entry
+from stasis_dnd.callbacks.outbox import DELIVERED, PENDING, Entry, Outbox
 from stasis_dnd.settings import CrmSettings, OutboxSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 from stasis_dnd.testing.crm_replies import slow
@@ -245,7 +245,7 @@ def test_a_write_hung_inside_sqlite_does_not_hang_reads_metrics_or_stop(
     service = make_service(crm, tmp_path)
     service.start(deliver=False)
     outbox = service.outbox
-    assert outbox is not None
+    assert isinstance(outbox, Outbox)
     # A write stuck in fsync holds the connection's lock, as this does.
     outbox._lock.acquire()
     try:

@@ -1,17 +1,20 @@
-"""`stasis-dnd outbox list|retry|purge`, through the functions cli.py calls."""
+"""`stasis-dnd outbox list|retry|purge`, through the functions cli.py calls,
+on the SQLite file and on a PostgreSQL database (`[outbox] url`)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from stasis_dnd.callbacks.outbox import DEAD, PENDING, Outbox
+from stasis_dnd.callbacks.outbox import DEAD, PENDING
+from stasis_dnd.callbacks.store import OutboxStore, open_outbox
 from stasis_dnd.cli.outbox import add_outbox_commands, owner_to_become, run_outbox_command
 from stasis_dnd.settings import OutboxSettings
 
@@ -24,9 +27,17 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["outbox", *argv])
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> OutboxSettings:
-    return OutboxSettings(path=str(tmp_path / "outbox.sqlite3"))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> OutboxSettings:
+    sqlite = OutboxSettings(path=str(tmp_path / "outbox.sqlite3"))
+    if request.param == "sqlite":
+        return sqlite
+    shared: OutboxSettings = request.getfixturevalue("postgres_outbox")
+    return dataclasses.replace(shared, path=sqlite.path)
+
+
+# What only the SQLite file has: a file that may be missing, unreadable, root's.
+sqlite_only = pytest.mark.parametrize("settings", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
@@ -42,9 +53,9 @@ def run(
 
 
 @pytest.fixture
-def box(settings: OutboxSettings) -> Outbox:
+def box(settings: OutboxSettings) -> Iterator[OutboxStore]:
     """An outbox with one request in each state; the service would have made it."""
-    outbox = Outbox.open(settings.path)
+    outbox = open_outbox(settings)
     now = time.time()
     delivered = outbox.add("+79000000001", "1700000000.1", "r1", now - 10 * DAY, 1800)
     outbox.mark_delivered(delivered.id, now - 10 * DAY + 2)
@@ -55,11 +66,12 @@ def box(settings: OutboxSettings) -> Outbox:
     old = outbox.add("+79000000004", "1700000000.4", "r4", now - 8 * DAY)  # pending, old
     outbox.mark_failed(old.id, "failed: HTTP 500", now + 600)  # waits its own back-off
     outbox.add("+79000000005\x1b[2J", "1700000000.5", "r5", now)  # a hostile caller id
-    return outbox
+    yield outbox
+    outbox.close()
 
 
 def test_list_shows_a_table_of_every_request(
-    box: Outbox, run: Callable[..., tuple[int, str, str]]
+    box: OutboxStore, run: Callable[..., tuple[int, str, str]]
 ) -> None:
     status, out, _ = run("list")
     assert status == 0
@@ -86,7 +98,7 @@ def test_list_shows_a_table_of_every_request(
 
 
 def test_list_shows_the_caller_id_of_requests_that_have_one(
-    box: Outbox, run: Callable[..., tuple[int, str, str]]
+    box: OutboxStore, run: Callable[..., tuple[int, str, str]]
 ) -> None:
     now = time.time()
     box.add("+79000000006", "1700000000.6", "r6", now, caller_id="+79000000007")
@@ -110,7 +122,7 @@ def test_list_shows_the_caller_id_of_requests_that_have_one(
     assert "\x1b" not in out
 
 
-def test_list_by_state(box: Outbox, run: Callable[..., tuple[int, str, str]]) -> None:
+def test_list_by_state(box: OutboxStore, run: Callable[..., tuple[int, str, str]]) -> None:
     _, out, _ = run("list", "--state", "dead")
     rows = out.strip().splitlines()[1:-2]
     assert len(rows) == 1 and "+79000000003" in rows[0]
@@ -118,6 +130,7 @@ def test_list_by_state(box: Outbox, run: Callable[..., tuple[int, str, str]]) ->
     assert "delivered" in out.splitlines()[1]
 
 
+@sqlite_only
 def test_list_of_a_missing_outbox_creates_nothing(
     settings: OutboxSettings, run: Callable[..., tuple[int, str, str]]
 ) -> None:
@@ -127,7 +140,7 @@ def test_list_of_a_missing_outbox_creates_nothing(
     assert not Path(settings.path).exists()
 
 
-def test_retry_one_dead_request(box: Outbox, run: Callable[..., tuple[int, str, str]]) -> None:
+def test_retry_one_dead_request(box: OutboxStore, run: Callable[..., tuple[int, str, str]]) -> None:
     [dead] = box.entries(DEAD)
     status, out, _ = run("retry", str(dead.id))
     assert status == 0
@@ -137,14 +150,14 @@ def test_retry_one_dead_request(box: Outbox, run: Callable[..., tuple[int, str, 
     assert again.age_from > dead.created_at  # max_age counts from the retry
 
 
-def test_retry_all_dead(box: Outbox, run: Callable[..., tuple[int, str, str]]) -> None:
+def test_retry_all_dead(box: OutboxStore, run: Callable[..., tuple[int, str, str]]) -> None:
     status, out, _ = run("retry", "--dead")
     assert (status, out.split()[0]) == (0, "1")
     assert box.entries(DEAD) == []
 
 
 def test_retry_of_a_delivered_request_is_refused_clearly(
-    box: Outbox, run: Callable[..., tuple[int, str, str]]
+    box: OutboxStore, run: Callable[..., tuple[int, str, str]]
 ) -> None:
     status, _, err = run("retry", "1")
     assert status == 1
@@ -161,7 +174,7 @@ def test_retry_needs_an_id_or_dead(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_purge_older_than_keeps_pending_and_recent(
-    box: Outbox, run: Callable[..., tuple[int, str, str]]
+    box: OutboxStore, run: Callable[..., tuple[int, str, str]]
 ) -> None:
     status, out, _ = run("purge", "--older-than", "7d")
     assert status == 0
@@ -182,6 +195,7 @@ def test_config_option_on_every_action() -> None:
         assert parse(*argv, "--config", "/tmp/x.ini").config == "/tmp/x.ini"
 
 
+@sqlite_only
 def test_unreadable_outbox_is_one_line(
     settings: OutboxSettings, run: Callable[..., tuple[int, str, str]]
 ) -> None:
@@ -202,8 +216,9 @@ def test_root_works_on_the_outbox_as_its_owner(tmp_path: Path) -> None:
     assert owner_to_become(service, euid=998) is None  # not root: nothing to drop
 
 
+@sqlite_only
 def test_root_drops_to_the_owner_before_opening(
-    box: Outbox,
+    box: OutboxStore,
     settings: OutboxSettings,
     run: Callable[..., tuple[int, str, str]],
     monkeypatch: pytest.MonkeyPatch,
@@ -229,7 +244,7 @@ def test_root_drops_to_the_owner_before_opening(
 
 
 def test_list_shows_queue_and_waited_and_filters_by_queue(
-    box: Outbox, run: Callable[..., tuple[int, str, str]]
+    box: OutboxStore, run: Callable[..., tuple[int, str, str]]
 ) -> None:
     now = time.time()
     sales = (("queue", "sales"), ("waited_seconds", "42"), ("reason", "TIMEOUT"))
@@ -260,7 +275,7 @@ def test_list_shows_queue_and_waited_and_filters_by_queue(
 
 
 def test_list_shows_the_profile_and_filters_by_it(
-    box: Outbox, run: Callable[..., tuple[int, str, str]]
+    box: OutboxStore, run: Callable[..., tuple[int, str, str]]
 ) -> None:
     now = time.time()
     box.add("+79000000006", "1700000000.6", "r6", now, context=(("profile", "sales"),))
@@ -280,8 +295,36 @@ def test_list_shows_the_profile_and_filters_by_it(
 
 
 def test_a_single_profile_set_up_shows_no_profile_column(
-    box: Outbox, run: Callable[..., tuple[int, str, str]]
+    box: OutboxStore, run: Callable[..., tuple[int, str, str]]
 ) -> None:
     box.add("+79000000007", "1700000000.7", "r7", time.time(), context=(("profile", "default"),))
     _, out, _ = run("list")
     assert "PROFILE" not in out
+
+
+@pytest.mark.parametrize("settings", ["postgresql"], indirect=True)
+def test_root_stays_root_on_a_database_outbox(
+    box: OutboxStore,
+    settings: OutboxSettings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[object] = []
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "setuid", calls.append)
+    monkeypatch.setattr(os, "setgid", calls.append)
+    # No file of its own: `path` names none, yet the database is listed.
+    shared = dataclasses.replace(settings, path="/nonexistent/outbox.sqlite3")
+    assert run_outbox_command(parse("list"), shared) == 0
+    assert calls == []
+    assert "+79000000004" in capsys.readouterr().out
+
+
+def test_a_database_that_refuses_the_login_is_one_line(
+    postgres_outbox: OutboxSettings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = dataclasses.replace(postgres_outbox, password="wrong-pw")
+    assert run_outbox_command(parse("list"), settings) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("stasis-dnd: the database server refused the login for postgresql://")
+    assert err.count("\n") == 1 and "wrong-pw" not in err
