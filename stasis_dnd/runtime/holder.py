@@ -14,19 +14,21 @@ Two sockets must never fight over the name, so:
 - the lock session asks the server to end it after `IDLE_SESSION_TIMEOUT`
   without a query, so a holder cut off from the database has given up its
   socket before the server frees the lock;
-- a standby that got the lock waits `FENCE` before it connects (`on_acquired`):
-  longer than a holder whose session the server ended needs to notice and
-  close its socket.
+- a standby that got the lock waits `FENCE` (checking it) before it connects
+  (`on_acquired`): longer than a holder whose session the server ended needs
+  to notice and close its socket.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from enum import Enum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -46,10 +48,19 @@ HAND_BACK = 0.5
 # A new holder waits this long before it connects: a holder whose session
 # ended notices within CHECK + CHECK_TIMEOUT and closes after HAND_BACK.
 FENCE = CHECK + CHECK_TIMEOUT + HAND_BACK + 0.5
+# An instance that lost the lock asks again only after this (standbys first).
+REJOIN = 3 * POLL
 # The server ends a lock session idle this long (the holder queries each CHECK).
 IDLE_SESSION_TIMEOUT = 3.0
 # Connecting to the database gives up after this many seconds (libpq: whole seconds).
 CONNECT_TIMEOUT = 2
+
+
+class _Watched(Enum):
+    """How `Holder._watch` ended other than with a failure's reason."""
+
+    STOPPED = "stopped"
+    FENCED = "fenced"
 
 
 class LockSession(Protocol):
@@ -139,6 +150,7 @@ class Holder:
         check: float = CHECK,
         check_timeout: float = CHECK_TIMEOUT,
         fence: float = FENCE,
+        rejoin: float = REJOIN,
         wait: Callable[[float], bool] | None = None,
     ) -> None:
         self.app = app
@@ -150,6 +162,7 @@ class Holder:
         self.check = check
         self.check_timeout = check_timeout
         self.fence = fence
+        self.rejoin = rejoin
         self._stop = threading.Event()
         # Sleeps `seconds`; True: stop. Tests pass their own to record the intervals.
         self._wait = wait or self._stop.wait
@@ -178,13 +191,19 @@ class Holder:
         while not self._stop.is_set():
             if not self._acquire():
                 return
-            if self._wait(self.fence):
+            # The fence is checks too: an idle session would be ended by the server.
+            reason = self._watch(checks=math.ceil(self.fence / self.check))
+            if reason is _Watched.STOPPED:
                 return
+            if reason is not _Watched.FENCED:
+                log.warning("event=lock_lost app=%s error=%r (before connecting)", self.app, reason)
+                self._close()
+                continue
             self._set_holding(True)
             log.info("event=holder app=%s (this instance holds the lock; connecting)", self.app)
             self._on_acquired()
             reason = self._watch()
-            if reason is None:
+            if reason is _Watched.STOPPED:
                 return
             self._set_holding(False)
             log.warning(
@@ -195,6 +214,9 @@ class Holder:
             )
             self._on_lost()
             self._close()
+            # A healthy standby takes it first; this one's connection just failed.
+            if self._wait(self.rejoin):
+                return
 
     def _acquire(self) -> bool:
         """Poll until this instance holds the lock (True) or is stopping (False)."""
@@ -232,11 +254,16 @@ class Holder:
                 return False
         return False
 
-    def _watch(self) -> str | None:
-        """Check the session until it fails (the reason) or `stop()` (None)."""
+    def _watch(self, checks: int | None = None) -> str | _Watched:
+        """Check the session every `check` until it fails (the reason), `stop()`
+        (STOPPED) or `checks` checks have passed (FENCED)."""
         checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lock-check")
+        done = 0
         try:
-            while not self._wait(self.check):
+            while checks is None or done < checks:
+                done += 1
+                if self._wait(self.check):
+                    return _Watched.STOPPED
                 session = self._session
                 if session is None:
                     return "no lock session"
@@ -251,7 +278,7 @@ class Holder:
                     return f"no answer from the database within {self.check_timeout:.3g} s"
                 except Exception as error:
                     return _one_line(error)
-            return None
+            return _Watched.FENCED
         finally:
             # A check hanging on a dead network must not hold up the loop.
             checker.shutdown(wait=False)

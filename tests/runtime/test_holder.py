@@ -4,6 +4,7 @@ with scripted lock sessions and a recorded wait instead of a clock."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 
@@ -17,6 +18,7 @@ from stasis_dnd.runtime.holder import (
     HAND_BACK,
     IDLE_SESSION_TIMEOUT,
     POLL,
+    REJOIN,
     Holder,
     lock_key,
 )
@@ -26,10 +28,13 @@ def test_the_intervals_keep_a_lost_holder_off_the_socket_before_a_standby_connec
     assert (POLL, CHECK, CHECK_TIMEOUT, HAND_BACK) == (1.0, 1.0, 1.0, 0.5)
     # A holder whose session ended has closed its socket before the new one connects.
     assert FENCE == 3.0 and FENCE > CHECK + CHECK_TIMEOUT + HAND_BACK
+    assert math.ceil(FENCE / CHECK) == 3  # the fence is three checks
     # A holder cut off from the database gives up before the server frees the lock.
     assert IDLE_SESSION_TIMEOUT > CHECK + CHECK_TIMEOUT
     # SIGKILL to served: one poll, the fence, the connect: within the 10 s target.
     assert POLL + FENCE < 10.0
+    # An instance whose lock connection just failed lets a standby poll first.
+    assert REJOIN == 3.0 and REJOIN > POLL
 
 
 def test_the_lock_key_is_the_asterisk_and_the_app_name() -> None:
@@ -103,11 +108,12 @@ def test_a_standby_asks_every_poll_then_waits_the_fence_before_it_connects(
 ) -> None:
     caplog.set_level(logging.INFO, "stasis_dnd")
     session = Session([False, False, True], [])
-    wait = Recorder(limit=5)
+    wait = Recorder(limit=7)
     metrics = Metrics()
     holder([session], wait, metrics).run()
-    assert wait.waits == [POLL, POLL, FENCE, CHECK, CHECK]
-    assert wait.events == ["acquired after 3 waits"]
+    # Two refusals, the fence (three checks, or the server ends the idle session), holding.
+    assert wait.waits == [POLL, POLL, CHECK, CHECK, CHECK, CHECK, CHECK]
+    assert wait.events == ["acquired after 5 waits"]
     assert metrics.lock_held._value.get() == 1
     messages = [r.getMessage() for r in caplog.records]
     assert sum("event=standby" in m for m in messages) == 1  # once, not each poll
@@ -118,21 +124,36 @@ def test_a_standby_asks_every_poll_then_waits_the_fence_before_it_connects(
 def test_stopped_during_the_fence_it_never_connects() -> None:
     wait = Recorder(limit=1)
     holder([Session([True], [])], wait).run()
-    assert wait.waits == [FENCE]
+    assert wait.waits == [CHECK]
     assert wait.events == []
+
+
+def test_a_lock_lost_during_the_fence_never_connects() -> None:
+    lost = Session([True], [None, ConnectionError("terminating connection")])
+    wait = Recorder(limit=4)
+    holder([lost, Session([False], [])], wait).run()
+    assert wait.waits == [CHECK, CHECK, POLL, POLL]
+    assert wait.events == []
+    assert lost.closed
 
 
 def test_a_failed_check_hands_over_and_polls_again_with_a_new_session(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    first = Session([True], [None, ConnectionError("server closed the connection\nmore")])
+    failed = ConnectionError("server closed the connection\nmore")
+    first = Session([True], [None, None, None, None, failed])
     second = Session([False, True], [])
-    wait = Recorder(limit=8)
+    wait = Recorder(limit=11)
     metrics = Metrics()
     holder([first, second], wait, metrics).run()
-    # fence, two checks (the second fails), then the new session: refused, poll, granted.
-    assert wait.waits == [FENCE, CHECK, CHECK, POLL, FENCE, CHECK, CHECK, CHECK]
-    assert wait.events == ["acquired after 1 waits", "lost after 3 waits", "acquired after 5 waits"]
+    # The fence, two checks (the second fails); after REJOIN the new session:
+    # refused, poll, granted.
+    assert wait.waits == [CHECK] * 5 + [REJOIN, POLL] + [CHECK] * 4
+    assert wait.events == [
+        "acquired after 3 waits",
+        "lost after 5 waits",
+        "acquired after 10 waits",
+    ]
     assert first.closed and not second.closed
     lost = [r for r in caplog.records if "event=lock_lost" in r.getMessage()]
     assert len(lost) == 1 and lost[0].levelno == logging.WARNING
@@ -155,6 +176,7 @@ def test_a_check_without_an_answer_counts_as_lost() -> None:
         on_acquired=lambda: None,
         on_lost=lost.set,
         check_timeout=0.05,
+        fence=0,
         wait=wait,
     )
     instance.run()
@@ -168,10 +190,10 @@ def test_an_unreachable_database_is_warned_once_and_tried_every_poll(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, "stasis_dnd")
-    wait = Recorder(limit=4)
+    wait = Recorder(limit=6)
     refused = OSError("connection refused")
     holder([refused, refused, Session([True], [])], wait).run()
-    assert wait.waits == [POLL, POLL, FENCE, CHECK]
+    assert wait.waits == [POLL, POLL, CHECK, CHECK, CHECK, CHECK]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "event=lock_db_unreachable" in warnings[0].getMessage()
     assert any("event=lock_db_reachable" in r.getMessage() for r in caplog.records)
