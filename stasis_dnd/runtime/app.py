@@ -160,6 +160,11 @@ class App:
         # The configured URL may carry `user:password@`; logs never do.
         self._safe_url = strip_userinfo(settings.ari.url)
 
+    @property
+    def holder(self) -> Holder | None:
+        """The election among instances for this Asterisk (None: no shared database)."""
+        return self._holder
+
     def _new_stream(self) -> EventStream:
         return EventStream(
             self.settings.ari,
