@@ -48,6 +48,12 @@ class Metrics:
         self.ari_connected = Gauge(
             "stasis_dnd_ari_connected", "1 while the ARI event socket is up", registry=self.registry
         )
+        self.lock_held = Gauge(
+            "stasis_dnd_lock_held",
+            "1 while this instance holds the lock for its Asterisk and app name "
+            "(several servers; 0: standby)",
+            registry=self.registry,
+        )
         self.reconnects = Counter(
             "stasis_dnd_ari_reconnects", "ARI event socket reconnections", registry=self.registry
         )

@@ -8,12 +8,16 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from stasis_dnd import __version__
 from stasis_dnd.cli.options import add_config
 from stasis_dnd.config import ConfigError, describe, load_settings, permission_warnings
-from stasis_dnd.settings import DEFAULT_PROFILE
+from stasis_dnd.settings import DEFAULT_PROFILE, Settings
+
+if TYPE_CHECKING:
+    from stasis_dnd.runtime.holder import LockSession
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -177,7 +181,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     metrics = Metrics()
     metrics.watch_callbacks(store.stats)
     try:
-        return App(settings, store, workers=args.workers, metrics=metrics).run()
+        return App(
+            settings, store, workers=args.workers, metrics=metrics, lock=_lock(settings)
+        ).run()
     except StartupError as error:
         raise UserError(str(error)) from None
     finally:
@@ -188,6 +194,18 @@ def _in_profile(name: str, error: ValueError) -> str:
     """A CRM settings error of one profile, naming its section."""
     text = _in_crm(error)
     return text if name == DEFAULT_PROFILE else text.replace("[crm]", f"[profile:{name}]", 1)
+
+
+def _lock(settings: Settings) -> Callable[[], LockSession] | None:
+    """With a shared database, instances for one Asterisk and app name elect
+    the one that connects; without, this instance connects right away."""
+    from stasis_dnd.runtime.holder import PgLockSession, lock_key
+
+    outbox = settings.outbox
+    if not outbox.url:
+        return None
+    key = lock_key(settings.ari.url, settings.ari.app)
+    return lambda: PgLockSession(outbox.url, outbox.password, key)
 
 
 def _in_crm(error: ValueError) -> str:

@@ -39,6 +39,7 @@ from stasis_dnd.profiles import Profiles
 from stasis_dnd.runtime.app_name import NAME_CONFIRM, NAME_WAIT_BASE, NAME_WAIT_CAP, wait_for_name
 from stasis_dnd.runtime.dispatch import Dispatcher
 from stasis_dnd.runtime.final_commands import RetryFinal
+from stasis_dnd.runtime.holder import HAND_BACK, Holder, LockSession
 from stasis_dnd.runtime.parked import Parked
 from stasis_dnd.runtime.registry import CallRegistry, Recover
 from stasis_dnd.runtime.storing import CallbackStore
@@ -84,7 +85,10 @@ class App:
         *,
         workers: int = 16,
         metrics: Metrics | None = None,
+        lock: Callable[[], LockSession] | None = None,
     ) -> None:
+        """`lock`: opens a session for the lock that elects the one instance
+        that connects (`runtime.holder`); None: connect right away."""
         self.settings = settings
         self.metrics = metrics or Metrics()
         self._store = store
@@ -119,6 +123,20 @@ class App:
         self._stop = threading.Event()
         # Set from ApplicationReplaced until the app name is ours again.
         self._replaced = threading.Event()
+        # Set while this instance may hold the event socket (always, without a lock).
+        self._holding = threading.Event()
+        self._stream_started = False
+        self._holder: Holder | None = None
+        if lock is None:
+            self._holding.set()
+        else:
+            self._holder = Holder(
+                settings.ari.app,
+                lock,
+                on_acquired=self._on_lock_acquired,
+                on_lost=self._on_lock_lost,
+                gauge=self.metrics.lock_held,
+            )
         self._exit_status = 0
         self._generation = 0
         self._ever_connected = False
@@ -141,6 +159,11 @@ class App:
         )
         # The configured URL may carry `user:password@`; logs never do.
         self._safe_url = strip_userinfo(settings.ari.url)
+
+    @property
+    def holder(self) -> Holder | None:
+        """The election among instances for this Asterisk (None: no shared database)."""
+        return self._holder
 
     def _new_stream(self) -> EventStream:
         return EventStream(
@@ -179,7 +202,10 @@ class App:
         self._timers.start()
         self._dispatcher.start()
         self.calls.start()
-        self._stream.start()
+        if self._holder is None:
+            self._start_stream()
+        else:
+            self._holder.start()
         threading.Thread(target=self._sweep_loop, name="sweep", daemon=True).start()
 
     def run(self, install_signals: bool = True) -> int:
@@ -199,7 +225,9 @@ class App:
 
     def shutdown(self) -> None:
         self.calls.draining = True
-        if self._replaced.is_set():
+        if not self._holding.is_set():
+            log.info("event=stopping calls=%d drain=none (standby)", len(self.calls))
+        elif self._replaced.is_set():
             # The calls were handed over to the process that holds the app name.
             log.info(
                 "event=stopping calls=%d drain=none (another process holds the app name)",
@@ -210,6 +238,9 @@ class App:
         with self._stream_lock:
             stream = self._stream
         stream.stop()
+        # Only now, with the socket closed, may a standby take over.
+        if self._holder is not None:
+            self._holder.stop()
         self._timers.stop()
         self._dispatcher.stop()
         self.calls.stop()
@@ -326,11 +357,47 @@ class App:
             errors=self._errors,
         )
         with self._stream_lock:
-            if not free or self._stop.is_set():
+            # Lost the lock meanwhile, or took it again (which connected anew).
+            if not free or self._stop.is_set() or not self._holding.is_set():
+                return
+            if not self._replaced.is_set():
                 return
             self._replaced.clear()
+            self._start_stream()
+
+    def _start_stream(self) -> None:
+        """Connect the event socket: the one made at start, else a new one."""
+        if self._stream_started:
             self._stream = self._new_stream()
-            self._stream.start()
+        self._stream_started = True
+        self._stream.start()
+
+    # --- the lock shared with standby instances ------------------------------
+
+    def _on_lock_acquired(self) -> None:
+        """This instance holds the lock (holder thread): connect; recovery
+        after the connect takes over the channels parked in the app."""
+        with self._stream_lock:
+            if self._stop.is_set():
+                return
+            self._holding.set()
+            self._replaced.clear()
+            self.calls.draining = False
+            self._start_stream()
+
+    def _on_lock_lost(self) -> None:
+        """The lock is gone (holder thread), so a standby may take it: send the
+        calls in progress back to the dialplan, which serves callers without
+        any database, then close the socket before the standby's FENCE is up."""
+        self._holding.clear()
+        self.calls.draining = True
+        now = time.monotonic()
+        for channel_id in self.calls.channel_ids():
+            self._dispatcher.submit(channel_id, (now, self._generation, DrainEnded()))
+        _wait_while(lambda: bool(len(self.calls)), HAND_BACK)
+        with self._stream_lock:
+            stream = self._stream
+        stream.stop()
 
     # --- recovery -----------------------------------------------------------
 
@@ -340,6 +407,7 @@ class App:
             generation == self._generation
             and not self._stop.is_set()
             and not self._replaced.is_set()
+            and self._holding.is_set()
         )
 
     def _sweep_loop(self) -> None:
@@ -348,6 +416,8 @@ class App:
             # Not connected: the next connect recovers every parked channel anyway.
             # Replaced: the channels belong to the process holding the app name.
             if not self._connected.is_set() or self._replaced.is_set():
+                continue
+            if not self._holding.is_set():
                 continue
             due = time.monotonic() - last_sweep >= self.sweep_interval
             try:
