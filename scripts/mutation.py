@@ -7,8 +7,11 @@ only narrows them to one target. Run it through scripts/mutation."""
 from __future__ import annotations
 
 import argparse
+import configparser
+import fnmatch
 import shutil
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 PACKAGE = Path("stasis_dnd")
@@ -19,6 +22,38 @@ NOTICED = {"killed", "timeout", "caught by type check"}
 def tests_for(target: Path) -> Path:
     """The tests of the package `target` is in: stasis_dnd/X[/...] -> tests/X."""
     return Path("tests") / target.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def skips_messages(target: Path) -> bool:
+    """Whether setup.cfg's [mutation] skip_message_strings covers `target`."""
+    parser = configparser.ConfigParser()
+    parser.read("setup.cfg")
+    patterns = parser.get("mutation", "skip_message_strings", fallback="").split()
+    return any(
+        fnmatch.fnmatch(f"{target}/", p) or fnmatch.fnmatch(str(target), p) for p in patterns
+    )
+
+
+def drop_message_mutants() -> None:
+    """Make no mutants of string literals with a space in them: messages for a
+    log line, a reason or an error, not words the code compares or sends."""
+    import libcst as cst
+    from mutmut.mutation import mutators
+
+    def operator_string(node: cst.BaseString) -> Iterable[cst.BaseString]:
+        if isinstance(node, cst.SimpleString):
+            value = node.evaluated_value
+            if isinstance(value, str) and " " in value:
+                return
+        yield from mutators.operator_string(node)
+
+    # In place: mutmut's file mutation holds this very list.
+    operators = mutators.mutation_operators
+    assert isinstance(operators, list)
+    operators[:] = [
+        (kind, operator_string if op is mutators.operator_string else op)
+        for kind, op in mutators.mutation_operators
+    ]
 
 
 def parse(argv: list[str]) -> tuple[Path, Path, int]:
@@ -52,6 +87,9 @@ def main(argv: list[str]) -> int:
     cfg = config()
     cfg.only_mutate = [f"{target}/*"] if target.is_dir() else [str(target)]
     cfg.pytest_add_cli_args_test_selection = [str(tests)]
+    if skips_messages(target):
+        drop_message_mutants()
+        print("(string literals with a space in them are not mutated: see setup.cfg [mutation])")
     print(f"== mutation testing {target} against {tests}", flush=True)
     mutmut_main._run([], jobs)
     print()
