@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import threading
+from collections.abc import Callable
 
 import pytest
+import requests
 from pytest_httpserver import HTTPServer
 
-from stasis_dnd.callbacks.crm import CRM_WIDE, CrmClient, CrmOutcome, CrmResult
+from stasis_dnd.callbacks.crm import CRM_WIDE, CrmClient, CrmOutcome, CrmResult, _env_ca_bundle
 from stasis_dnd.settings import CrmSettings
 
 OK = json.dumps({"status": "ok"})
@@ -119,3 +123,92 @@ def test_answers_that_are_not_an_ok(
 ) -> None:
     result = answer(httpserver, 200, body)
     assert (result.outcome, result.detail) == (outcome, detail)
+
+
+# --- failures before an answer ------------------------------------------------------
+
+
+def raising(exc: Exception) -> Callable[..., requests.Response]:
+    def request(*args: object, **kwargs: object) -> requests.Response:
+        raise exc
+
+    return request
+
+
+@pytest.mark.parametrize(
+    ("exc", "outcome", "detail"),
+    [
+        (requests.exceptions.ConnectTimeout(), CrmOutcome.UNAVAILABLE, "no connection within 5s"),
+        (requests.exceptions.ReadTimeout(), CrmOutcome.FAILED, "no answer in time"),
+        (requests.exceptions.InvalidURL(), CrmOutcome.UNAVAILABLE, "invalid [crm] url"),
+        (requests.exceptions.MissingSchema(), CrmOutcome.UNAVAILABLE, "invalid [crm] url"),
+        (requests.exceptions.ProxyError(), CrmOutcome.UNAVAILABLE, "ProxyError"),
+        (requests.exceptions.SSLError(), CrmOutcome.UNAVAILABLE, "TLS: SSLError"),
+        (requests.exceptions.ChunkedEncodingError(), CrmOutcome.FAILED, "ChunkedEncodingError"),
+    ],
+)
+def test_each_failure_before_an_answer_pauses_all_or_only_this_request(
+    exc: Exception, outcome: CrmOutcome, detail: str
+) -> None:
+    crm = CrmClient(CrmSettings(url="http://127.0.0.1:9"), timeout=5.0)
+    crm._session.request = raising(exc)  # type: ignore[method-assign]
+    assert crm.send("1", "r") == CrmResult(outcome, detail)
+
+
+def test_a_refused_connection_says_so_without_the_url() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    result = CrmClient(CrmSettings(url=f"http://127.0.0.1:{port}")).send("1", "r")
+    assert result == CrmResult(CrmOutcome.UNAVAILABLE, "Connection refused")
+
+
+def test_a_connection_closed_without_an_answer_fails_only_this_request() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def hang_up() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+
+        thread = threading.Thread(target=hang_up)
+        thread.start()
+        result = CrmClient(CrmSettings(url=f"http://127.0.0.1:{port}")).send("1", "r")
+        thread.join()
+    assert result == CrmResult(CrmOutcome.FAILED, "Remote end closed connection without response")
+
+
+def test_the_probe_logs_in_and_names_no_class(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ANY_PATH).respond_with_data('{"status": "error"}')
+    result = client(httpserver).probe()
+    assert result.outcome is CrmOutcome.REFUSED
+    [(request, _)] = httpserver.log
+    assert list(request.form.items(multi=True)) == [
+        ("action", "runDynamicClass"),
+        ("responseType", "json"),
+        ("authToSession", "0"),
+        ("j_username", "u"),
+        ("j_password", "secret-pw"),
+    ]
+
+
+def test_the_ca_bundle_of_the_environment_is_requests_then_curl(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    assert _env_ca_bundle() == ""
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/curl.pem")
+    assert _env_ca_bundle() == "/curl.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/requests.pem")
+    assert _env_ca_bundle() == "/requests.pem"
+
+
+def test_a_login_page_is_recognised_within_its_first_4096_characters(
+    httpserver: HTTPServer,
+) -> None:
+    inside = answer(httpserver, 200, "x" * 4086 + "j_password")
+    assert inside.outcome is CrmOutcome.BAD_CREDENTIALS
+    past = answer(httpserver, 200, "x" * 4087 + "j_password")
+    assert past.outcome is CrmOutcome.BAD_ANSWER
