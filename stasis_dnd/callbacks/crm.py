@@ -312,7 +312,7 @@ class CrmClient:
 
     def _read_capped(self, response: requests.Response, deadline: float) -> bytes | None:
         """The body, or None when it is larger than the limit (read no further)."""
-        # pragma: no mutate start: only saves reading a body the loop below refuses too
+        # pragma: no mutate start, as it only saves reading a body the loop below refuses too
         declared = response.headers.get("Content-Length", "")
         # pragma: no mutate end
         if declared.isdigit() and int(declared) > self.body_limit:
