@@ -13,9 +13,17 @@ from collections.abc import Callable
 
 import pytest
 import requests
+import urllib3
 from pytest_httpserver import HTTPServer
 
-from stasis_dnd.callbacks.crm import CRM_WIDE, CrmClient, CrmOutcome, CrmResult, _env_ca_bundle
+from stasis_dnd.callbacks.crm import (
+    CRM_WIDE,
+    CrmClient,
+    CrmOutcome,
+    CrmResult,
+    _env_ca_bundle,
+    _root_reason,
+)
 from stasis_dnd.settings import CrmSettings
 
 OK = json.dumps({"status": "ok"})
@@ -122,7 +130,7 @@ def test_answers_that_are_not_an_ok(
     httpserver: HTTPServer, body: str, outcome: CrmOutcome, detail: str
 ) -> None:
     result = answer(httpserver, 200, body)
-    assert (result.outcome, result.detail) == (outcome, detail)
+    assert (result.outcome, result.detail, result.status) == (outcome, detail, 200)
 
 
 # --- failures before an answer ------------------------------------------------------
@@ -212,3 +220,70 @@ def test_a_login_page_is_recognised_within_its_first_4096_characters(
     assert inside.outcome is CrmOutcome.BAD_CREDENTIALS
     past = answer(httpserver, 200, "x" * 4087 + "j_password")
     assert past.outcome is CrmOutcome.BAD_ANSWER
+
+
+# --- answers no test server sends: raw HTTP over a socket ----------------------------
+
+
+def raw_answer(reply: bytes, **client_options: int) -> CrmResult:
+    """Send one request to a server that answers `reply` as it is, then closes."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(reply)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        crm = CrmClient(CrmSettings(url=f"http://127.0.0.1:{port}"), **client_options)
+        result = crm.send("1", "r")
+        thread.join()
+    return result
+
+
+def test_an_answer_without_a_content_type_says_so() -> None:
+    result = raw_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy")
+    assert result == CrmResult(CrmOutcome.BAD_ANSWER, "answer is not JSON (unknown type)", 200)
+
+
+def test_an_answer_of_unknown_length_is_cut_off_past_the_limit() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+    body = OK.encode() + b" " * 20000  # a few reads, each one under the limit
+    result = raw_answer(head + body, body_limit=10000)
+    assert result == CrmResult(CrmOutcome.BAD_ANSWER, "answer larger than 10000 bytes", 200)
+
+
+def test_an_answer_of_many_reads_arrives_whole(httpserver: HTTPServer) -> None:
+    body = '{"status":' + " " * 30000 + '"ok"}'
+    assert answer(httpserver, 200, body).outcome is CrmOutcome.DELIVERED
+
+
+def test_the_reason_is_found_through_urllib3s_reason_attribute() -> None:
+    refused = OSError(111, "Connection refused")
+    wrapped = urllib3.exceptions.MaxRetryError(None, "/admin?j_password=secret", reason=refused)  # type: ignore[arg-type]
+    assert _root_reason(requests.exceptions.ConnectionError(wrapped)) == "Connection refused"
+
+
+def test_a_chain_that_refers_back_to_itself_ends() -> None:
+    first, second = ValueError(), KeyError()
+    first.reason = second  # type: ignore[attr-defined]
+    second.reason = first  # type: ignore[attr-defined]
+    assert _root_reason(first) == "ValueError"
+
+
+def test_a_tls_failure_names_urllib3s_reason() -> None:
+    inner = urllib3.exceptions.SSLError("hostname 'x' doesn't match 'y'")
+    crm = CrmClient(CrmSettings(url="http://127.0.0.1:9"), timeout=5.0)
+    crm._session.request = raising(requests.exceptions.SSLError(inner))  # type: ignore[method-assign]
+    assert crm.send("1", "r") == CrmResult(
+        CrmOutcome.UNAVAILABLE, "TLS: hostname 'x' doesn't match 'y'"
+    )
+
+
+def test_a_broken_connection_without_an_os_reason_is_named_by_its_type_not_its_text() -> None:
+    # urllib3's text holds the URL, which for GET holds the password.
+    exc = requests.exceptions.ChunkedEncodingError("GET /run.do?j_password=secret broke")
+    assert _root_reason(exc) == "ChunkedEncodingError"
