@@ -18,6 +18,7 @@ from pytest_httpserver import HTTPServer
 
 from stasis_dnd.callbacks.crm import (
     CRM_WIDE,
+    MESSAGE_LIMIT,
     CrmClient,
     CrmOutcome,
     CrmResult,
@@ -287,3 +288,37 @@ def test_a_broken_connection_without_an_os_reason_is_named_by_its_type_not_its_t
     # urllib3's text holds the URL, which for GET holds the password.
     exc = requests.exceptions.ChunkedEncodingError("GET /run.do?j_password=secret broke")
     assert _root_reason(exc) == "ChunkedEncodingError"
+
+
+def test_an_ok_answer_has_no_detail(httpserver: HTTPServer) -> None:
+    assert answer(httpserver, 200) == CrmResult(CrmOutcome.DELIVERED, "", 200)
+
+
+def test_an_answer_that_is_not_utf8_is_a_bad_answer_not_an_exception(
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request(ANY_PATH).respond_with_data(b"\xff\xfe{", content_type="text/html")
+    result = client(httpserver).send("1", "r")
+    assert result == CrmResult(CrmOutcome.BAD_ANSWER, "answer is not JSON (text/html)", 200)
+
+
+def test_the_crm_message_is_cut_to_the_limit_with_an_ellipsis(httpserver: HTTPServer) -> None:
+    exact = "m" * MESSAGE_LIMIT
+    refused = json.dumps({"status": "error", "message": exact})
+    assert answer(httpserver, 200, refused).detail == exact
+    longer = json.dumps({"status": "error", "message": exact + "m"})
+    assert answer(httpserver, 200, longer).detail == "m" * (MESSAGE_LIMIT - 1) + "…"
+
+
+def test_the_password_is_masked_in_the_crm_message(httpserver: HTTPServer) -> None:
+    message = "login secret-pw failed for /run.do?j_password=other&x=1"
+    refused = json.dumps({"status": "error", "message": message})
+    detail = answer(httpserver, 200, refused).detail
+    assert detail == "login *** failed for /run.do?j_password=***&x=1"
+
+
+def test_a_request_without_an_id_sends_none(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ANY_PATH).respond_with_data(OK)
+    client(httpserver).send("1")
+    [(request, _)] = httpserver.log
+    assert "requestId" not in request.form
