@@ -322,3 +322,98 @@ def test_a_request_without_an_id_sends_none(httpserver: HTTPServer) -> None:
     client(httpserver).send("1")
     [(request, _)] = httpserver.log
     assert "requestId" not in request.form
+
+
+# --- what goes out -------------------------------------------------------------------
+
+
+class HeldServer:
+    """A server that reads one request, sends `reply` (possibly nothing) and holds
+    the connection open until the test is done with it."""
+
+    def __init__(self, reply: bytes = b"") -> None:
+        self.reply = reply
+        self.received = b""
+        self.done = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._server.accept()
+        with conn:
+            self.received = conn.recv(65536)
+            conn.sendall(self.reply)
+            self.done.wait(10.0)
+
+    def close(self) -> None:
+        self.done.set()
+        self._thread.join()
+        self._server.close()
+
+
+def test_a_call_s_own_timeout_wins_over_the_client_s() -> None:
+    server = HeldServer()
+    try:
+        result = CrmClient(CrmSettings(url=server.url), timeout=5.0).send("1", "r", timeout=0.3)
+    finally:
+        server.close()
+    assert result == CrmResult(CrmOutcome.FAILED, "no answer in time")
+
+
+def test_an_endless_answer_is_cut_off_at_the_limit_not_read_to_its_end() -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"
+    server = HeldServer(head + OK.encode() + b" " * 20000)
+    try:
+        crm = CrmClient(CrmSettings(url=server.url), timeout=3.0, body_limit=10000)
+        result = crm.send("1", "r")
+    finally:
+        server.close()
+    assert result == CrmResult(CrmOutcome.BAD_ANSWER, "answer larger than 10000 bytes", 200)
+
+
+def test_post_goes_out_as_an_upper_case_method() -> None:
+    server = HeldServer(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n" + OK.encode())
+    try:
+        CrmClient(CrmSettings(url=server.url), timeout=3.0).send("1", "r")
+    finally:
+        server.close()
+    assert server.received.startswith(b"POST /admin/dynamic.do HTTP/1.1\r\n")
+
+
+def test_get_sends_no_body(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ANY_PATH).respond_with_data(OK)
+    settings = CrmSettings(url=httpserver.url_for(""), method="get")
+    CrmClient(settings).send("1", "r")
+    [(request, _)] = httpserver.log
+    assert request.method == "GET"
+    assert request.get_data() == b""
+    assert request.args["aon"] == "1"
+
+
+def test_a_request_that_cannot_be_encoded_is_a_bad_answer_not_an_exception(
+    httpserver: HTTPServer,
+) -> None:
+    httpserver.expect_request(ANY_PATH).respond_with_data(OK)
+    result = client(httpserver).send("\ud800", "r")
+    assert result == CrmResult(CrmOutcome.BAD_ANSWER, "the request cannot be encoded as UTF-8")
+
+
+def test_an_answer_cut_short_fails_only_this_request() -> None:
+    server = HeldServer(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"status"')
+    try:
+        crm = CrmClient(CrmSettings(url=server.url), timeout=3.0)
+        server.done.set()  # close right after the partial answer
+        result = crm.send("1", "r")
+    finally:
+        server.close()
+    assert result.outcome is CrmOutcome.FAILED
+    # The reason comes from the exception requests raised, not from nothing.
+    assert result.detail not in ("", "NoneType")
+
+
+def test_params_without_a_request_id_name_none() -> None:
+    names = [name for name, _ in CrmClient(CrmSettings()).params("1")]
+    assert "requestId" not in names
+    assert "aon" in names
