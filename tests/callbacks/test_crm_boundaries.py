@@ -147,7 +147,7 @@ def raising(exc: Exception) -> Callable[..., requests.Response]:
 @pytest.mark.parametrize(
     ("exc", "outcome", "detail"),
     [
-        (requests.exceptions.ConnectTimeout(), CrmOutcome.UNAVAILABLE, "no connection within 5s"),
+        (requests.exceptions.ConnectTimeout(), CrmOutcome.UNAVAILABLE, "no connection within 3s"),
         (requests.exceptions.ReadTimeout(), CrmOutcome.FAILED, "no answer in time"),
         (requests.exceptions.InvalidURL(), CrmOutcome.UNAVAILABLE, "invalid [crm] url"),
         (requests.exceptions.MissingSchema(), CrmOutcome.UNAVAILABLE, "invalid [crm] url"),
@@ -159,7 +159,8 @@ def raising(exc: Exception) -> Callable[..., requests.Response]:
 def test_each_failure_before_an_answer_pauses_all_or_only_this_request(
     exc: Exception, outcome: CrmOutcome, detail: str
 ) -> None:
-    crm = CrmClient(CrmSettings(url="http://127.0.0.1:9"), timeout=5.0)
+    # The client's own timeout, not the settings' (5 s), is the one it names.
+    crm = CrmClient(CrmSettings(url="http://127.0.0.1:9"), timeout=3.0)
     crm._session.request = raising(exc)  # type: ignore[method-assign]
     assert crm.send("1", "r") == CrmResult(outcome, detail)
 
@@ -417,3 +418,21 @@ def test_params_without_a_request_id_name_none() -> None:
     names = [name for name, _ in CrmClient(CrmSettings()).params("1")]
     assert "requestId" not in names
     assert "aon" in names
+
+
+def test_the_environment_is_read_once_when_the_client_is_made(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    crm = client(httpserver)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # set later: not used
+    httpserver.expect_request(ANY_PATH).respond_with_data(OK)
+    assert crm.send("1", "r").delivered
+
+
+def test_the_password_is_masked_also_as_a_url_encodes_it(httpserver: HTTPServer) -> None:
+    settings = CrmSettings(url=httpserver.url_for(""), username="u", password="pa ss/wd")
+    message = json.dumps({"status": "error", "message": "bad pa%20ss%2Fwd"})
+    httpserver.expect_request(ANY_PATH).respond_with_data(message)
+    assert CrmClient(settings).send("1", "r").detail == "bad ***"
