@@ -108,7 +108,9 @@ def check_settings(settings: CrmSettings) -> None:
     if not settings.phone_param:
         raise ValueError("[crm] phone_param must name the parameter for the caller's number")
     names = (settings.phone_param, settings.request_id_param, settings.callerid_param)
-    own = {*names, "sub" if settings.sub else ""} - {""}
+    own = {name for name in names if name}
+    if settings.sub:
+        own.add("sub")
     for name in names:
         if breaks_crm_answer(name) or name in _RESERVED:
             raise ValueError(f"[crm] parameter name {name!r} is used by the CRM protocol itself")
@@ -145,7 +147,9 @@ class CrmClient:
         # For logs and repr: a `user:password@` in the configured URL stays out.
         self.url = strip_userinfo(self._endpoint)
         self._session = requests.Session()
-        self._session.headers["User-Agent"] = f"stasis-dnd/{__version__}"
+        self._session.headers[
+            "User-Agent"  # pragma: no mutate: the headers ignore case
+        ] = f"stasis-dnd/{__version__}"
         # Passed with each request: a session's `verify` loses to REQUESTS_CA_BUNDLE.
         self._verify: bool | str = settings.ca_bundle or system_ca()
         # The environment's proxy and CA settings, read once: requests would scan

@@ -5,6 +5,7 @@ decides whether delivery pauses for every request or retries only this one."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
@@ -16,6 +17,7 @@ import requests
 import urllib3
 from pytest_httpserver import HTTPServer
 
+from stasis_dnd import __version__
 from stasis_dnd.callbacks.crm import (
     CRM_WIDE,
     MESSAGE_LIMIT,
@@ -24,6 +26,7 @@ from stasis_dnd.callbacks.crm import (
     CrmResult,
     _env_ca_bundle,
     _root_reason,
+    check_settings,
 )
 from stasis_dnd.settings import CrmSettings
 
@@ -436,3 +439,40 @@ def test_the_password_is_masked_also_as_a_url_encodes_it(httpserver: HTTPServer)
     message = json.dumps({"status": "error", "message": "bad pa%20ss%2Fwd"})
     httpserver.expect_request(ANY_PATH).respond_with_data(message)
     assert CrmClient(settings).send("1", "r").detail == "bad ***"
+
+
+# --- settings and identity -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"style": "soap"}, "[crm] style must be one of dynamic, run"),
+        ({"method": "put"}, "[crm] method must be one of post, get"),
+        ({"phone_param": ""}, "[crm] phone_param must name the parameter for the caller's number"),
+        ({"params": (("sub", "x"),)}, "[crm] params: 'sub' is already sent by stasis-dnd"),
+    ],
+)
+def test_settings_that_cannot_make_a_request_are_named(
+    changes: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError) as raised:
+        check_settings(dataclasses.replace(CrmSettings(), **changes))  # type: ignore[arg-type]
+    assert str(raised.value) == message
+
+
+def test_a_param_named_sub_is_free_when_no_sub_is_sent() -> None:
+    check_settings(CrmSettings(sub="", params=(("sub", "x"),)))
+
+
+def test_the_client_names_its_endpoint_without_userinfo() -> None:
+    crm = CrmClient(CrmSettings(url="http://u:pw@crm.example/X/", username="dnd"))
+    assert crm.url == "http://crm.example/X/admin/dynamic.do"
+    assert repr(crm) == "CrmClient(url='http://crm.example/X/admin/dynamic.do', username='dnd')"
+
+
+def test_requests_say_who_sends_them(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ANY_PATH).respond_with_data(OK)
+    client(httpserver).send("1", "r")
+    [(request, _)] = httpserver.log
+    assert request.headers["User-Agent"] == f"stasis-dnd/{__version__}"
