@@ -5,6 +5,7 @@ back, a held request, a full batch, and pruning with its hourly rhythm."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,3 +237,73 @@ def test_keep_zero_never_prunes(folder: Path) -> None:
     p.clock.advance(10 * PRUNE_INTERVAL)
     p.run()
     assert calls == []
+
+
+# --- the log lines operators alert on ------------------------------------------------
+
+
+def messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == level]
+
+
+def test_a_failed_request_s_warning_names_it_its_attempt_and_its_wait(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = Pass(folder, ScriptedCrm(FAILED))
+    p.outbox.add(A, "ch", "r1", p.clock(), caller_id=B)
+    with caplog.at_level(logging.WARNING, logger="stasis_dnd"):
+        p.run()
+    assert messages(caplog, logging.WARNING) == [
+        "event=crm_request_failed id=1 request_id=r1 caller=+79*******01"
+        " caller_id=+79*******02 attempts=1 retry_in=5s error='failed: HTTP 500'"
+    ]
+
+
+def test_a_dead_request_s_line_says_its_age_and_how_to_send_it_again(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = Pass(folder, ScriptedCrm(*[FAILED] * 12), max_age=60.0)
+    p.outbox.add(A, "ch", "r1", p.clock(), caller_id=B)
+    for _ in range(12):
+        p.run()
+        p.clock.advance(REQUEST_CAP)
+    with caplog.at_level(logging.CRITICAL, logger="stasis_dnd"):
+        p.run()
+    assert messages(caplog, logging.CRITICAL) == [
+        f"event=callback_dead id=1 request_id=r1 caller=+79*******01 caller_id=+79*******02"
+        f" attempts=12 age={12 * REQUEST_CAP:.0f}s error='failed: HTTP 500'"
+        " (no callback will be filed; `stasis-dnd outbox retry 1` sends it again)"
+    ]
+
+
+def test_bad_credentials_are_one_critical_line_naming_what_to_fix(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    crm = ScriptedCrm(CrmResult(CrmOutcome.BAD_CREDENTIALS, "HTTP 401 (login failed)", 401))
+    p = Pass(folder, crm)
+    p.store(A)
+    with caplog.at_level(logging.CRITICAL, logger="stasis_dnd"):
+        p.run()
+    assert messages(caplog, logging.CRITICAL) == [
+        f"event=crm_bad_credentials url={crm.url} username= error='HTTP 401 (login failed)'"
+        f" (delivery paused {AUTH_PAUSE:.0f}s; fix [crm] username / password)"
+    ]
+
+
+def test_a_bug_sending_one_request_is_logged_with_its_traceback_and_counted(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = Pass(folder, ScriptedCrm())
+
+    def send(phone: str, request_id: str = "", **kwargs: object) -> CrmResult:
+        raise RuntimeError("boom")
+
+    p.crm.send = send  # type: ignore[method-assign]
+    entry = p.store(A)
+    with caplog.at_level(logging.ERROR, logger="stasis_dnd"):
+        p.run()
+    [bug] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert bug.getMessage() == "event=delivery_bug id=1 error='boom'"
+    assert bug.exc_info is not None
+    failed = p.entry(entry.id)
+    assert (failed.attempts, failed.last_error) == (1, "internal error: RuntimeError")
