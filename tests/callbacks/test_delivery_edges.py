@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from callbacks_kit import A, B, CeilingJitter, FakeClock
+from callbacks_kit import A, B, CeilingJitter, FakeClock, wait_until
 
 from stasis_dnd.backoff import ceiling
 from stasis_dnd.callbacks.crm import CrmClient, CrmOutcome, CrmResult
@@ -25,7 +25,7 @@ from stasis_dnd.callbacks.delivery import (
     RETRY_CAP,
     Delivery,
 )
-from stasis_dnd.callbacks.outbox import DELIVERED, PENDING, Entry, Outbox
+from stasis_dnd.callbacks.outbox import DELIVERED, PENDING, Entry, Outbox, OutboxError
 from stasis_dnd.settings import CrmSettings, OutboxSettings
 
 DOWN = CrmResult(CrmOutcome.UNAVAILABLE, "Connection refused")
@@ -50,7 +50,9 @@ class ScriptedCrm(CrmClient):
 class Pass:
     """A Delivery without its thread, on an outbox file of its own."""
 
-    def __init__(self, folder: Path, crm: ScriptedCrm, **settings: float) -> None:
+    def __init__(
+        self, folder: Path, crm: ScriptedCrm, *, poll: float = 5.0, **settings: float
+    ) -> None:
         self.clock = FakeClock()
         self.crm = crm
         self.outbox = Outbox.open(str(folder / "outbox.sqlite3"))
@@ -64,6 +66,7 @@ class Pass:
             clock=self.clock,
             rng=CeilingJitter(),
             held=lambda request_id: request_id in self.held,
+            poll_interval=poll,
         )
         self.delivery.start(self.outbox, thread=False)
 
@@ -307,3 +310,54 @@ def test_a_bug_sending_one_request_is_logged_with_its_traceback_and_counted(
     assert bug.exc_info is not None
     failed = p.entry(entry.id)
     assert (failed.attempts, failed.last_error) == (1, "internal error: RuntimeError")
+
+
+def test_a_request_the_crm_took_but_the_outbox_did_not_record_is_not_sent_again(
+    folder: Path,
+) -> None:
+    p = Pass(folder, ScriptedCrm())
+    entry = p.store(A)
+    record = p.outbox.mark_delivered
+    failures = [OutboxError("disk full")]
+
+    def flaky(row_id: int, now: float) -> None:
+        if failures:
+            raise failures.pop()
+        record(row_id, now)
+
+    p.outbox.mark_delivered = flaky  # type: ignore[method-assign]
+    with pytest.raises(OutboxError):
+        p.run()
+    p.clock.advance(2 * 3.0 + CLAIM_MARGIN)  # the claim ran out: due again
+    p.run()
+    assert p.crm.sent == [A]
+    done = p.entry(entry.id)
+    assert (done.state, done.finished_at) == (DELIVERED, p.clock())
+
+
+def test_the_thread_logs_an_outbox_error_in_one_line_and_a_bug_with_its_traceback(
+    folder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    p = Pass(folder, ScriptedCrm(), poll=0.01)
+    passes: list[int] = []
+
+    def deliver_due() -> float:
+        passes.append(1)
+        if len(passes) == 1:
+            raise OutboxError("the disk is full")
+        if len(passes) == 2:
+            raise RuntimeError("bug")
+        return 0.01
+
+    p.delivery.deliver_due = deliver_due  # type: ignore[method-assign]
+    with caplog.at_level(logging.ERROR, logger="stasis_dnd"):
+        p.delivery.start(p.outbox)
+        try:
+            wait_until(lambda: len(passes) >= 3)
+        finally:
+            p.delivery.stop(5.0)
+    first, second = [r for r in caplog.records if r.levelno == logging.ERROR][:2]
+    assert first.getMessage() == "event=outbox_delivery_error error='the disk is full'"
+    assert not first.exc_info
+    assert second.getMessage() == "event=outbox_delivery_error error='bug'"
+    assert second.exc_info is not None
