@@ -245,7 +245,7 @@ class CrmClient:
         post = self.settings.method == "post"
         try:
             response = self._session.request(
-                self.settings.method.upper(),
+                self.settings.method.upper(),  # pragma: no mutate: requests upper-cases it too
                 self._endpoint,
                 timeout=(limit, limit),
                 stream=True,

@@ -335,8 +335,9 @@ class HeldServer:
     """A server that reads one request, sends `reply` (possibly nothing) and holds
     the connection open until the test is done with it."""
 
-    def __init__(self, reply: bytes = b"") -> None:
+    def __init__(self, reply: bytes = b"", hold: float = 10.0) -> None:
         self.reply = reply
+        self.hold = hold
         self.received = b""
         self.done = threading.Event()
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -349,7 +350,7 @@ class HeldServer:
         with conn:
             self.received = conn.recv(65536)
             conn.sendall(self.reply)
-            self.done.wait(10.0)
+            self.done.wait(self.hold)
 
     def close(self) -> None:
         self.done.set()
@@ -358,7 +359,8 @@ class HeldServer:
 
 
 def test_a_call_s_own_timeout_wins_over_the_client_s() -> None:
-    server = HeldServer()
+    # Closed unanswered after 2 s: the client's 5 s would see that, not a timeout.
+    server = HeldServer(hold=2.0)
     try:
         result = CrmClient(CrmSettings(url=server.url), timeout=5.0).send("1", "r", timeout=0.3)
     finally:
@@ -476,3 +478,18 @@ def test_requests_say_who_sends_them(httpserver: HTTPServer) -> None:
     client(httpserver).send("1", "r")
     [(request, _)] = httpserver.log
     assert request.headers["User-Agent"] == f"stasis-dnd/{__version__}"
+
+
+def test_a_proxy_of_the_environment_is_used(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    httpserver.expect_request(ANY_PATH).respond_with_data(OK)
+    result = client(httpserver).send("1", "r")
+    assert result.outcome is CrmOutcome.UNAVAILABLE
+    assert httpserver.log == []
