@@ -158,7 +158,7 @@ class CrmClient:
         self._session.proxies = requests.utils.get_environ_proxies(self._endpoint)
         if self._verify is True:
             self._verify = _env_ca_bundle() or True
-        self._session.trust_env = False
+        self._session.trust_env = False  # pragma: no mutate: None is as false
         # The secret as it may appear in text: raw, and form/URL-encoded. A very
         # short one is not masked on its own (it would mangle every message).
         password = settings.password

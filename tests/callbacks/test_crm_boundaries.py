@@ -493,3 +493,10 @@ def test_a_proxy_of_the_environment_is_used(
     result = client(httpserver).send("1", "r")
     assert result.outcome is CrmOutcome.UNAVAILABLE
     assert httpserver.log == []
+
+
+def test_a_password_of_the_shortest_masked_length_is_masked(httpserver: HTTPServer) -> None:
+    settings = CrmSettings(url=httpserver.url_for(""), username="u", password="abcd")
+    message = json.dumps({"status": "error", "message": "bad abcd"})
+    httpserver.expect_request(ANY_PATH).respond_with_data(message)
+    assert CrmClient(settings).send("1", "r").detail == "bad ***"
