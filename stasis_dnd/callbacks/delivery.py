@@ -168,11 +168,15 @@ class Delivery:
                 self._paused_until = now  # the wall clock went back: do not stall
             if now < self._paused_until:
                 return self._paused_until - now
-            due = outbox.due(now, _BATCH, max_wait=REQUEST_CAP)
+            due = outbox.due(
+                now,
+                _BATCH,  # pragma: no mutate: the outbox's default limit is the same
+                max_wait=REQUEST_CAP,
+            )
             held = False
             for entry in due:
                 if self._stopping.is_set():
-                    return 0.0
+                    return 0.0  # pragma: no mutate: a stopping thread waits no more
                 if self._held(entry.request_id):
                     held = True  # the direct try may be sending it right now
                     continue
@@ -311,7 +315,7 @@ class Delivery:
         )
         self._unrecorded.add(entry.id)
         outbox.mark_delivered(entry.id, now)
-        self._unrecorded.discard(entry.id)
+        self._unrecorded.discard(entry.id)  # pragma: no mutate: a delivered row is not due again
 
     def _pause_for_login(self, result: CrmResult, now: float) -> float:
         self._auth_failed = True

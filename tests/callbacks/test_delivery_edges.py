@@ -307,7 +307,7 @@ def test_a_bug_sending_one_request_is_logged_with_its_traceback_and_counted(
         p.run()
     [bug] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert bug.getMessage() == "event=delivery_bug id=1 error='boom'"
-    assert bug.exc_info is not None
+    assert bug.exc_info and bug.exc_info[0] is RuntimeError
     failed = p.entry(entry.id)
     assert (failed.attempts, failed.last_error) == (1, "internal error: RuntimeError")
 
@@ -361,3 +361,29 @@ def test_the_thread_logs_an_outbox_error_in_one_line_and_a_bug_with_its_tracebac
     assert not first.exc_info
     assert second.getMessage() == "event=outbox_delivery_error error='bug'"
     assert second.exc_info is not None
+
+
+def test_a_held_request_does_not_stop_the_pass_for_those_behind_it(folder: Path) -> None:
+    p = Pass(folder, ScriptedCrm())
+    p.store(A, "r1")
+    p.store(B, "r2")
+    p.held.add("r1")
+    p.run()
+    assert p.crm.sent == [B]
+
+
+def test_without_a_held_request_the_pass_waits_exactly_until_the_next_is_due(
+    folder: Path,
+) -> None:
+    p = Pass(folder, ScriptedCrm(FAILED))
+    p.store(A)
+    p.run()  # A failed: due again in REQUEST_BASE
+    p.clock.advance(REQUEST_BASE - 0.1)
+    assert p.run() == pytest.approx(0.1)  # below HELD_RECHECK: nothing is held
+
+
+def test_a_keep_of_one_second_prunes(folder: Path) -> None:
+    p = Pass(folder, ScriptedCrm(), keep=1.0, dedupe_window=0.0)
+    calls = spy_on_pruning(p)
+    p.run()
+    assert calls == [p.clock() - 1.0]
