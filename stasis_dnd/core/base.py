@@ -32,35 +32,39 @@ class FlowBase:
         # same channel (recovery) never reuses an id of its predecessor.
         self._id_prefix = id_prefix
         self.state = State.NEW
-        self.channel: Channel | None = None
+        self.channel: Channel | None = None  # pragma: no mutate: _start sets it before any use
         # The number to call back: the caller id, or the number keyed in.
-        self.phone = ""
+        self.phone = ""  # pragma: no mutate: _start sets it before any use
         # The caller's own number when it passed the number rules; else "".
-        self.caller_number = ""
+        self.caller_number = ""  # pragma: no mutate: _start sets it before any use
         self.outcome: Outcome | None = None
         self.callback_requested = False
         # True once the shell said the request is stored (or found it stored).
-        self.callback_stored = False
+        self.callback_stored = False  # pragma: no mutate: None is as false
         # Set by `handle()` when the event did not fit the state; else None.
-        self.anomaly: str | None = None
+        self.anomaly: str | None = None  # pragma: no mutate: handle() sets it before it is read
         # Set by `handle()` for trouble the operator should see; else None.
-        self.warning: str | None = None
-        self._breakout = False  # the key was pressed in the queue (Stasis args)
+        self.warning: str | None = None  # pragma: no mutate: handle() sets it before it is read
+        # The key was pressed in the queue (Stasis args).
+        self._breakout = False  # pragma: no mutate: _start sets it before it is read
         # Facts about the call for the CRM (core.context), set when it starts.
-        self.context: tuple[tuple[str, str], ...] = ()
+        self.context: tuple[tuple[str, str], ...] = ()  # pragma: no mutate: set at the start
         # `key=value` Stasis() arguments the app does not know, for the shell to log.
-        self.unknown_args: tuple[str, ...] = ()
-        self._closing = False  # the app is shutting down (DrainEnded)
-        self._open = True  # within business hours, as the start event said
+        self.unknown_args: tuple[str, ...] = ()  # pragma: no mutate: read as a truth value
+        self._closing = False  # pragma: no mutate: None is as false; shutting down (DrainEnded)
+        # Within business hours, as the start event said.
+        self._open = True  # pragma: no mutate: both start events set it before _start reads it
         self._failures = 0  # menus answered with a wrong key or silence
         self._seq = 0
         self._playing: str | None = None
-        self._started = False  # Asterisk reported the playback in `_playing` started
-        self._behind_old_play = False  # recovered: the next play may queue behind an old one
-        self._timer: str | None = None
+        # Asterisk reported the playback in `_playing` started.
+        self._started = False  # pragma: no mutate: _play sets it before it is read
+        # Recovered: the next play may queue behind an old one.
+        self._behind_old_play = False  # pragma: no mutate: None is as false
+        self._timer: str | None = None  # pragma: no mutate: a timer is set before one is cancelled
         self._confirm_failures = 0  # read-backs answered with a wrong key (or silence)
         self._entries = 0  # numbers the caller began to key in
-        self._typed = ""
+        self._typed = ""  # pragma: no mutate: _ask_for_number sets it before it is read
 
     @property
     def playing(self) -> str | None:
@@ -81,7 +85,7 @@ class FlowBase:
         """Play the sounds one after the other, as one playback (empty names skipped)."""
         assert self.channel is not None
         self._playing = self._next_id("p")
-        self._started = False
+        self._started = False  # pragma: no mutate: None is as false
         # The watchdogs are named after their playback: ids stay unique per call.
         self._timer = self._playing + "-start"
         start = self.settings.playback_start_timeout

@@ -1,0 +1,86 @@
+"""Servers and clients for the CRM client's edge tests: a pytest-httpserver
+client, an answer of a given status and body, a session that raises, and raw
+HTTP over a socket for answers no test server sends."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+from collections.abc import Callable
+
+import requests
+from pytest_httpserver import HTTPServer
+
+from stasis_dnd.callbacks.crm import CrmClient, CrmResult
+from stasis_dnd.settings import CrmSettings
+
+OK = json.dumps({"status": "ok"})
+ANY_PATH = re.compile(".*")
+
+
+def client(server: HTTPServer) -> CrmClient:
+    settings = CrmSettings(url=server.url_for(""), username="u", password="secret-pw")
+    return CrmClient(settings, timeout=5.0)
+
+
+def answer(server: HTTPServer, status: int, body: str = OK, **headers: str) -> CrmResult:
+    server.clear()
+    server.expect_request(ANY_PATH).respond_with_data(
+        body, status=status, headers=headers, content_type="application/json"
+    )
+    return client(server).send("+79001234567", "r1")
+
+
+def raising(exc: Exception) -> Callable[..., requests.Response]:
+    def request(*args: object, **kwargs: object) -> requests.Response:
+        raise exc
+
+    return request
+
+
+def raw_answer(reply: bytes, **client_options: int) -> CrmResult:
+    """Send one request to a server that answers `reply` as it is, then closes."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(reply)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        crm = CrmClient(CrmSettings(url=f"http://127.0.0.1:{port}"), **client_options)
+        result = crm.send("1", "r")
+        thread.join()
+    return result
+
+
+class HeldServer:
+    """A server that reads one request, sends `reply` (possibly nothing) and holds
+    the connection open until the test is done with it."""
+
+    def __init__(self, reply: bytes = b"", hold: float = 10.0) -> None:
+        self.reply = reply
+        self.hold = hold
+        self.received = b""
+        self.done = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._server.accept()
+        with conn:
+            self.received = conn.recv(65536)
+            conn.sendall(self.reply)
+            self.done.wait(self.hold)
+
+    def close(self) -> None:
+        self.done.set()
+        self._thread.join()
+        self._server.close()
