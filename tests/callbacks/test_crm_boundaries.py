@@ -6,6 +6,7 @@ decides whether delivery pauses for every request or retries only this one."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 
@@ -154,7 +155,14 @@ def test_a_connection_closed_without_an_answer_fails_only_this_request() -> None
         def hang_up() -> None:
             conn, _ = server.accept()
             with conn:
-                conn.recv(65536)
+                # The whole request, body too: unread data would turn the close into a reset.
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+                while len(body) < length:
+                    body += conn.recv(65536)
 
         thread = threading.Thread(target=hang_up)
         thread.start()
