@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 from stasis_dnd.callbacks.crm import CrmClient, check_settings
 from stasis_dnd.callbacks.delivery import AUTH_PAUSE, POLL_INTERVAL, Delivery, caller_fields
-from stasis_dnd.callbacks.outbox import DEAD, DUPLICATE, PENDING, Entry, OutboxError
+from stasis_dnd.callbacks.outbox import DEAD, DUPLICATE, PENDING, Entry, OutboxError, profile_of
 from stasis_dnd.callbacks.store import OutboxStore, describe, open_outbox
 from stasis_dnd.metrics import CallbackStats
 from stasis_dnd.settings import DEFAULT_PROFILE, DIRECT_CRM_TIMEOUT, CrmSettings, OutboxSettings
@@ -289,7 +289,7 @@ class CallbackService:
         )
         # Its own session: this runs on a worker thread, beside the delivery thread.
         client = CrmClient(self._crm_settings, timeout=self._direct_timeout)
-        shape = self._profiles.get(dict(context).get("profile", ""), self._crm_settings)
+        shape = self._profiles.get(profile_of(context), self._crm_settings)
         try:
             result = client.send(
                 phone, request_id, caller_id=caller_id, context=context, shape=shape
@@ -323,7 +323,7 @@ class CallbackService:
     def shape(self, entry: Entry) -> CrmSettings:
         """The [crm] settings a stored request is sent with: its profile's. A
         profile no longer in the config: the default's, with one WARNING."""
-        name = entry.fact("profile") or DEFAULT_PROFILE
+        name = entry.profile
         if name == DEFAULT_PROFILE:
             return self._crm_settings
         found = self._profiles.get(name)

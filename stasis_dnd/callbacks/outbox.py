@@ -21,7 +21,7 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -100,6 +100,11 @@ class Entry:
     caller_id: str = ""
     # Facts about the call for the CRM, (fact name, value) pairs.
     context: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def profile(self) -> str:
+        """The profile that served the call (`profile_of` its facts)."""
+        return profile_of(self.context)
 
     def fact(self, name: str) -> str:
         """The value of one fact about the call, or "" if it has none."""
@@ -180,9 +185,9 @@ class Outbox:
                     (phone, PENDING, DELIVERED, now - dedupe_window),
                 ).fetchall()
                 # A repeat within the same profile: sales and support each call back.
-                profile = _profile(dict(context).get("profile", ""))
+                profile = profile_of(context)
                 original = next(
-                    (row for row in earlier if _profile(_facts(row[1]).get("profile")) == profile),
+                    (row for row in earlier if profile_of(_facts(row[1]).items()) == profile),
                     None,
                 )
             state = DUPLICATE if original else PENDING
@@ -445,6 +450,7 @@ def _facts(text: object) -> dict[str, str]:
     return {str(name): value for name, value in pairs if isinstance(value, str)}
 
 
-def _profile(name: str | None) -> str:
-    # Rows written before profiles existed belong to the default profile.
-    return name or DEFAULT_PROFILE
+def profile_of(context: Iterable[tuple[str, str]]) -> str:
+    """The profile a request's facts name; one stored before profiles existed
+    was the default profile's."""
+    return dict(context).get("profile", "") or DEFAULT_PROFILE

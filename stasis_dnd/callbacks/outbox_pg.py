@@ -32,11 +32,11 @@ from stasis_dnd.callbacks.outbox import (
     Entry,
     OutboxError,
     _facts,
+    profile_of,
 )
 from stasis_dnd.callbacks.outbox_pg_schema import TABLE as _TABLE
 from stasis_dnd.callbacks.outbox_pg_schema import migrate
 from stasis_dnd.callbacks.pg import connect, first_line, psycopg_module, safe_url
-from stasis_dnd.settings import DEFAULT_PROFILE
 
 if TYPE_CHECKING:
     import psycopg
@@ -98,7 +98,7 @@ class PgOutbox:
     ) -> Entry:
         """Store a request (committed on return) or a `duplicate` of a pending or
         delivered one for the same number and profile within the window."""
-        profile = dict(context).get("profile", "") or DEFAULT_PROFILE
+        profile = profile_of(context)
         text = json.dumps(dict(context), ensure_ascii=False)
 
         def store(db: psycopg.Connection[tuple[Any, ...]]) -> int:
@@ -174,7 +174,7 @@ class PgOutbox:
                         e.finished_at,
                         e.caller_id,
                         json.dumps(dict(e.context), ensure_ascii=False),
-                        e.fact("profile") or DEFAULT_PROFILE,
+                        e.profile,
                     ),
                 ).fetchone()
                 if found is not None:

@@ -160,7 +160,7 @@ def _list(
     if queue is not None:
         entries = [e for e in entries if e.fact("queue") == queue]
     if profile is not None:
-        entries = [e for e in entries if _profile(e) == profile.strip().lower()]
+        entries = [e for e in entries if e.profile == profile.strip().lower()]
     counts = store.counts()
     summary = ", ".join(f"{name} {counts[name]}" for name in STATES)
     if not entries:
@@ -221,7 +221,7 @@ def format_table(entries: list[Entry], now: float) -> str:
             _printable(str(e.caller_id)) or "(same)",
             _printable(e.fact("queue")) or "-",
             f"{e.fact('waited_seconds')}s" if e.fact("waited_seconds") else "-",
-            _printable(_profile(e)),
+            _printable(e.profile),
             _printable(e.channel_id),
             str(e.attempts),
             _note(e, now),
@@ -233,7 +233,7 @@ def format_table(entries: list[Entry], now: float) -> str:
     dropped = {4} if not with_caller_id else set()
     dropped |= {5, 6} if not with_queue else set()
     # The profile when one is not the default: a single-profile set-up never shows it.
-    dropped |= {7} if all(_profile(e) == DEFAULT_PROFILE for e in entries) else set()
+    dropped |= {7} if all(e.profile == DEFAULT_PROFILE for e in entries) else set()
     rows = [tuple(cell for i, cell in enumerate(row) if i not in dropped) for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = [
@@ -243,11 +243,6 @@ def format_table(entries: list[Entry], now: float) -> str:
         for row in rows
     ]
     return "\n".join(line.rstrip() for line in lines)
-
-
-def _profile(entry: Entry) -> str:
-    # Requests stored before profiles existed were served by the default one.
-    return entry.fact("profile") or DEFAULT_PROFILE
 
 
 def _note(entry: Entry, now: float) -> str:
