@@ -174,7 +174,7 @@ class Delivery:
                 _BATCH,  # pragma: no mutate: the outbox's default limit is the same
                 max_wait=REQUEST_CAP,
             )
-            held = False
+            held = False  # pragma: no mutate: None is as false, and only tested for truth
             for entry in due:
                 if self._stopping.is_set():
                     return 0.0  # pragma: no mutate: a stopping thread waits no more

@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from callbacks_kit import A, B, CeilingJitter, FakeClock, wait_until
+from callbacks_kit import A, B, wait_until
+from delivery_kit import DOWN, FAILED, OK, Pass, ScriptedCrm
 
 from stasis_dnd.backoff import ceiling
-from stasis_dnd.callbacks.crm import CrmClient, CrmOutcome, CrmResult
+from stasis_dnd.callbacks.crm import CrmOutcome, CrmResult
 from stasis_dnd.callbacks.delivery import (
     AUTH_PAUSE,
     CLAIM_MARGIN,
@@ -23,63 +24,8 @@ from stasis_dnd.callbacks.delivery import (
     REQUEST_CAP,
     RETRY_BASE,
     RETRY_CAP,
-    Delivery,
 )
-from stasis_dnd.callbacks.outbox import DELIVERED, PENDING, Entry, Outbox, OutboxError
-from stasis_dnd.settings import CrmSettings, OutboxSettings
-
-DOWN = CrmResult(CrmOutcome.UNAVAILABLE, "Connection refused")
-FAILED = CrmResult(CrmOutcome.FAILED, "HTTP 500", 500)
-OK = CrmResult(CrmOutcome.DELIVERED, "", 200)
-
-
-class ScriptedCrm(CrmClient):
-    """Answers each send with the next result given (then OK); records the phones."""
-
-    def __init__(self, *results: CrmResult) -> None:
-        super().__init__(CrmSettings(timeout=3.0))
-        self.results = list(results)
-        self.sent: list[str] = []
-        self.claims: list[float] = []
-
-    def send(self, phone: str, request_id: str = "", **kwargs: object) -> CrmResult:
-        self.sent.append(phone)
-        return self.results.pop(0) if self.results else OK
-
-
-class Pass:
-    """A Delivery without its thread, on an outbox file of its own."""
-
-    def __init__(
-        self, folder: Path, crm: ScriptedCrm, *, poll: float = 5.0, **settings: float
-    ) -> None:
-        self.clock = FakeClock()
-        self.crm = crm
-        self.outbox = Outbox.open(str(folder / "outbox.sqlite3"))
-        self.held: set[str] = set()
-        self.counts: list[str] = []
-        self.delivery = Delivery(
-            crm.settings,
-            OutboxSettings(path=str(folder / "outbox.sqlite3"), **settings),  # type: ignore[arg-type]
-            crm,
-            count=self.counts.append,
-            clock=self.clock,
-            rng=CeilingJitter(),
-            held=lambda request_id: request_id in self.held,
-            poll_interval=poll,
-        )
-        self.delivery.start(self.outbox, thread=False)
-
-    def store(self, phone: str, request_id: str = "") -> Entry:
-        return self.outbox.add(phone, "ch", request_id or phone, self.clock())
-
-    def run(self) -> float:
-        return self.delivery.deliver_due()
-
-    def entry(self, row_id: int) -> Entry:
-        found = self.outbox.get(row_id)
-        assert found is not None
-        return found
+from stasis_dnd.callbacks.outbox import DELIVERED, PENDING, OutboxError
 
 
 @pytest.fixture
