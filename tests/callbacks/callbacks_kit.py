@@ -82,6 +82,7 @@ class Services:
         keep: float = 30 * 86400.0,
         rng: random.Random | None = None,
         poll_interval: float = 5.0,
+        write_timeout: float = 2.0,
         context_params: tuple[tuple[str, str], ...] = (),
         profiles: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> CallbackService:
@@ -96,7 +97,11 @@ class Services:
         service = CallbackService(
             crm,
             dataclasses.replace(
-                self.outbox, max_age=max_age, dedupe_window=dedupe_window, keep=keep
+                self.outbox,
+                max_age=max_age,
+                dedupe_window=dedupe_window,
+                keep=keep,
+                write_timeout=write_timeout,
             ),
             clock=self.clock,
             rng=rng or random.Random(7),

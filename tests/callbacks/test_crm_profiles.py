@@ -84,7 +84,10 @@ def test_a_profile_gone_from_the_config_is_sent_as_crm_says_with_one_warning(
         service.deliver_due()
     assert [r.param("sub") for r in crm.delivered()] == ["dndoperator", "dndoperator"]
     warned = [r.getMessage() for r in caplog.records if "outbox_unknown_profile" in r.getMessage()]
-    assert len(warned) == 1 and "profile='gone'" in warned[0]
+    assert warned == [  # at the first request of it, once
+        "event=outbox_unknown_profile id=1 profile='gone' (no such profile in the"
+        " config any more: sent with [crm] as it is)"
+    ]
 
 
 def test_a_profile_whose_parameters_clash_is_refused_naming_it(crm: CrmEmulator) -> None:
