@@ -101,8 +101,11 @@ class HttpPool:
 
     def _use_proxy(self, proxy: str) -> None:
         parts = urlsplit(proxy if "://" in proxy else "http://" + proxy)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"the proxy {parts.hostname or proxy} is not an http:// proxy")
+        # Named by its host only: the URL may hold the proxy's password.
+        if not parts.hostname:
+            raise ValueError("the proxy is not an http://host:port URL")
+        if parts.scheme != "http":
+            raise ValueError(f"the proxy {parts.hostname} is not an http:// proxy")
         self._proxy = (parts.hostname, parts.port or 80)
         if parts.username is not None:
             secret = f"{unquote(parts.username)}:{unquote(parts.password or '')}"

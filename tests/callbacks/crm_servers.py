@@ -1,5 +1,5 @@
 """Servers and clients for the CRM client's edge tests: a pytest-httpserver
-client, an answer of a given status and body, a session that raises, and raw
+client, an answer of a given status and body, a transport that raises, and raw
 HTTP over a socket for answers no test server sends."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ import socket
 import threading
 from collections.abc import Callable
 
-import requests
 from pytest_httpserver import HTTPServer
 
 from stasis_dnd.callbacks.crm import CrmClient, CrmResult
+from stasis_dnd.http_pool import ConnectFailed
 from stasis_dnd.settings import CrmSettings
 
 OK = json.dumps({"status": "ok"})
@@ -33,11 +33,18 @@ def answer(server: HTTPServer, status: int, body: str = OK, **headers: str) -> C
     return client(server).send("+79001234567", "r1")
 
 
-def raising(exc: Exception) -> Callable[..., requests.Response]:
-    def request(*args: object, **kwargs: object) -> requests.Response:
+def raising(exc: Exception) -> Callable[..., object]:
+    def request(*args: object, **kwargs: object) -> object:
         raise exc
 
     return request
+
+
+def connect_failed(cause: OSError) -> ConnectFailed:
+    """What the pool raises when `cause` kept it from connecting."""
+    exc = ConnectFailed(str(cause))
+    exc.__cause__ = cause
+    return exc
 
 
 def raw_answer(reply: bytes, **client_options: int) -> CrmResult:
