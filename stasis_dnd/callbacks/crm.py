@@ -39,6 +39,8 @@ DEFAULT_BODY_LIMIT = 64 * 1024
 # The CRM's error message may be a whole Java stack trace.
 MESSAGE_LIMIT = 300
 
+# What requests leaves unquoted in a URL's path (letters, digits and _.-~ always are).
+_PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"  # pragma: no mutate: letters added are never quoted
 _PASSWORD_IN_URL = re.compile(r"(j_password=)[^&\s'\"]*")
 _MIN_SECRET_MASK = 4
 
@@ -148,12 +150,12 @@ class CrmClient:
         # For logs and repr: a `user:password@` in the configured URL stays out.
         self.url = strip_userinfo(self._endpoint)
         # Quoted where it must be, as requests did (a space in the path is %20).
-        self._path = quote(urlsplit(self._endpoint).path, safe="!#$%&'()*+,/:;=?@[]~")
-        # Why no request can be made (a URL or CA file that cannot be used), or "".
-        self._unusable = ""
+        self._path = quote(urlsplit(self._endpoint).path, _PATH_SAFE)
         self._pool: HttpPool | None = None
+        # Why no request can be made (a URL or CA file that cannot be used).
+        self._unusable = ""  # pragma: no mutate: read only when there is no pool
         try:
-            self._pool = crm_pool(settings, self._endpoint, self.timeout)
+            self._pool = crm_pool(settings, self._endpoint)
         except ValueError as exc:
             self._unusable = str(exc)
         # The secret as it may appear in text: raw, and form/URL-encoded. A very
@@ -255,7 +257,7 @@ class CrmClient:
             with self._pool.exchange(
                 "POST" if post else "GET",
                 target,
-                body=form.encode("ascii") if post else None,
+                body=form.encode() if post else None,
                 timeouts=(limit, limit),
             ) as response:
                 return self._classify(response, deadline=time.monotonic() + limit)
@@ -339,22 +341,28 @@ class CrmClient:
                 raise TimeoutError("the answer took too long")
             # pragma: no mutate end
         if response.length:  # the server closed before the Content-Length it declared
-            raise http.client.IncompleteRead(b"".join(chunks), response.length)
+            raise http.client.HTTPException("the answer ended before its Content-Length")
         return b"".join(chunks)
 
     # --- describing failures without secrets --------------------------------------
 
     def _failure(self, exc: OSError | http.client.HTTPException) -> CrmResult:
-        cause = exc.__cause__ if isinstance(exc, ConnectFailed) else None
-        reason = self._trim(root_reason(cause or exc))
+        if isinstance(exc, ConnectFailed):
+            return self._not_connected(exc.__cause__ or exc)
+        reason = self._trim(root_reason(exc))
         if any(isinstance(e, ssl.SSLError) for e in chain(exc)):
             return CrmResult(CrmOutcome.UNAVAILABLE, "TLS: " + reason)
-        if not isinstance(exc, ConnectFailed):
-            if isinstance(exc, TimeoutError):
-                # Sent but not answered in time: this request may be what the CRM chokes on.
-                return CrmResult(CrmOutcome.FAILED, "no answer in time")
-            # The connection broke after the request went out (reset, closed mid-answer).
-            return CrmResult(CrmOutcome.FAILED, reason)
+        if isinstance(exc, TimeoutError):
+            # Sent but not answered in time: this request may be what the CRM chokes on.
+            return CrmResult(CrmOutcome.FAILED, "no answer in time")
+        # The connection broke after the request went out (reset, closed mid-answer).
+        return CrmResult(CrmOutcome.FAILED, reason)
+
+    def _not_connected(self, cause: BaseException) -> CrmResult:
+        """No connection, so no request got through: `cause` says why."""
+        reason = self._trim(root_reason(cause))
+        if any(isinstance(e, ssl.SSLError) for e in chain(cause)):
+            return CrmResult(CrmOutcome.UNAVAILABLE, "TLS: " + reason)
         if isinstance(cause, TimeoutError):
             return CrmResult(CrmOutcome.UNAVAILABLE, f"no connection within {self.timeout:g}s")
         if isinstance(cause, OSError) and not cause.strerror and cause.args:

@@ -17,7 +17,7 @@ from stasis_dnd.settings import CrmSettings
 from stasis_dnd.tls import ari_tls_context, system_ca
 
 
-def crm_pool(settings: CrmSettings, endpoint: str, timeout: float) -> HttpPool:
+def crm_pool(settings: CrmSettings, endpoint: str) -> HttpPool:
     """The pool to the CRM's `endpoint`; ValueError (one sentence) if it cannot be made."""
     parts = urlsplit(endpoint)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -41,8 +41,9 @@ def crm_pool(settings: CrmSettings, endpoint: str, timeout: float) -> HttpPool:
     return HttpPool(
         endpoint,
         headers=headers,
-        connect_timeout=timeout,
-        read_timeout=timeout,
+        # The pool's defaults; each request passes the timeouts of its call.
+        connect_timeout=settings.timeout,
+        read_timeout=settings.timeout,
         maxsize=1,
         tls=tls,
         proxy=environment_proxy(endpoint),

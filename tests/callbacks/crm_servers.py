@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 from pytest_httpserver import HTTPServer
@@ -68,13 +70,15 @@ def raw_answer(reply: bytes, **client_options: int) -> CrmResult:
 
 class HeldServer:
     """A server that reads one request, sends `reply` (possibly nothing) and holds
-    the connection open until the test is done with it."""
+    the connection open until the test is done with it or the client closes it
+    (`closed_by_client`)."""
 
     def __init__(self, reply: bytes = b"", hold: float = 10.0) -> None:
         self.reply = reply
         self.hold = hold
         self.received = b""
         self.done = threading.Event()
+        self.closed_by_client = threading.Event()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve)
@@ -85,9 +89,21 @@ class HeldServer:
         with conn:
             self.received = conn.recv(65536)
             conn.sendall(self.reply)
-            self.done.wait(self.hold)
+            end = time.monotonic() + self.hold
+            while not self.done.is_set() and time.monotonic() < end:
+                if select.select([conn], [], [], 0.05)[0] and not _receive(conn):
+                    self.closed_by_client.set()
+                    return
 
     def close(self) -> None:
         self.done.set()
         self._thread.join()
         self._server.close()
+
+
+def _receive(conn: socket.socket) -> bytes:
+    """What arrived; b"" once the client closed (a reset, with data unread, too)."""
+    try:
+        return conn.recv(65536)
+    except ConnectionResetError:
+        return b""

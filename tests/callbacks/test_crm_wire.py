@@ -236,3 +236,26 @@ def test_a_password_of_the_shortest_masked_length_is_masked(httpserver: HTTPServ
     message = json.dumps({"status": "error", "message": "bad abcd"})
     httpserver.expect_request(ANY_PATH).respond_with_data(message)
     assert CrmClient(settings).send("1", "r").detail == "bad ***"
+
+
+def test_the_url_s_path_is_quoted_as_requests_quoted_it(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ANY_PATH).respond_with_data(OK)
+    url = httpserver.url_for("/my crm/x;v=1,@b")
+    assert CrmClient(CrmSettings(url=url), timeout=5.0).send("1", "r").delivered
+    [(request, _)] = httpserver.log
+    assert request.environ["RAW_URI"] == "/my%20crm/x;v=1,@b/admin/dynamic.do"
+
+
+def test_close_closes_the_kept_connection() -> None:
+    server = HeldServer(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n" + OK.encode())
+    try:
+        crm = CrmClient(CrmSettings(url=server.url), timeout=3.0)
+        assert crm.send("1", "r").delivered
+        crm.close()
+        assert server.closed_by_client.wait(5)
+    finally:
+        server.close()
+
+
+def test_a_client_that_cannot_make_requests_closes_without_an_error() -> None:
+    CrmClient(CrmSettings(url="crm.example")).close()
