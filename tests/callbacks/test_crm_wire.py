@@ -259,3 +259,14 @@ def test_close_closes_the_kept_connection() -> None:
 
 def test_a_client_that_cannot_make_requests_closes_without_an_error() -> None:
     CrmClient(CrmSettings(url="crm.example")).close()
+
+
+def test_an_answer_cut_short_says_so() -> None:
+    server = HeldServer(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"status"')
+    try:
+        crm = CrmClient(CrmSettings(url=server.url), timeout=3.0)
+        server.done.set()  # close right after the partial answer
+        result = crm.send("1", "r")
+    finally:
+        server.close()
+    assert result == CrmResult(CrmOutcome.FAILED, "the answer ended before its Content-Length")
