@@ -1,15 +1,16 @@
 """Which certificates https to ARI and to the CRM trusts, and what a failed
 certificate check means to the admin.
 
-By default the system's CAs, as every other OpenSSL program on the machine:
-`requests` by itself trusts only the CA list of the `certifi` package, so a CA
-the admin added to the system (update-ca-certificates, or SSL_CERT_FILE) would
-be trusted by one connection and refused by another. An Asterisk with a
-private CA or a self-signed certificate is trusted through `[ari] ca_bundle`.
+By default the system's CAs, as every other OpenSSL program on the machine,
+not a CA list of a package's own (such as `certifi`'s, which `requests`
+trusts): a CA the admin added to the system (update-ca-certificates, or
+SSL_CERT_FILE) is trusted by every connection alike. An Asterisk with a
+private CA or a self-signed certificate is trusted through `[ari] ca_bundle`,
+a CRM's through `[crm] ca_bundle`.
 
 ARI's REST calls and its event WebSocket share one client context
 (`ari_tls_context`), so both trust the same certificates and both verify the
-chain and the host name.
+chain and the host name; the CRM client makes its own with the same function.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ _NAME_MISMATCH = frozenset({62, 64})  # host name, IP address
 
 
 def system_ca() -> bool | str:
-    """The system's CA file (or folder) for requests' `verify`; True (certifi's
-    list) only on a system that has neither."""
+    """The system's CA file (or folder); True only on a system that has neither
+    (then the ssl module's default store is all there is)."""
     paths = ssl.get_default_verify_paths()  # honours SSL_CERT_FILE / SSL_CERT_DIR
     if paths.cafile:
         return paths.cafile

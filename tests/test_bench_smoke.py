@@ -160,3 +160,11 @@ def test_log_readers(tmp_path: Path) -> None:
     (line,) = read_crm_log(crm)
     assert (line.method, line.phone, line.answer) == ("GET", "+79001234567", "html")
     assert read_crm_log(tmp_path / "missing.tsv") == []
+
+
+def test_http_stack_benchmark_measures_each_client_for_each_request() -> None:
+    output = run_bench("bench.http_stack", "--rounds", "1", "--requests", "5", timeout=120)
+    rows = [(row[0], row[1]) for row in table_rows(output)]
+    clients = ("http_pool", "urllib3", "requests")
+    assert rows == [(kind, name) for kind in ("ARI", "CRM") for name in clients]
+    assert re.search(r"Per press-1 call \(4 ARI requests \+ 1 CRM request\)", output)

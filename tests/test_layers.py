@@ -18,6 +18,7 @@ SHARED = {
     "stasis_dnd.config",
     "stasis_dnd.guard",
     "stasis_dnd.hours",
+    "stasis_dnd.http_pool",
     "stasis_dnd.logs",
     "stasis_dnd.metrics",
     "stasis_dnd.profiles",

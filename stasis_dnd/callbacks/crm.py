@@ -10,6 +10,11 @@ POST is the default so the credentials stay out of the CRM's access log.
 The password never appears in a log line, an exception or a repr. Each
 answer says whether no request could have got through (`crm_wide`: pause
 them all) or the CRM failed on this one (back off this one only).
+
+The transport is the app's keep-alive pool (`stasis_dnd.http_pool`, shared
+with ARI): the environment's proxy (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY,
+NO_PROXY) and CA bundle are read once, when the client is made; redirects
+are never followed.
 """
 
 from __future__ import annotations
@@ -17,27 +22,25 @@ from __future__ import annotations
 import enum
 import http.client
 import json
-import os
 import re
+import ssl
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlencode, urlsplit
 
-import requests
-import urllib3
-
-from stasis_dnd import __version__
+from stasis_dnd.callbacks.crm_transport import chain, crm_pool, root_reason
 from stasis_dnd.core.context import clean
+from stasis_dnd.http_pool import ConnectFailed, HttpPool
 from stasis_dnd.logs import strip_userinfo
 from stasis_dnd.settings import CRM_METHODS, CRM_STYLES, CrmSettings, breaks_crm_answer
-from stasis_dnd.tls import system_ca
 
 # An answer is a few hundred bytes; anything much larger is not BGERP's.
 DEFAULT_BODY_LIMIT = 64 * 1024
 # The CRM's error message may be a whole Java stack trace.
 MESSAGE_LIMIT = 300
 
+# What requests leaves unquoted in a URL's path (letters, digits and _.-~ always are).
+_PATH_SAFE = "!#$%&'()*+,/:;=?@[]~"  # pragma: no mutate: letters added are never quoted
 _PASSWORD_IN_URL = re.compile(r"(j_password=)[^&\s'\"]*")
 _MIN_SECRET_MASK = 4
 
@@ -125,7 +128,7 @@ def check_settings(settings: CrmSettings) -> None:
 
 
 class CrmClient:
-    """Files callback requests over one keep-alive HTTP session.
+    """Files callback requests over one keep-alive HTTP connection.
 
     `send()` never raises for anything the network or the CRM does; it
     returns a `CrmResult`. Not meant to be shared by threads (one per thread).
@@ -146,19 +149,15 @@ class CrmClient:
         self._endpoint = settings.url.rstrip("/") + path
         # For logs and repr: a `user:password@` in the configured URL stays out.
         self.url = strip_userinfo(self._endpoint)
-        self._session = requests.Session()
-        self._session.headers[
-            "User-Agent"  # pragma: no mutate: the headers ignore case
-        ] = f"stasis-dnd/{__version__}"
-        # Passed with each request: a session's `verify` loses to REQUESTS_CA_BUNDLE.
-        self._verify: bool | str = settings.ca_bundle or system_ca()
-        # The environment's proxy and CA settings, read once: requests would scan
-        # the whole environment (and ~/.netrc) again for every request, about a
-        # third of the CPU a request costs (bench/README.md).
-        self._session.proxies = requests.utils.get_environ_proxies(self._endpoint)
-        if self._verify is True:
-            self._verify = _env_ca_bundle() or True
-        self._session.trust_env = False  # pragma: no mutate: None is as false
+        # Quoted where it must be, as requests did (a space in the path is %20).
+        self._path = quote(urlsplit(self._endpoint).path, _PATH_SAFE)
+        self._pool: HttpPool | None = None
+        # Why no request can be made (a URL or CA file that cannot be used).
+        self._unusable = ""  # pragma: no mutate: read only when there is no pool
+        try:
+            self._pool = crm_pool(settings, self._endpoint)
+        except ValueError as exc:
+            self._unusable = str(exc)
         # The secret as it may appear in text: raw, and form/URL-encoded. A very
         # short one is not masked on its own (it would mangle every message).
         password = settings.password
@@ -172,7 +171,8 @@ class CrmClient:
         return f"CrmClient(url={self.url!r}, username={self.settings.username!r})"
 
     def close(self) -> None:
-        self._session.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def params(
         self,
@@ -242,35 +242,32 @@ class CrmClient:
         return self._exchange(pairs, self.timeout)
 
     def _exchange(self, pairs: list[tuple[str, str]], limit: float) -> CrmResult:
+        if self._pool is None:
+            return CrmResult(CrmOutcome.UNAVAILABLE, self._unusable)
         post = self.settings.method == "post"
         try:
-            response = self._session.request(
-                self.settings.method.upper(),  # pragma: no mutate: requests upper-cases it too
-                self._endpoint,
-                timeout=(limit, limit),
-                stream=True,
-                # A redirect would turn the POST into a GET with the password in the URL.
-                allow_redirects=False,  # pragma: no mutate: None is as false
-                verify=self._verify,
-                data=pairs if post else None,
-                params=None if post else pairs,
-            )
-        except requests.RequestException as exc:
-            return self._failure(exc)
+            form = urlencode(pairs)
         except UnicodeError:
             # e.g. a lone surrogate from a JSON escape: nothing the CRM could receive.
             return CrmResult(CrmOutcome.BAD_ANSWER, "the request cannot be encoded as UTF-8")
+        # Never followed (the pool does not): a redirect would turn the POST into a
+        # GET with the password in the URL.
+        target = self._path if post else f"{self._path}?{form}"
         try:
-            return self._classify(response, deadline=time.monotonic() + limit)
-        except requests.RequestException as exc:
+            with self._pool.exchange(
+                "POST" if post else "GET",
+                target,
+                body=form.encode() if post else None,
+                timeouts=(limit, limit),
+            ) as response:
+                return self._classify(response, deadline=time.monotonic() + limit)
+        except (OSError, http.client.HTTPException) as exc:
             return self._failure(exc)
-        finally:
-            response.close()
 
     # --- reading the answer -------------------------------------------------------
 
-    def _classify(self, response: requests.Response, deadline: float) -> CrmResult:
-        status = response.status_code
+    def _classify(self, response: http.client.HTTPResponse, deadline: float) -> CrmResult:
+        status = response.status
         if status == 401:
             return CrmResult(CrmOutcome.BAD_CREDENTIALS, "HTTP 401 (login failed)", status)
         if status == 429:
@@ -309,7 +306,7 @@ class CrmClient:
             return CrmResult(CrmOutcome.REFUSED, message or "the CRM reported an error", status)
         return CrmResult(CrmOutcome.BAD_ANSWER, f"unexpected status {answer!r}", status)
 
-    def _not_json(self, text: str, response: requests.Response, status: int) -> CrmResult:
+    def _not_json(self, text: str, response: http.client.HTTPResponse, status: int) -> CrmResult:
         lowered = text[:4096].lower()
         if "j_password" in lowered or 'type="password"' in lowered:
             return CrmResult(
@@ -323,7 +320,7 @@ class CrmClient:
         )
         return CrmResult(CrmOutcome.BAD_ANSWER, f"answer is not JSON ({self._trim(kind)})", status)
 
-    def _read_capped(self, response: requests.Response, deadline: float) -> bytes | None:
+    def _read_capped(self, response: http.client.HTTPResponse, deadline: float) -> bytes | None:
         """The body, or None when it is larger than the limit (read no further)."""
         # pragma: no mutate start, as it only saves reading a body the loop below refuses too
         declared = response.headers.get("Content-Length", "")
@@ -332,7 +329,7 @@ class CrmClient:
             return None
         chunks: list[bytes] = []
         size = 0
-        for chunk in response.iter_content(chunk_size=8192):  # pragma: no mutate: read size only
+        while chunk := response.read1(8192):  # pragma: no mutate: read size only
             size += len(chunk)
             if size > self.body_limit:
                 return None
@@ -341,26 +338,37 @@ class CrmClient:
             # mutants: > and >= differ at one instant; _failure drops the message.)
             # pragma: no mutate start
             if time.monotonic() > deadline:
-                raise requests.exceptions.ReadTimeout("the answer took too long")
+                raise TimeoutError("the answer took too long")
             # pragma: no mutate end
+        if response.length:  # the server closed before the Content-Length it declared
+            raise http.client.HTTPException("the answer ended before its Content-Length")
         return b"".join(chunks)
 
     # --- describing failures without secrets --------------------------------------
 
-    def _failure(self, exc: requests.RequestException) -> CrmResult:
-        if isinstance(exc, requests.exceptions.SSLError):
-            return CrmResult(CrmOutcome.UNAVAILABLE, "TLS: " + self._trim(_root_reason(exc)))
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return CrmResult(CrmOutcome.UNAVAILABLE, f"no connection within {self.timeout:g}s")
-        if isinstance(exc, requests.exceptions.Timeout):
+    def _failure(self, exc: OSError | http.client.HTTPException) -> CrmResult:
+        if isinstance(exc, ConnectFailed):
+            return self._not_connected(exc.__cause__ or exc)
+        reason = self._trim(root_reason(exc))
+        if any(isinstance(e, ssl.SSLError) for e in chain(exc)):
+            return CrmResult(CrmOutcome.UNAVAILABLE, "TLS: " + reason)
+        if isinstance(exc, TimeoutError):
             # Sent but not answered in time: this request may be what the CRM chokes on.
             return CrmResult(CrmOutcome.FAILED, "no answer in time")
-        if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema):
-            return CrmResult(CrmOutcome.UNAVAILABLE, "invalid [crm] url")
-        if isinstance(exc, requests.exceptions.ProxyError) or _not_connected(exc):
-            return CrmResult(CrmOutcome.UNAVAILABLE, self._trim(_root_reason(exc)))
         # The connection broke after the request went out (reset, closed mid-answer).
-        return CrmResult(CrmOutcome.FAILED, self._trim(_root_reason(exc)))
+        return CrmResult(CrmOutcome.FAILED, reason)
+
+    def _not_connected(self, cause: BaseException) -> CrmResult:
+        """No connection, so no request got through: `cause` says why."""
+        reason = self._trim(root_reason(cause))
+        if any(isinstance(e, ssl.SSLError) for e in chain(cause)):
+            return CrmResult(CrmOutcome.UNAVAILABLE, "TLS: " + reason)
+        if isinstance(cause, TimeoutError):
+            return CrmResult(CrmOutcome.UNAVAILABLE, f"no connection within {self.timeout:g}s")
+        if isinstance(cause, OSError) and not cause.strerror and cause.args:
+            # The proxy's answer to CONNECT, e.g. "Tunnel connection failed: 403 Forbidden".
+            return CrmResult(CrmOutcome.UNAVAILABLE, self._trim(str(cause)))
+        return CrmResult(CrmOutcome.UNAVAILABLE, reason)
 
     def _trim(self, text: str) -> str:
         """One line, at most MESSAGE_LIMIT characters, without the password."""
@@ -368,44 +376,3 @@ class CrmClient:
         for secret in self._secrets:
             text = text.replace(secret, "***")
         return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"
-
-
-def _env_ca_bundle() -> str:
-    """The CA bundle requests takes from the environment when verify is True."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or ""
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """The exception and those it wraps (requests wraps urllib3, which wraps OSError)."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        nested = getattr(current, "reason", None)
-        if isinstance(nested, BaseException):
-            current = nested
-        elif current.args and isinstance(current.args[0], BaseException):
-            current = current.args[0]
-        else:
-            current = current.__cause__ or current.__context__
-
-
-def _not_connected(exc: BaseException) -> bool:
-    """Whether the connection failed before the request was sent (refused, DNS, timeout)."""
-    # urllib3's NewConnectionError and NameResolutionError are ConnectTimeoutErrors too.
-    return any(isinstance(e, urllib3.exceptions.ConnectTimeoutError) for e in _chain(exc))
-
-
-def _root_reason(exc: BaseException) -> str:
-    """The innermost OS-level reason ("Connection refused"), not urllib3's
-    wrapper text with its URL (which, for GET, holds the password)."""
-    reason = type(exc).__name__
-    for current in _chain(exc):
-        if isinstance(current, OSError) and current.strerror:
-            return current.strerror
-        if "SSL" in type(current).__name__ and current.args:
-            reason = str(current.args[-1])
-        elif isinstance(current, http.client.HTTPException) and current.args:
-            reason = str(current.args[0])  # e.g. "Remote end closed connection without response"
-    return reason

@@ -1,19 +1,21 @@
 """Servers and clients for the CRM client's edge tests: a pytest-httpserver
-client, an answer of a given status and body, a session that raises, and raw
+client, an answer of a given status and body, a transport that raises, and raw
 HTTP over a socket for answers no test server sends."""
 
 from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import threading
+import time
 from collections.abc import Callable
 
-import requests
 from pytest_httpserver import HTTPServer
 
 from stasis_dnd.callbacks.crm import CrmClient, CrmResult
+from stasis_dnd.http_pool import ConnectFailed
 from stasis_dnd.settings import CrmSettings
 
 OK = json.dumps({"status": "ok"})
@@ -33,11 +35,18 @@ def answer(server: HTTPServer, status: int, body: str = OK, **headers: str) -> C
     return client(server).send("+79001234567", "r1")
 
 
-def raising(exc: Exception) -> Callable[..., requests.Response]:
-    def request(*args: object, **kwargs: object) -> requests.Response:
+def raising(exc: Exception) -> Callable[..., object]:
+    def request(*args: object, **kwargs: object) -> object:
         raise exc
 
     return request
+
+
+def connect_failed(cause: OSError) -> ConnectFailed:
+    """What the pool raises when `cause` kept it from connecting."""
+    exc = ConnectFailed(str(cause))
+    exc.__cause__ = cause
+    return exc
 
 
 def raw_answer(reply: bytes, **client_options: int) -> CrmResult:
@@ -61,13 +70,15 @@ def raw_answer(reply: bytes, **client_options: int) -> CrmResult:
 
 class HeldServer:
     """A server that reads one request, sends `reply` (possibly nothing) and holds
-    the connection open until the test is done with it."""
+    the connection open until the test is done with it or the client closes it
+    (`closed_by_client`)."""
 
     def __init__(self, reply: bytes = b"", hold: float = 10.0) -> None:
         self.reply = reply
         self.hold = hold
         self.received = b""
         self.done = threading.Event()
+        self.closed_by_client = threading.Event()
         self._server = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
         self._thread = threading.Thread(target=self._serve)
@@ -78,9 +89,21 @@ class HeldServer:
         with conn:
             self.received = conn.recv(65536)
             conn.sendall(self.reply)
-            self.done.wait(self.hold)
+            end = time.monotonic() + self.hold
+            while not self.done.is_set() and time.monotonic() < end:
+                if select.select([conn], [], [], 0.05)[0] and not _receive(conn):
+                    self.closed_by_client.set()
+                    return
 
     def close(self) -> None:
         self.done.set()
         self._thread.join()
         self._server.close()
+
+
+def _receive(conn: socket.socket) -> bytes:
+    """What arrived; b"" once the client closed (a reset, with data unread, too)."""
+    try:
+        return conn.recv(65536)
+    except ConnectionResetError:
+        return b""

@@ -5,14 +5,15 @@ decides whether delivery pauses for every request or retries only this one."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
+import ssl
 import threading
 
 import pytest
-import requests
-from crm_servers import ANY_PATH, OK, answer, client, raising
+from crm_servers import ANY_PATH, OK, answer, client, connect_failed, raising
 from pytest_httpserver import HTTPServer
 
 from stasis_dnd.callbacks.crm import (
@@ -21,8 +22,8 @@ from stasis_dnd.callbacks.crm import (
     CrmClient,
     CrmOutcome,
     CrmResult,
-    _env_ca_bundle,
 )
+from stasis_dnd.callbacks.crm_transport import env_ca_bundle
 from stasis_dnd.settings import CrmSettings
 
 
@@ -122,13 +123,16 @@ def test_answers_that_are_not_an_ok(
 @pytest.mark.parametrize(
     ("exc", "outcome", "detail"),
     [
-        (requests.exceptions.ConnectTimeout(), CrmOutcome.UNAVAILABLE, "no connection within 3s"),
-        (requests.exceptions.ReadTimeout(), CrmOutcome.FAILED, "no answer in time"),
-        (requests.exceptions.InvalidURL(), CrmOutcome.UNAVAILABLE, "invalid [crm] url"),
-        (requests.exceptions.MissingSchema(), CrmOutcome.UNAVAILABLE, "invalid [crm] url"),
-        (requests.exceptions.ProxyError(), CrmOutcome.UNAVAILABLE, "ProxyError"),
-        (requests.exceptions.SSLError(), CrmOutcome.UNAVAILABLE, "TLS: SSLError"),
-        (requests.exceptions.ChunkedEncodingError(), CrmOutcome.FAILED, "ChunkedEncodingError"),
+        (connect_failed(TimeoutError()), CrmOutcome.UNAVAILABLE, "no connection within 3s"),
+        (TimeoutError(), CrmOutcome.FAILED, "no answer in time"),
+        (
+            connect_failed(OSError("Tunnel connection failed: 407 Proxy Authentication Required")),
+            CrmOutcome.UNAVAILABLE,
+            "Tunnel connection failed: 407 Proxy Authentication Required",
+        ),
+        (ssl.SSLError(), CrmOutcome.UNAVAILABLE, "TLS: SSLError"),
+        (connect_failed(ssl.SSLError()), CrmOutcome.UNAVAILABLE, "TLS: SSLError"),
+        (http.client.IncompleteRead(b""), CrmOutcome.FAILED, "IncompleteRead"),
     ],
 )
 def test_each_failure_before_an_answer_pauses_all_or_only_this_request(
@@ -136,8 +140,14 @@ def test_each_failure_before_an_answer_pauses_all_or_only_this_request(
 ) -> None:
     # The client's own timeout, not the settings' (5 s), is the one it names.
     crm = CrmClient(CrmSettings(url="http://127.0.0.1:9"), timeout=3.0)
-    crm._session.request = raising(exc)  # type: ignore[method-assign]
+    crm._pool.exchange = raising(exc)  # type: ignore[method-assign,union-attr]
     assert crm.send("1", "r") == CrmResult(outcome, detail)
+
+
+@pytest.mark.parametrize("url", ["crm.example/bgerp", "http://", "ftp://crm.example/"])
+def test_a_url_that_cannot_be_requested_pauses_all(url: str) -> None:
+    result = CrmClient(CrmSettings(url=url), timeout=3.0).send("1", "r")
+    assert result == CrmResult(CrmOutcome.UNAVAILABLE, "invalid [crm] url")
 
 
 def test_a_refused_connection_says_so_without_the_url() -> None:
@@ -190,11 +200,11 @@ def test_the_ca_bundle_of_the_environment_is_requests_then_curl(
 ) -> None:
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    assert _env_ca_bundle() == ""
+    assert env_ca_bundle() == ""
     monkeypatch.setenv("CURL_CA_BUNDLE", "/curl.pem")
-    assert _env_ca_bundle() == "/curl.pem"
+    assert env_ca_bundle() == "/curl.pem"
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/requests.pem")
-    assert _env_ca_bundle() == "/requests.pem"
+    assert env_ca_bundle() == "/requests.pem"
 
 
 def test_a_login_page_is_recognised_within_its_first_4096_characters(

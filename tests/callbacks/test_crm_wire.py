@@ -8,11 +8,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
+import ssl
 
 import pytest
 import requests
 import urllib3
-from crm_servers import ANY_PATH, OK, HeldServer, answer, client, raising, raw_answer
+from crm_servers import (
+    ANY_PATH,
+    OK,
+    HeldServer,
+    answer,
+    client,
+    connect_failed,
+    raising,
+    raw_answer,
+)
 from pytest_httpserver import HTTPServer
 
 from stasis_dnd import __version__
@@ -20,9 +30,9 @@ from stasis_dnd.callbacks.crm import (
     CrmClient,
     CrmOutcome,
     CrmResult,
-    _root_reason,
     check_settings,
 )
+from stasis_dnd.callbacks.crm_transport import root_reason
 from stasis_dnd.settings import CrmSettings
 
 # --- answers no test server sends: raw HTTP over a socket ----------------------------
@@ -48,20 +58,20 @@ def test_an_answer_of_many_reads_arrives_whole(httpserver: HTTPServer) -> None:
 def test_the_reason_is_found_through_urllib3s_reason_attribute() -> None:
     refused = OSError(111, "Connection refused")
     wrapped = urllib3.exceptions.MaxRetryError(None, "/admin?j_password=secret", reason=refused)  # type: ignore[arg-type]
-    assert _root_reason(requests.exceptions.ConnectionError(wrapped)) == "Connection refused"
+    assert root_reason(requests.exceptions.ConnectionError(wrapped)) == "Connection refused"
 
 
 def test_a_chain_that_refers_back_to_itself_ends() -> None:
     first, second = ValueError(), KeyError()
     first.reason = second  # type: ignore[attr-defined]
     second.reason = first  # type: ignore[attr-defined]
-    assert _root_reason(first) == "ValueError"
+    assert root_reason(first) == "ValueError"
 
 
-def test_a_tls_failure_names_urllib3s_reason() -> None:
-    inner = urllib3.exceptions.SSLError("hostname 'x' doesn't match 'y'")
+def test_a_tls_failure_names_the_tls_reason() -> None:
+    inner = ssl.SSLError("hostname 'x' doesn't match 'y'")
     crm = CrmClient(CrmSettings(url="http://127.0.0.1:9"), timeout=5.0)
-    crm._session.request = raising(requests.exceptions.SSLError(inner))  # type: ignore[method-assign]
+    crm._pool.exchange = raising(connect_failed(inner))  # type: ignore[method-assign,union-attr]
     assert crm.send("1", "r") == CrmResult(
         CrmOutcome.UNAVAILABLE, "TLS: hostname 'x' doesn't match 'y'"
     )
@@ -70,7 +80,7 @@ def test_a_tls_failure_names_urllib3s_reason() -> None:
 def test_a_broken_connection_without_an_os_reason_is_named_by_its_type_not_its_text() -> None:
     # urllib3's text holds the URL, which for GET holds the password.
     exc = requests.exceptions.ChunkedEncodingError("GET /run.do?j_password=secret broke")
-    assert _root_reason(exc) == "ChunkedEncodingError"
+    assert root_reason(exc) == "ChunkedEncodingError"
 
 
 # --- what goes out -------------------------------------------------------------------
@@ -133,7 +143,7 @@ def test_an_answer_cut_short_fails_only_this_request() -> None:
     finally:
         server.close()
     assert result.outcome is CrmOutcome.FAILED
-    # The reason comes from the exception requests raised, not from nothing.
+    # The reason comes from the exception the transport raised, not from nothing.
     assert result.detail not in ("", "NoneType")
 
 
@@ -191,6 +201,14 @@ def test_the_client_names_its_endpoint_without_userinfo() -> None:
     assert repr(crm) == "CrmClient(url='http://crm.example/X/admin/dynamic.do', username='dnd')"
 
 
+def test_a_login_in_the_url_goes_as_basic_auth(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ANY_PATH).respond_with_data(OK)
+    url = httpserver.url_for("").replace("://", "://crm%20user:p%40ss@")
+    assert CrmClient(CrmSettings(url=url), timeout=5.0).send("1", "r").delivered
+    [(request, _)] = httpserver.log
+    assert request.headers["Authorization"] == "Basic Y3JtIHVzZXI6cEBzcw=="  # crm user:p@ss
+
+
 def test_requests_say_who_sends_them(httpserver: HTTPServer) -> None:
     httpserver.expect_request(ANY_PATH).respond_with_data(OK)
     client(httpserver).send("1", "r")
@@ -218,3 +236,37 @@ def test_a_password_of_the_shortest_masked_length_is_masked(httpserver: HTTPServ
     message = json.dumps({"status": "error", "message": "bad abcd"})
     httpserver.expect_request(ANY_PATH).respond_with_data(message)
     assert CrmClient(settings).send("1", "r").detail == "bad ***"
+
+
+def test_the_url_s_path_is_quoted_as_requests_quoted_it(httpserver: HTTPServer) -> None:
+    httpserver.expect_request(ANY_PATH).respond_with_data(OK)
+    url = httpserver.url_for("/my crm/x;v=1,@b")
+    assert CrmClient(CrmSettings(url=url), timeout=5.0).send("1", "r").delivered
+    [(request, _)] = httpserver.log
+    assert request.environ["RAW_URI"] == "/my%20crm/x;v=1,@b/admin/dynamic.do"
+
+
+def test_close_closes_the_kept_connection() -> None:
+    server = HeldServer(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\n\r\n" + OK.encode())
+    try:
+        crm = CrmClient(CrmSettings(url=server.url), timeout=3.0)
+        assert crm.send("1", "r").delivered
+        crm.close()
+        assert server.closed_by_client.wait(5)
+    finally:
+        server.close()
+
+
+def test_a_client_that_cannot_make_requests_closes_without_an_error() -> None:
+    CrmClient(CrmSettings(url="crm.example")).close()
+
+
+def test_an_answer_cut_short_says_so() -> None:
+    server = HeldServer(b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"status"')
+    try:
+        crm = CrmClient(CrmSettings(url=server.url), timeout=3.0)
+        server.done.set()  # close right after the partial answer
+        result = crm.send("1", "r")
+    finally:
+        server.close()
+    assert result == CrmResult(CrmOutcome.FAILED, "the answer ended before its Content-Length")

@@ -6,14 +6,15 @@ from __future__ import annotations
 import http.client
 import select
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from stasis_dnd.ari import http_pool
-from stasis_dnd.ari.http_pool import HttpPool
+from stasis_dnd import http_pool
+from stasis_dnd.http_pool import HttpPool
 
 # What the peer does with a request: answer and keep the connection, answer and
 # close it (FIN), or close it without answering.
@@ -227,3 +228,99 @@ def test_a_redirect_is_the_answer_and_is_not_followed(
     pool.close()
     assert (reply.status, reply.location) == (status, location)
     assert elsewhere.connections == 0
+
+
+# --- an answer read as it arrives (the CRM client's way) ----------------------------
+
+
+def test_an_answer_read_to_its_end_keeps_its_connection(make_peer: Callable[..., Peer]) -> None:
+    peer = make_peer(plan_of())
+    pool = pool_for(peer)
+    for _ in range(2):
+        with pool.exchange("GET", "/x") as response:
+            while response.read1(1):
+                pass
+    pool.close()
+    assert peer.connections == 1
+
+
+def test_an_answer_left_unread_closes_its_connection(make_peer: Callable[..., Peer]) -> None:
+    peer = make_peer(plan_of())
+    pool = pool_for(peer)
+    for _ in range(2):
+        with pool.exchange("GET", "/x") as response:
+            assert response.read1(1) == b"o"
+    pool.close()
+    assert peer.connections == 2
+
+
+def test_a_request_s_own_timeouts_do_not_stay_with_its_connection(
+    make_peer: Callable[..., Peer],
+) -> None:
+    pool = pool_for(make_peer(plan_of()))
+    with pool.exchange("GET", "/x", timeouts=(0.5, 0.7)) as response:
+        assert response.fp is not None
+        assert response.fp.raw._sock.gettimeout() == 0.7  # type: ignore[attr-defined]
+        response.read()
+    [conn] = pool._idle
+    assert conn.sock is not None
+    assert conn.sock.gettimeout() == 2.0
+    pool.close()
+
+
+def test_through_a_proxy_plain_http_names_the_whole_url(make_peer: Callable[..., Peer]) -> None:
+    proxy = make_peer(plan_of())
+    pool = HttpPool(
+        "http://crm.invalid:8080",
+        headers={},
+        connect_timeout=2.0,
+        read_timeout=2.0,
+        proxy=f"pu:pw@127.0.0.1:{proxy.port}",
+    )
+    assert pool.request("GET", "/admin/run.do").body == b"ok"
+    pool.close()
+    assert proxy.seen == [(1, "GET http://crm.invalid:8080/admin/run.do HTTP/1.1")]
+
+
+def test_a_proxy_that_is_not_plain_http_is_refused_in_a_sentence() -> None:
+    with pytest.raises(ValueError, match=r"^the proxy proxy\.example is not an http:// proxy$"):
+        HttpPool(
+            "https://crm.example",
+            headers={},
+            connect_timeout=1.0,
+            read_timeout=1.0,
+            tls=ssl.create_default_context(),
+            proxy="https://proxy.example:3128",
+        )
+
+
+@pytest.mark.parametrize(
+    ("url", "variables", "proxy"),
+    [
+        ("https://crm.example/x", {"HTTPS_PROXY": "http://p:1"}, "http://p:1"),
+        ("http://crm.example/x", {"HTTPS_PROXY": "http://p:1"}, ""),
+        ("http://crm.example/x", {"HTTP_PROXY": "http://p:2"}, "http://p:2"),
+        ("http://crm.example/x", {"ALL_PROXY": "http://p:3"}, "http://p:3"),
+        ("https://crm.example/x", {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "example"}, ""),
+        ("https://crm.example/x", {"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".example"}, ""),
+        (
+            "https://crm.example/x",
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "rm.example"},
+            "http://p:1",
+        ),
+        (
+            "https://crm.example:8443/x",
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "crm.example"},
+            "",
+        ),
+    ],
+)
+def test_the_environment_names_the_proxy_for_a_url(
+    url: str, variables: dict[str, str], proxy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    assert http_pool.environment_proxy(url) == proxy
