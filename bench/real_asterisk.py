@@ -65,7 +65,8 @@ from bench.sandbox_kit import (
     sandbox_env,
 )
 
-APP_NAME = "stasis-dnd-bench"
+# Each run its own app name: an app left running by an earlier run cannot take its calls.
+APP_PREFIX = "stasis-dnd-bench"
 SETUPS = {"app": "dnd-queue", "original": "original-queue"}
 # SendDTMF: 100 ms of quiet before the digit, then the digit held 100 ms.
 SEND_DTMF_NOMINAL = 0.2
@@ -117,11 +118,12 @@ class Phase:
 
 
 class Bench:
-    def __init__(self, sandbox: Sandbox, ari: Ari, app: Child, crm_log: Path, press_after: float):
+    def __init__(self, sandbox: Sandbox, ari: Ari, app: Child, crm_log: Path, press_after: float,
+                 *, app_name: str):  # fmt: skip
         self.sandbox, self.ari, self.app, self.crm_log = sandbox, ari, app, crm_log
-        self.press_after = press_after
+        self.press_after, self.app_name = press_after, app_name
         self.idle_asterisk = self.idle_app = 0.0
-        self.run_id = uuid.uuid4().hex[:6]
+        self.run_id = app_name.rsplit("-", 1)[-1]
         self.numbers = iter(range(1, 10**7))
 
     def phase(self, setup: str, rate: float, seconds: float) -> Phase:
@@ -129,7 +131,7 @@ class Bench:
         count = max(1, round(rate * seconds))
         variables = {"DND_QUEUE_TIMEOUT": "1"}
         if setup == "app":
-            variables["DND_APP"] = APP_NAME
+            variables["DND_APP"] = self.app_name
         prefix = f"bench-{self.run_id}-{setup}-{rate:g}"
         ast0, app0 = cpu_times(self.sandbox.pid), cpu_times(self.app.pid)
         started = time.monotonic()
@@ -271,10 +273,11 @@ def run(folder: Path, plan: Plan) -> int:
         sandbox.add_phone()
         sandbox.outside(PHONE_LOG).unlink(missing_ok=True)
         user, password = sandbox.ari_auth
-        app = start_app(AppConfig(sandbox.ari_url, user, password, APP_NAME, crm_url, folder))
+        app_name = f"{APP_PREFIX}-{uuid.uuid4().hex[:6]}"
+        app = start_app(AppConfig(sandbox.ari_url, user, password, app_name, crm_url, folder))
         ari = Ari(sandbox, crm_url + "/admin/dynamic.do")
         wait_for(lambda: not ari.channel_ids(), 60, "the sandbox's channels to end")
-        bench = Bench(sandbox, ari, app, crm_log, plan.press_after)
+        bench = Bench(sandbox, ari, app, crm_log, plan.press_after, app_name=app_name)
         about = f"{machine(sandbox.version())}; stasis-dnd {git_revision()}"
         print(f"# Real Asterisk: the app vs the original dialplan + PHP AGI\n\n{about}\n",
               flush=True)  # fmt: skip
