@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from bench.common import cpu_times, ms
+from bench.common import ms
 
 # A process is back to idle when a window's CPU rate is at most this much
 # above its idle rate (other work on a shared machine moves it a little).
@@ -19,11 +20,24 @@ _IDLE_MARGIN = 0.010  # CPU seconds per second
 _WINDOW = 1.0
 
 
+def thread_cpu(pid: int) -> float:
+    """CPU seconds of the threads `pid` has now, in nanoseconds' precision
+    (/proc/<pid>/task/*/schedstat), where /proc/<pid>/stat counts 10 ms ticks:
+    an idle process uses a few ms per second. Threads that ended are not in it."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
+
+
 def idle_cpu(pids: list[int], seconds: float) -> list[float]:
     """CPU seconds per second each process uses while nothing happens."""
-    before = [cpu_times(pid) for pid in pids]
+    before = [thread_cpu(pid) for pid in pids]
     time.sleep(seconds)
-    return [(cpu_times(pid) - b).own / seconds for pid, b in zip(pids, before, strict=True)]
+    return [(thread_cpu(pid) - b) / seconds for pid, b in zip(pids, before, strict=True)]
 
 
 def wait_idle(

@@ -282,7 +282,7 @@ def run(folder: Path, plan: Plan) -> int:
         print(f"# Real Asterisk: the app vs the original dialplan + PHP AGI\n\n{about}\n",
               flush=True)  # fmt: skip
         bench.idle_asterisk, bench.idle_app = idle_cpu([sandbox.pid, app.pid], plan.idle_seconds)
-        idle = f"Asterisk {ms(bench.idle_asterisk):.1f} ms/s, app {ms(bench.idle_app):.1f} ms/s"
+        idle = f"Asterisk {ms(bench.idle_asterisk):.2f} ms/s, app {ms(bench.idle_app):.2f} ms/s"
         print(f"idle CPU (over {plan.idle_seconds:g} s): {idle}\n", flush=True)
         phases = []
         for rate in plan.rates:

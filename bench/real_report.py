@@ -44,8 +44,11 @@ def report(phases: list[Phase]) -> str:
         extra = f"SendDTMF overshoot p99 {ms(percentile(p.overshoot, 99)):.1f} ms"
         if p.agi_start:
             extra += f"; key-up -> PHP sends p50 {ms(percentile(p.agi_start, 50)):.0f} ms"
+        if p.setup == "app":
+            extra += (f"; the app's idle CPU ({ms(p.idle_app):.2f} ms/s) over the phase: "
+                      f"{p.per_call(p.idle_app * p.seconds):.2f} ms/call")  # fmt: skip
         details.append(f"- {p.rate:g}/s {p.setup}: {extra}; calls placed in {p.placing:.0f} s, "
-                       f"all ended {p.seconds:.0f} s after the first; "
+                       f"idle again {p.seconds:.0f} s after the first; "
                        f"CPU with idle {p.gross_ms:.1f} ms/call")  # fmt: skip
         details += [f"    {x}" for x in p.problems[:5]]
         if len(p.problems) > 5:
