@@ -292,7 +292,7 @@ def run(folder: Path, plan: Plan) -> int:
                 phases.append(bench.phase(setup, rate, plan.seconds))
         print()
         print(report(phases))
-        print("\nTargets (issue 6):")
+        print("\nTargets (issue 6, then those of halving the app's own CPU):")
         print(targets(phases))
         wrong = sum(len(p.calls) - p.correct for p in phases)
         if plan.check and wrong:
