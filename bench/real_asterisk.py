@@ -3,18 +3,21 @@ Asterisk 22 (the sandbox), same callers, same run.
 
     sudo .venv/bin/python -m bench.real_asterisk [--quick] [--rates 5,10,20,40] [--seconds 30]
 
-Needs root (the sandbox is a chroot). It starts an ISOLATED sandbox (its own
-cache /var/cache/stasis-dnd-bench and ports 18288/15260; override with the
-STASIS_DND_SANDBOX_* variables, sandbox/README.md), a CRM emulator in a
-process of its own, and `stasis-dnd run`. Then, for each rate, callers are
+Needs root (the sandbox is a chroot). It uses the Asterisk already running
+in the sandbox's cache if there is one (and leaves it running), else starts an
+ISOLATED sandbox (its own cache /var/cache/stasis-dnd-bench and ports
+18288/15260; override with the STASIS_DND_SANDBOX_* variables,
+sandbox/README.md); then a CRM emulator in a process of its own, and
+`stasis-dnd run`. Then, for each rate, callers are
 originated for `--seconds` into (a) `dnd-queue` (extensions.conf.sample: the
 queue, then Stasis -> the app) and (b) `original-queue`
 (bench/original: the queue, then Background/WaitExten, "1" runs
 dndoperator.php). Every caller is a Local channel (formats=ulaw) whose phone
 half presses 1 (held 100 ms) `--press-after` s after answering, i.e. about
 2 s into the menu prompt after a 1 s queue wait. Each caller has its own
-number. After each phase the benchmark waits until every call has ended and
-every request has reached the CRM.
+number. A phase ends when every call has ended, every request has reached
+the CRM, no channel is left on Asterisk and the CPU of Asterisk and of the
+app is back to idle: the next phase never starts during this one's drain.
 
 What is measured, per call:
 - DTMF -> CRM request: from the phone's timestamp written right after
@@ -25,8 +28,9 @@ What is measured, per call:
   Asterisk's own (utime + stime, all threads) plus, for the original, its
   reaped children (cutime + cstime: the PHP processes), or plus the app
   process (utime + stime) for the app. The phase runs from the first
-  originate until the last call has ended, so Asterisk's and the app's idle
-  CPU over that time is included (printed separately at the start).
+  originate until Asterisk is idle again; Asterisk's and the app's idle CPU
+  (measured before the first phase, printed apart) over that time is
+  subtracted.
 - correct: the CRM got exactly one request with the caller's number and
   accepted it, the call ended, and (app) the app logged outcome=callback.
 """
@@ -47,6 +51,7 @@ from pathlib import Path
 import requests
 
 from bench.common import CpuTimes, cpu_times, git_revision, machine, ms
+from bench.drain import idle_cpu, wait_idle
 from bench.processes import AppConfig, Child, CrmLine, read_crm_log, start_app, start_crm, wait_for
 from bench.real_report import report, targets
 from bench.sandbox_kit import (
@@ -60,7 +65,8 @@ from bench.sandbox_kit import (
     sandbox_env,
 )
 
-APP_NAME = "stasis-dnd-bench"
+# Each run its own app name: an app left running by an earlier run cannot take its calls.
+APP_PREFIX = "stasis-dnd-bench"
 SETUPS = {"app": "dnd-queue", "original": "original-queue"}
 # SendDTMF: 100 ms of quiet before the digit, then the digit held 100 ms.
 SEND_DTMF_NOMINAL = 0.2
@@ -112,11 +118,12 @@ class Phase:
 
 
 class Bench:
-    def __init__(self, sandbox: Sandbox, ari: Ari, app: Child, crm_log: Path, press_after: float):
+    def __init__(self, sandbox: Sandbox, ari: Ari, app: Child, crm_log: Path, press_after: float,
+                 *, app_name: str):  # fmt: skip
         self.sandbox, self.ari, self.app, self.crm_log = sandbox, ari, app, crm_log
-        self.press_after = press_after
+        self.press_after, self.app_name = press_after, app_name
         self.idle_asterisk = self.idle_app = 0.0
-        self.run_id = uuid.uuid4().hex[:6]
+        self.run_id = app_name.rsplit("-", 1)[-1]
         self.numbers = iter(range(1, 10**7))
 
     def phase(self, setup: str, rate: float, seconds: float) -> Phase:
@@ -124,7 +131,7 @@ class Bench:
         count = max(1, round(rate * seconds))
         variables = {"DND_QUEUE_TIMEOUT": "1"}
         if setup == "app":
-            variables["DND_APP"] = APP_NAME
+            variables["DND_APP"] = self.app_name
         prefix = f"bench-{self.run_id}-{setup}-{rate:g}"
         ast0, app0 = cpu_times(self.sandbox.pid), cpu_times(self.app.pid)
         started = time.monotonic()
@@ -154,14 +161,23 @@ class Bench:
             return numbers <= in_crm and not (alive & ours)
 
         try:
-            wait_for(done, 60 + self.press_after, f"the {setup} calls at {rate:g}/s to end")
+            wait_for(done, 60 + self.press_after + 2 * seconds,
+                     f"the {setup} calls at {rate:g}/s to end")  # fmt: skip
         except RuntimeError as error:
             phase.problems.append(str(error))
+        busy = self.wait_idle()
+        if busy:
+            phase.problems.append(busy)
         phase.seconds = time.monotonic() - started
         phase.asterisk = cpu_times(self.sandbox.pid) - ast0
         phase.app = (cpu_times(self.app.pid) - app0).own
         self._score(phase)
         return phase
+
+    def wait_idle(self, timeout: float = 180.0) -> str:
+        """Until no channel is left and Asterisk and the app are back to idle CPU."""
+        return wait_idle(self.ari.channel_ids, [self.sandbox.pid, self.app.pid],
+                         [self.idle_asterisk, self.idle_app], timeout)  # fmt: skip
 
     def _score(self, phase: Phase) -> None:
         stamps = read_phone_log(self.sandbox.outside(PHONE_LOG))
@@ -201,13 +217,6 @@ class Bench:
                 )
 
 
-def idle_cpu(pids: list[int], seconds: float) -> list[float]:
-    """CPU seconds per second each process uses while nothing happens."""
-    before = [cpu_times(pid) for pid in pids]
-    time.sleep(seconds)
-    return [(cpu_times(pid) - b).own / seconds for pid, b in zip(pids, before, strict=True)]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.real_asterisk",
                                      description=__doc__.split("\n")[0])  # fmt: skip
@@ -219,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--press-after", type=float, default=3.0, help="phone presses 1 after N s")
     parser.add_argument("--quick", action="store_true", help="6 s per phase")
     parser.add_argument("--keep-sandbox", action="store_true", help="leave Asterisk running")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 if any call (either setup) was not correct")  # fmt: skip
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("bench.real_asterisk: needs root (the sandbox Asterisk runs in a chroot)")
@@ -233,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rates must be positive numbers, --setups a list of app, original")
     with tempfile.TemporaryDirectory(prefix="stasis-dnd-bench-") as tmp:
         plan = Plan(rates, setups, seconds, args.press_after, args.keep_sandbox,
-                    idle_seconds=4.0 if args.quick else 10.0)  # fmt: skip
+                    idle_seconds=4.0 if args.quick else 10.0, check=args.check)  # fmt: skip
         return run(Path(tmp), plan)
 
 
@@ -245,6 +256,7 @@ class Plan:
     press_after: float
     keep_sandbox: bool
     idle_seconds: float = 10.0
+    check: bool = False
 
 
 def run(folder: Path, plan: Plan) -> int:
@@ -252,19 +264,25 @@ def run(folder: Path, plan: Plan) -> int:
     sandbox = Sandbox(sandbox_env(crm_url + "/admin/dynamic.do"))
     app: Child | None = None
     try:
-        print("starting the sandbox Asterisk (the first time builds it: 1-2 minutes)...",
-              flush=True)  # fmt: skip
-        sandbox.start()
+        if sandbox.attach():
+            print(f"using the sandbox Asterisk running at {sandbox.ari_url}", flush=True)
+        else:
+            print("starting the sandbox Asterisk (the first time builds it: 1-2 minutes)...",
+                  flush=True)  # fmt: skip
+            sandbox.start()
         sandbox.add_phone()
         sandbox.outside(PHONE_LOG).unlink(missing_ok=True)
         user, password = sandbox.ari_auth
-        app = start_app(AppConfig(sandbox.ari_url, user, password, APP_NAME, crm_url, folder))
-        bench = Bench(sandbox, Ari(sandbox), app, crm_log, plan.press_after)
+        app_name = f"{APP_PREFIX}-{uuid.uuid4().hex[:6]}"
+        app = start_app(AppConfig(sandbox.ari_url, user, password, app_name, crm_url, folder))
+        ari = Ari(sandbox, crm_url + "/admin/dynamic.do")
+        wait_for(lambda: not ari.channel_ids(), 60, "the sandbox's channels to end")
+        bench = Bench(sandbox, ari, app, crm_log, plan.press_after, app_name=app_name)
         about = f"{machine(sandbox.version())}; stasis-dnd {git_revision()}"
         print(f"# Real Asterisk: the app vs the original dialplan + PHP AGI\n\n{about}\n",
               flush=True)  # fmt: skip
         bench.idle_asterisk, bench.idle_app = idle_cpu([sandbox.pid, app.pid], plan.idle_seconds)
-        idle = f"Asterisk {ms(bench.idle_asterisk):.1f} ms/s, app {ms(bench.idle_app):.1f} ms/s"
+        idle = f"Asterisk {ms(bench.idle_asterisk):.2f} ms/s, app {ms(bench.idle_app):.2f} ms/s"
         print(f"idle CPU (over {plan.idle_seconds:g} s): {idle}\n", flush=True)
         phases = []
         for rate in plan.rates:
@@ -272,11 +290,14 @@ def run(folder: Path, plan: Plan) -> int:
                 print(f"... {rate:g} calls/s through the {setup} for {plan.seconds:g} s",
                       flush=True)  # fmt: skip
                 phases.append(bench.phase(setup, rate, plan.seconds))
-                time.sleep(1.0)  # let the last hang-ups settle
         print()
         print(report(phases))
-        print("\nTargets (issue 6):")
+        print("\nTargets (issue 6, then those of halving the app's own CPU):")
         print(targets(phases))
+        wrong = sum(len(p.calls) - p.correct for p in phases)
+        if plan.check and wrong:
+            print(f"bench.real_asterisk: {wrong} call(s) not correct", file=sys.stderr)
+            return 1
         return 0
     except SandboxFailed as error:
         print(f"bench.real_asterisk: the sandbox failed: {error}", file=sys.stderr)
@@ -285,7 +306,7 @@ def run(folder: Path, plan: Plan) -> int:
         if app is not None:
             app.stop()
         crm.stop()
-        if not plan.keep_sandbox:
+        if not (plan.keep_sandbox or sandbox.reused):
             try:
                 sandbox.stop()
             except SandboxFailed as error:

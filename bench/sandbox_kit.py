@@ -1,6 +1,7 @@
 """The sandbox Asterisk as the real-Asterisk benchmark drives it: an isolated
 instance (its own cache and ports, so end-to-end tests elsewhere on the
-machine are not disturbed), a scripted phone that timestamps its key press,
+machine are not disturbed) or one already running in the chosen cache (used
+as it is, left running), a scripted phone that timestamps its key press,
 and callers originated over ARI.
 
 The phone is added at run time with `dialplan add extension` (context
@@ -17,11 +18,13 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import requests
 
 from bench.common import REPO
+from bench.processes import CRM_PASSWORD, CRM_USER
 
 SANDBOX = REPO / "sandbox" / "asterisk"
 # Isolated from the default sandbox (tests/e2e) and from developers' own copies.
@@ -34,6 +37,7 @@ PHONE_CONTEXT = "bench-phone"
 PHONE_LOG = "/var/log/asterisk/bench-phone.log"  # inside the chroot
 ORIGINAL_LOG = "/var/log/asterisk/dnd-original.log"  # bench/original/dndoperator.php's
 KEY_HOLD_MS = 100
+STATE_FILE = "run/stasis-dnd-sandbox.json"  # sandbox/asterisk's: pid and ports
 
 
 class SandboxFailed(RuntimeError):
@@ -53,6 +57,26 @@ def sandbox_env(crm_url: str = "") -> dict[str, str]:
 @dataclass
 class Sandbox:
     env: dict[str, str]
+    reused: bool = False  # it was running already: used as it is, not stopped
+
+    def attach(self) -> bool:
+        """Use an Asterisk already running in this sandbox's root (its ports from
+        its state file) instead of starting one; False if none runs."""
+        try:
+            state = json.loads((self.root / STATE_FILE).read_text())
+            pid = int(state["pid"])
+            running = os.readlink(f"/proc/{pid}/root") == str(self.root.resolve())
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if not running:
+            return False
+        self.env = {
+            **self.env,
+            "STASIS_DND_SANDBOX_ARI_PORT": str(state["ari_port"]),
+            "STASIS_DND_SANDBOX_SIP_PORT": str(state["sip_port"]),
+        }
+        self.reused = True
+        return True
 
     def run(self, *args: str, timeout: float = 600) -> str:
         result = subprocess.run(
@@ -69,14 +93,14 @@ class Sandbox:
     def stop(self) -> None:
         self.run("stop", timeout=120)
 
-    @property
+    @cached_property
     def root(self) -> Path:
         return Path(self.run("path", timeout=60).strip())
 
     @property
     def pid(self) -> int:
         """Asterisk's pid (the chroot command execs it, so it is the same process)."""
-        state = json.loads((self.root / "run/stasis-dnd-sandbox.json").read_text())
+        state = json.loads((self.root / STATE_FILE).read_text())
         return int(state["pid"])
 
     @property
@@ -160,10 +184,20 @@ def read_original_log(path: Path) -> dict[str, dict[str, float]]:
 class Ari:
     """The few ARI requests the benchmark makes, over one keep-alive session."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox, crm_url: str) -> None:
         self.base = sandbox.ari_url + "/ari"
         self.session = requests.Session()
         self.session.auth = sandbox.ari_auth
+        # Per call, over the dialplan's globals: a sandbox started by someone
+        # else points its dialplan at their CRM.
+        self.crm_variables = {
+            "ORIGINAL_CRM_URL": crm_url,
+            "ORIGINAL_CRM_USER": CRM_USER,
+            "ORIGINAL_CRM_PASSWORD": CRM_PASSWORD,
+            "DND_CRM_URL": crm_url,
+            "DND_CRM_USER": CRM_USER,
+            "DND_CRM_PASSWORD": CRM_PASSWORD,
+        }
 
     def originate(
         self, call_id: str, number: str, context: str, variables: dict[str, str], press_after: float
@@ -182,7 +216,7 @@ class Ari:
                 # up to 192 kHz and a call costs about 3x the CPU.
                 "formats": "ulaw",
             },
-            json={"variables": variables},
+            json={"variables": {**self.crm_variables, **variables}},
             timeout=10,
         )
         if answer.status_code != 200:

@@ -2,8 +2,8 @@
 
 No timing is asserted: only that each script runs to the end and that what it
 checks about the calls holds (the right number of calls, none wrong). The
-real-Asterisk one starts a sandbox Asterisk of its own, which would collide
-with the end-to-end tests' one: it is run by its documented command.
+real-Asterisk one needs the sandbox Asterisk the end-to-end tests use:
+scripts/test runs it after the suite, under their lock.
 """
 
 from __future__ import annotations

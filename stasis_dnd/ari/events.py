@@ -6,7 +6,9 @@ a socket whose reader stalls for 100 ms (its `websocket_write_timeout`; see
 docs/asterisk-behaviour.md). The thread also sends a
 ping when the socket has been quiet for `ping_interval`, and treats silence for
 `ping_timeout` after it as a dead connection, so a peer that vanished without
-a TCP close is noticed within `ping_interval + ping_timeout` seconds.
+a TCP close is noticed within `ping_interval + ping_timeout` seconds. Idle, it
+sleeps until the next ping is due: `stop()` and `reconnect()` wake it through
+a socket pair of its own rather than it polling a flag.
 
 websocket-client's `WebSocket` does the protocol (handshake, framing, pongs);
 the loop is ours rather than `WebSocketApp.run_forever` because that one has no
@@ -33,6 +35,7 @@ import contextlib
 import json
 import logging
 import select
+import socket
 import ssl
 import threading
 import time
@@ -61,8 +64,6 @@ EventHandler = Callable[[dict[str, Any]], None]
 BadMessageHandler = Callable[[str, str], None]
 DisconnectHandler = Callable[[str], None]
 
-# How often an idle reader looks at the stop flag.
-_STOP_POLL = 0.2
 # How a disconnect asked for by reconnect() is reported.
 _RECONNECTING = "reconnecting: "
 
@@ -121,6 +122,10 @@ class EventStream:
         wss = self.url.startswith("wss:")
         self._sslopt = {"context": ari_tls_context(settings.ca_bundle)} if wss else {}
         self._stopping = threading.Event()
+        # stop() and reconnect() write a byte here to wake a reader waiting in poll().
+        self._wake_in, self._wake_out = socket.socketpair()
+        self._wake_in.setblocking(False)
+        self._wake_out.setblocking(False)
         self._connected = threading.Event()
         self._reconnect_reason = ""  # set by reconnect(), read by the reader
         self._lock = threading.Lock()
@@ -163,10 +168,11 @@ class EventStream:
         """
         self._stopping.set()
         with self._lock:
-            # While reading, the reader notices the flag within _STOP_POLL and
-            # closes politely; while connecting, only a shutdown can wake it.
+            # While reading, the wake-up makes the reader close politely; while
+            # connecting, only a shutdown can wake it.
             if self._ws is not None and not self._reading:
                 shutdown(self._ws)
+        self._wake()
         thread = self._thread
         if thread is None or thread is threading.current_thread():
             return True
@@ -177,6 +183,11 @@ class EventStream:
         """Close the open connection (politely) and open a new one after the
         usual back-off: for a socket that is open but no longer serves the app."""
         self._reconnect_reason = reason
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # full (a wake-up is pending) or closed
+            self._wake_out.send(b"\0")
 
     def run(self) -> None:
         """The loop itself, in the calling thread, until `stop()`."""
@@ -193,6 +204,8 @@ class EventStream:
             if uptime >= self._stable_after:
                 self._backoff.reset()
             self._stopping.wait(self._backoff.next_delay())
+        self._wake_in.close()
+        self._wake_out.close()
 
     def _abandon(self) -> float:
         """After a bug mid-connection: drop the socket, as if Asterisk had."""
@@ -269,6 +282,8 @@ class EventStream:
         tls = sock if isinstance(sock, ssl.SSLSocket) else None
         poller = select.poll()
         poller.register(sock, select.POLLIN)
+        poller.register(self._wake_in, select.POLLIN)
+        woken = self._wake_in.fileno()
         last_heard = time.monotonic()
         ping_sent: float | None = None
         try:
@@ -286,10 +301,13 @@ class EventStream:
                     wait = self._ping_timeout
                 else:
                     wait = last_heard + self._ping_interval - now
-                wait = min(wait, _STOP_POLL)
                 # TLS may hold decrypted bytes the socket no longer shows as readable.
-                if not (tls and tls.pending()) and not poller.poll(int(wait * 1000) + 1):
-                    continue
+                if not (tls and tls.pending()):
+                    ready = {fd for fd, _ in poller.poll(int(wait * 1000) + 1)}
+                    if woken in ready:
+                        self._drain_wake()
+                    if not ready - {woken}:
+                        continue
                 opcode, frame = ws.recv_data_frame(True)
                 # Any frame proves the peer is alive, not only the pong.
                 last_heard = time.monotonic()
@@ -309,6 +327,10 @@ class EventStream:
             if self._stopping.is_set():
                 return "stopped"
             return f"{type(exc).__name__}: {exc}"[:EXCERPT_LIMIT]
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_in.recv(64)
 
     # -- messages --------------------------------------------------------------
 

@@ -21,6 +21,19 @@ from stasis_dnd.core import (
     StasisStart,
 )
 
+# The event types translate() turns into core events; with ApplicationReplaced
+# (the runtime's) the only ones the app asks Asterisk to send.
+HANDLED_TYPES = frozenset(
+    {
+        "StasisStart",
+        "ChannelDtmfReceived",
+        "PlaybackStarted",
+        "PlaybackFinished",
+        "ChannelHangupRequest",
+        "StasisEnd",
+    }
+)
+
 # ARI events that mean nothing to the flow (kept explicit to tell them from
 # types we have never heard of).
 IGNORED_TYPES = frozenset(

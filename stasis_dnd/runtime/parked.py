@@ -6,6 +6,11 @@ Recovery asks again after a failure, with back-off, for as long as the
 connection it was started for is current (same connection, app name held,
 not stopping): a 500 right after a reconnect must not leave the parked
 callers in silence.
+
+Once the app is listed (so Asterisk has registered it), recovery also asks
+Asterisk to send only the event types the app handles (`EVENT_TYPES`), on
+every connect. An Asterisk that refuses (older than 18: 404, 405, 400) is
+said once at INFO and the app goes on with every event, as before.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from stasis_dnd.ari.rest import AriError, AriRest
+from stasis_dnd.ari.translate import HANDLED_TYPES
 from stasis_dnd.backoff import Backoff
 from stasis_dnd.guard import ThreadErrors
 from stasis_dnd.runtime.registry import CallItem, CallRegistry, Recover
@@ -29,6 +35,8 @@ _REGISTRATION_WAIT = 0.5
 # Asking for the parked channels again after another error: 0.5 s, then up to 1, 2, 4, 5 s.
 _RECOVERY_BASE = 0.5
 _RECOVERY_CAP = 5.0
+# What the app asks Asterisk to send it: the rest it would only parse and drop.
+EVENT_TYPES = HANDLED_TYPES | {"ApplicationReplaced"}
 
 
 class Parked:
@@ -56,6 +64,7 @@ class Parked:
         self._stop = stop
         self._current = current
         self._not_registered = not_registered
+        self._filter_refusal_said = False
 
     def recover(self, generation: int) -> None:
         """After connect number `generation` (its own thread): take over every
@@ -83,9 +92,22 @@ class Parked:
                 delay = backoff.next_delay()
             else:
                 self._take_over(in_app, generation)
+                self._filter_events(generation)
                 return
             if self._stop.wait(delay):
                 return
+
+    def _filter_events(self, generation: int) -> None:
+        if not self._current(generation):
+            return
+        try:
+            self._rest.filter_events(self._app, EVENT_TYPES)
+        except AriError as error:
+            if not self._filter_refusal_said:
+                self._filter_refusal_said = True
+                log.info("event=event_filter_refused error=%r (receiving every event)", str(error))
+            return
+        log.debug("event=event_filter_set types=%d", len(EVENT_TYPES))
 
     def check(self, generation: int, *, sweep: bool) -> bool:
         """The registration check, and the sweep if `sweep`; True if it swept."""

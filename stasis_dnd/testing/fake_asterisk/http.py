@@ -113,6 +113,7 @@ class AriHttp:
         r.add_get("/ari/asterisk/info", self._simple(lambda _: (200, self._info())))
         r.add_get("/ari/applications", self._simple(lambda _: (200, self._applications())))
         r.add_get("/ari/applications/{app}", self._simple(self._application))
+        r.add_put("/ari/applications/{app}/eventFilter", self._event_filter)
         r.add_get("/ari/sounds/{sound_id}", self._simple(lambda m: self.pbx.sound(m["sound_id"])))
         r.add_get("/ari/channels/{channel_id}", self.channel_request)
         r.add_delete("/ari/channels/{channel_id}", self.channel_request)
@@ -189,6 +190,23 @@ class AriHttp:
         if fault is not None:
             return fault or 500, ari_json.error("Internal Server Error")
         return self.pbx.application(match["app"])
+
+    async def _event_filter(self, request: web.Request) -> web.StreamResponse:
+        app, text = request.match_info["app"], await request.text()
+        fault = self.pbx.take_fault(app, "event_filter")  # refuse_event_filter()
+        if fault is not None:
+            return _reply((fault, ari_json.error("Resource not found")))
+        if app != self.pbx.app or not self.pbx.app_exists():
+            return _reply((404, ari_json.error("Application not found")))
+        try:
+            body = json.loads(text) if text.strip() else None
+        except ValueError:
+            return _reply((400, ari_json.error("Invalid JSON")))
+        status, error = self.pbx.event_filter.set(body)
+        if error is not None:
+            return _reply((status, error))
+        self.pbx.counters["event_filter_set"] += 1
+        return _reply(self.pbx.application(app))
 
     async def channel_request(self, request: web.Request) -> web.StreamResponse:
         at = time.monotonic()

@@ -23,6 +23,7 @@ from stasis_dnd.testing.fake_asterisk.calls import (
     SentEvent,
 )
 from stasis_dnd.testing.fake_asterisk.channel import AppSocket, Channel, Playback
+from stasis_dnd.testing.fake_asterisk.event_filter import EventFilter
 
 # Events the app is expected to act on; the next command on the channel is
 # timed against the latest of them (Latency).
@@ -42,6 +43,7 @@ class ChannelLife:
     dialplan_linger: float
     notify: Callable[[], None]
     socket: AppSocket | None
+    event_filter: EventFilter
     channels: dict[str, Channel]
     playbacks: dict[str, Playback]
     counters: Counter[str]
@@ -188,6 +190,9 @@ class ChannelLife:
         self, channel: Channel, kind: str, body: dict[str, Any], first: dict[str, Any] | None = None
     ) -> None:
         if not channel.in_app:
+            return
+        if not self.event_filter.allows(kind):
+            self.counters["events_filtered"] += 1
             return
         now = time.monotonic()
         socket = self.socket

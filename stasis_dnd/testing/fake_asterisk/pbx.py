@@ -47,6 +47,7 @@ from stasis_dnd.testing.fake_asterisk.calls import (
     RestRequest,
 )
 from stasis_dnd.testing.fake_asterisk.channel import AppSocket, Channel, Playback
+from stasis_dnd.testing.fake_asterisk.event_filter import EventFilter
 from stasis_dnd.testing.fake_asterisk.lifecycle import ChannelLife
 from stasis_dnd.testing.fake_asterisk.script import WAIT_STEPS, Step
 
@@ -114,6 +115,7 @@ class Pbx(ChannelLife):
         self.started = time.time()
         self.socket: AppSocket | None = None
         self.app_registered = False
+        self.event_filter = EventFilter()
         self.channels: dict[str, Channel] = {}
         self.playbacks: dict[str, Playback] = {}
         self.calls: dict[str, FakeCall] = {}
@@ -135,7 +137,9 @@ class Pbx(ChannelLife):
         """A WebSocket for our app connected; it replaces any earlier one."""
         old, self.socket = self.socket, socket
         if old is not None:
-            old.send(ari_json.application_replaced(self.app), last=True)
+            # Filtered out, the old socket hears nothing (and gets no more events).
+            if self.event_filter.allows("ApplicationReplaced"):
+                old.send(ari_json.application_replaced(self.app), last=True)
             self.counters["ws_replaced"] += 1
         self.app_registered = True
         self.counters["ws_connections"] += 1
@@ -144,12 +148,15 @@ class Pbx(ChannelLife):
     def detach(self, socket: AppSocket) -> None:
         if self.socket is socket:
             self.socket = None
+            if not self.channels_in_app():
+                self.event_filter.clear()  # Asterisk destroys the app, and its filter
             self.notify()
 
     def forget_app(self) -> None:
         """Unregister the app but leave its socket open (and answering pings)."""
         self.socket = None
         self.app_registered = False
+        self.event_filter.clear()
         self.counters["app_forgotten"] += 1
         self.notify()
 
@@ -160,6 +167,7 @@ class Pbx(ChannelLife):
         # Asterisk forgets an app once it has neither a socket nor channels.
         if self.socket is None and not self.channels_in_app():
             self.app_registered = False
+            self.event_filter.clear()
         return self.app_registered
 
     # --- callers ------------------------------------------------------------
@@ -385,7 +393,8 @@ class Pbx(ChannelLife):
     def application(self, app: str) -> Reply:
         if app != self.app or not self.app_exists():
             return 404, ari_json.error("Application not found")
-        return 200, ari_json.application(app, self.channels_in_app())
+        body = ari_json.application(app, self.channels_in_app())
+        return 200, {**body, **self.event_filter.json()}
 
     def sound(self, sound_id: str) -> Reply:
         if sound_id not in self.sounds:

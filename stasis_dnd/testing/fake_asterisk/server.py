@@ -174,7 +174,8 @@ class FakeAsterisk:
 
     def counters(self) -> dict[str, int]:
         """calls, stasis_failed, in_app, hungup_by_app, continued, caller_hung_up,
-        rest_requests, rest_errors, events_sent, events_dropped, playbacks, ws_*."""
+        rest_requests, rest_errors, events_sent, events_dropped, events_filtered,
+        event_filter_set, playbacks, ws_*."""
         pbx = self._require_pbx()
 
         def read() -> dict[str, int]:
@@ -291,6 +292,24 @@ class FakeAsterisk:
                 pbx.rest_faults[(self.app, "application")] = (status, times)
 
         self._call(apply)
+
+    def refuse_event_filter(self, *, status: int = 404, times: int | None = None) -> None:
+        """Answer PUT /applications/{app}/eventFilter with HTTP `status` (as an
+        Asterisk older than 18 does), `times` times (None: until `times=0`)."""
+        pbx = self._require_pbx()
+
+        def apply() -> None:
+            if times == 0:
+                pbx.rest_faults.pop((self.app, "event_filter"), None)
+            else:
+                pbx.rest_faults[(self.app, "event_filter")] = (status, times)
+
+        self._call(apply)
+
+    def event_filter(self) -> tuple[list[str], list[str]]:
+        """The app's allowed and disallowed event types, as last set."""
+        f = self._require_pbx().event_filter
+        return self._call(lambda: (list(f.allowed), list(f.disallowed)))
 
     def send_raw(self, text: str) -> int:
         """Send `text` as is on the app's socket(s) (fuzzing); returns how many."""
