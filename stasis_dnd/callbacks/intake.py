@@ -304,7 +304,7 @@ class CallbackService:
             with self._counts_lock:
                 self._direct_channels[channel_id] = None  # pragma: no mutate: only the key is read
                 while len(self._direct_channels) > _DIRECT_MEMORY:
-                    self._direct_channels.popitem(last=False)
+                    self._direct_channels.popitem(last=False)  # pragma: no mutate: None too
             log.warning(
                 "event=callback_sent_directly request_id=%s channel=%s %s",
                 request_id,

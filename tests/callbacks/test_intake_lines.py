@@ -14,6 +14,7 @@ from callbacks_kit import A, B, Services, sqlite_outbox
 
 from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.callbacks.outbox import OutboxError
+from stasis_dnd.settings import OutboxSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
 from stasis_dnd.testing.crm_replies import slow
 
@@ -91,13 +92,14 @@ def test_a_request_neither_stored_nor_sent_names_both_failures(
 def test_a_request_before_start_goes_directly_to_the_crm(
     crm: CrmEmulator, make: Services, caplog: pytest.LogCaptureFixture
 ) -> None:
-    service = make()
-    service.stop()
+    started = make()
+    service = CallbackService(started._crm_settings, OutboxSettings(path=make.path))
     before = service.stats()
     assert (before.pending, before.dead_kept) == (0, 0)
     assert service.request(A, "c1").result == "sent"
     assert "error='the outbox is not open'" in lines(caplog, "event=outbox_write_failed")[0]
     assert crm.delivered_phones() == [A]
+    assert not service._late  # nothing kept of a request sent directly
 
 
 def test_stats_say_minus_one_when_the_outbox_cannot_be_counted(
@@ -169,7 +171,7 @@ def test_a_late_write_after_a_failed_direct_try_will_be_delivered_and_said_so(
 
 
 def test_a_late_write_that_fails_leaves_nothing_behind(
-    make: Services, caplog: pytest.LogCaptureFixture
+    make: Services, crm: CrmEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = make(write_timeout=0.2)
     outbox = service.outbox
@@ -185,7 +187,8 @@ def test_a_late_write_that_fails_leaves_nothing_behind(
     result = service.request(A, "c1")
     release.set()
     wait_until_line(caplog, "event=late_write_failed")
-    request_id = lines(caplog, "event=late_write_failed")[0].split()[1].removeprefix("request_id=")
+    [sent] = crm.delivered()
+    request_id = sent.request_id
     assert result.result == "sent"
     assert service.stored_for_channel("c1")  # known from the direct send alone
     assert lines(caplog, "event=late_write_failed") == [
