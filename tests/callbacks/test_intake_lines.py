@@ -100,6 +100,9 @@ def test_a_request_before_start_goes_directly_to_the_crm(
     assert "error='the outbox is not open'" in lines(caplog, "event=outbox_write_failed")[0]
     assert crm.delivered_phones() == [A]
     assert not service._late  # nothing kept of a request sent directly
+    assert service.stored_for_channel("c1")  # from the direct send: no outbox read
+    assert service.stored_for_channel("c2") is False
+    service.stop()  # never started: nothing to stop, no error
 
 
 def test_stats_say_minus_one_when_the_outbox_cannot_be_counted(
