@@ -49,6 +49,23 @@ def connect_failed(cause: OSError) -> ConnectFailed:
     return exc
 
 
+def read_request(conn: socket.socket) -> bytes:
+    """The whole request, body too: data left unread would turn a close into a
+    reset, and the client would see that instead of the answer under test."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    found = re.search(rb"(?i)content-length: *(\d+)", head)
+    length = int(found.group(1)) if found else 0
+    while len(body) < length and (chunk := conn.recv(65536)):
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def raw_answer(reply: bytes, **client_options: int) -> CrmResult:
     """Send one request to a server that answers `reply` as it is, then closes."""
     with socket.create_server(("127.0.0.1", 0)) as server:
@@ -57,7 +74,7 @@ def raw_answer(reply: bytes, **client_options: int) -> CrmResult:
         def serve() -> None:
             conn, _ = server.accept()
             with conn:
-                conn.recv(65536)
+                read_request(conn)
                 conn.sendall(reply)
 
         thread = threading.Thread(target=serve)
@@ -87,7 +104,7 @@ class HeldServer:
     def _serve(self) -> None:
         conn, _ = self._server.accept()
         with conn:
-            self.received = conn.recv(65536)
+            self.received = read_request(conn)
             conn.sendall(self.reply)
             end = time.monotonic() + self.hold
             while not self.done.is_set() and time.monotonic() < end:

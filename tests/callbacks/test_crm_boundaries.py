@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import http.client
 import json
-import re
 import socket
 import ssl
 import threading
 
 import pytest
-from crm_servers import ANY_PATH, OK, answer, client, connect_failed, raising
+from crm_servers import ANY_PATH, OK, answer, client, connect_failed, raising, read_request
 from pytest_httpserver import HTTPServer
 
 from stasis_dnd.callbacks.crm import (
@@ -165,14 +164,7 @@ def test_a_connection_closed_without_an_answer_fails_only_this_request() -> None
         def hang_up() -> None:
             conn, _ = server.accept()
             with conn:
-                # The whole request, body too: unread data would turn the close into a reset.
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    data += conn.recv(65536)
-                head, _, body = data.partition(b"\r\n\r\n")
-                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-                while len(body) < length:
-                    body += conn.recv(65536)
+                read_request(conn)
 
         thread = threading.Thread(target=hang_up)
         thread.start()
