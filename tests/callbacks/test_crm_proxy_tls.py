@@ -66,6 +66,11 @@ class ConnectProxy:
             self.seen.append((line, auth))
             method, target, _ = line.split(" ")
             if method != "CONNECT":
+                # The whole body before the close: unread data would make it a reset.
+                sizes = [h[15:] for h in headers if h.lower().startswith("content-length:")]
+                length = int(sizes[0]) if sizes else 0
+                while len(rest) < length and (chunk := conn.recv(65536)):
+                    rest += chunk
                 reply = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 reply += f"Content-Length: {len(OK)}\r\nConnection: close\r\n\r\n{OK}"
                 conn.sendall(reply.encode())
