@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stasis_dnd.callbacks.intake import CallbackService
-from stasis_dnd.callbacks.outbox import Outbox
+from stasis_dnd.callbacks.outbox import Entry, Outbox
 from stasis_dnd.callbacks.store import OutboxStore, open_outbox
 from stasis_dnd.settings import CrmSettings, OutboxSettings
 from stasis_dnd.testing.crm_emulator import CrmEmulator
@@ -137,3 +137,18 @@ class Backend:
     def close_all(self) -> None:
         for store in self._opened:
             store.close()
+
+
+def hang_writes(service: CallbackService) -> threading.Event:
+    """Make the outbox's writes of new requests block until the returned event is set."""
+    outbox = service.outbox
+    assert outbox is not None
+    release = threading.Event()
+    real_add = outbox.add
+
+    def add(*args: Any, **kwargs: Any) -> Entry:
+        release.wait(30)
+        return real_add(*args, **kwargs)
+
+    outbox.add = add  # type: ignore[method-assign]
+    return release

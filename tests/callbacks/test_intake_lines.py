@@ -10,7 +10,7 @@ import threading
 from typing import Any
 
 import pytest
-from callbacks_kit import A, B, Services, sqlite_outbox
+from callbacks_kit import A, B, Services, hang_writes, sqlite_outbox
 
 from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.callbacks.outbox import OutboxError
@@ -25,21 +25,6 @@ WHO = "caller=+79*******01 caller_id=+79*******02"
 
 def lines(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.getMessage().startswith(event)]
-
-
-def hang_writes(service: CallbackService) -> threading.Event:
-    """Block the outbox's writes of new requests until the returned event is set."""
-    outbox = service.outbox
-    assert outbox is not None
-    release = threading.Event()
-    real_add = outbox.add
-
-    def add(*args: Any, **kwargs: Any) -> Any:
-        release.wait(30)
-        return real_add(*args, **kwargs)
-
-    outbox.add = add  # type: ignore[method-assign]
-    return release
 
 
 def test_a_stored_and_a_repeated_request_are_one_line_each_and_counted(

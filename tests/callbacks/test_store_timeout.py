@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from callbacks_kit import hang_writes
 
 from stasis_dnd.callbacks.intake import CallbackService
 from stasis_dnd.callbacks.outbox import DELIVERED, PENDING, Entry, Outbox
@@ -38,21 +39,6 @@ def service(crm: CrmEmulator, tmp_path: Path) -> Iterator[CallbackService]:
     made.start(deliver=False)
     yield made
     made.stop(timeout=5)
-
-
-def hang_writes(service: CallbackService) -> threading.Event:
-    """Make the outbox's writes of new requests block until the returned event is set."""
-    outbox = service.outbox
-    assert outbox is not None
-    release = threading.Event()
-    real_add = outbox.add
-
-    def add(*args: Any, **kwargs: Any) -> Entry:
-        release.wait(30)
-        return real_add(*args, **kwargs)
-
-    outbox.add = add  # type: ignore[method-assign]
-    return release
 
 
 def make_service(
