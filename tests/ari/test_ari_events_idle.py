@@ -6,27 +6,10 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_ari_events import WAIT, AriWsServer, Harness, start_connected
-
-
-@pytest.fixture
-def server() -> Iterator[AriWsServer]:
-    peer = AriWsServer()
-    yield peer
-    peer.close()
-
-
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    kit = Harness()
-    yield kit
-    for stream in kit.streams:
-        assert stream.stop(timeout=WAIT)
-
+from events_kit import WAIT, AriWsServer, Harness, start_connected
 
 _REAL_POLL = select.poll
 
