@@ -46,6 +46,7 @@ import websocket
 
 from stasis_dnd.ari.event_socket import (
     EXCERPT_LIMIT,
+    ReadAhead,
     UpgradeFailed,
     close_politely,
     close_reason,
@@ -280,6 +281,7 @@ class EventStream:
         if sock is None:
             return "closed during the upgrade"
         tls = sock if isinstance(sock, ssl.SSLSocket) else None
+        reads = ReadAhead(ws)
         poller = select.poll()
         poller.register(sock, select.POLLIN)
         poller.register(self._wake_in, select.POLLIN)
@@ -301,8 +303,9 @@ class EventStream:
                     wait = self._ping_timeout
                 else:
                     wait = last_heard + self._ping_interval - now
-                # TLS may hold decrypted bytes the socket no longer shows as readable.
-                if not (tls and tls.pending()):
+                # Bytes read ahead, or decrypted bytes TLS holds, are not shown
+                # as readable by the socket.
+                if not (reads.pending() or (tls and tls.pending())):
                     ready = {fd for fd, _ in poller.poll(int(wait * 1000) + 1)}
                     if woken in ready:
                         self._drain_wake()

@@ -4,7 +4,9 @@ way to wait for what they report."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import queue
 import socket
 import threading
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
@@ -145,3 +148,43 @@ def start_connected(
     connection = server.next_connection()
     assert stream.wait_connected(WAIT)
     return stream, connection
+
+
+class SilentPeer:
+    """Completes the WebSocket upgrade on a raw socket, then says nothing unless
+    a test writes to the accepted connection itself."""
+
+    GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+    def __init__(self) -> None:
+        self.accepted: queue.Queue[socket.socket] = queue.Queue()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += conn.recv(4096)
+            key = Headers()
+            for line in head.decode().split("\r\n")[1:]:
+                if ":" in line:
+                    name, value = line.split(":", 1)
+                    key[name.strip()] = value.strip()
+            digest = hashlib.sha1((key["Sec-WebSocket-Key"] + self.GUID).encode()).digest()
+            accept = base64.b64encode(digest).decode()
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
+            )
+            self.accepted.put(conn)
+
+    def close(self) -> None:
+        self._listener.close()
+        while not self.accepted.empty():
+            self.accepted.get().close()

@@ -7,10 +7,8 @@ raw socket that completes the upgrade and then never says anything again.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
-import queue
 import random
 import socket
 import threading
@@ -25,12 +23,12 @@ from events_kit import (
     WAIT,
     AriWsServer,
     Harness,
+    SilentPeer,
     drop,
     settings_for,
     start_connected,
 )
 from websocket._handshake import handshake_response
-from websockets.datastructures import Headers
 
 from stasis_dnd.ari.event_socket import events_url
 from stasis_dnd.ari.events import EventStream
@@ -165,45 +163,6 @@ def test_close_frame_reason_is_reported(harness: Harness, server: AriWsServer) -
     assert harness.rec.of("disconnected") == [
         "Asterisk closed the connection (code 1011: going away)"
     ]
-
-
-class SilentPeer:
-    """Completes the WebSocket upgrade, then never reads or writes again."""
-
-    GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-    def __init__(self) -> None:
-        self.accepted: queue.Queue[socket.socket] = queue.Queue()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            head = b""
-            while b"\r\n\r\n" not in head:
-                head += conn.recv(4096)
-            key = Headers()
-            for line in head.decode().split("\r\n")[1:]:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    key[name.strip()] = value.strip()
-            digest = hashlib.sha1((key["Sec-WebSocket-Key"] + self.GUID).encode()).digest()
-            accept = base64.b64encode(digest).decode()
-            conn.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept.encode() + b"\r\n\r\n"
-            )
-            self.accepted.put(conn)
-
-    def close(self) -> None:
-        self._listener.close()
-        while not self.accepted.empty():
-            self.accepted.get().close()
 
 
 def test_a_silently_stalled_server_is_noticed_by_keepalive(harness: Harness) -> None:
