@@ -2,7 +2,12 @@
 
 A request is committed (WAL, synchronous=FULL) before the caller is promised a
 callback, so a crash, a power cut or a SIGKILL after that loses nothing: the
-next start delivers what is still pending, in order. Rows keep the number to
+next start delivers what is still pending, in order. The two writes of each
+delivery (claiming a request, marking it delivered) are not fsynced on their
+own (synchronous=NORMAL: the next FULL commit syncs them too): a power cut
+just after them costs at most a repeat with the same `requestId`, which
+delivery, being at least once, allows anyway; a crash of the app loses
+nothing. Rows keep the number to
 call, the caller's own number when it differs, the channel id, a request id
 (uuid), the facts about the call sent with it (JSON) and times; never a
 password. A file written by an older version gets the columns it lacks when
@@ -231,7 +236,7 @@ class Outbox:
         """Take a due request for one attempt: move its next attempt to `until`
         if it is still pending and still due at `seen_next` (as `due()` read
         it). False: another process (an instance sharing this file) took it."""
-        with self._locked(), self._write("claim a request"):
+        with self._locked(), self._write("claim a request", durable=False):
             cursor = self._db.execute(
                 "UPDATE requests SET next_attempt_at = ?"
                 " WHERE id = ? AND state = ? AND next_attempt_at = ?",
@@ -248,7 +253,7 @@ class Outbox:
         return None if row[0] is None else float(row[0])
 
     def mark_delivered(self, row_id: int, now: float) -> None:
-        with self._locked(), self._write("mark a request delivered"):
+        with self._locked(), self._write("mark a request delivered", durable=False):
             self._db.execute(
                 "UPDATE requests SET state = ?, finished_at = ?, attempts = attempts + 1"
                 " WHERE id = ? AND state = ?",
@@ -404,9 +409,12 @@ class Outbox:
             raise OutboxError(f"cannot read the outbox {self.path}: {exc}") from None
 
     @contextmanager
-    def _write(self, what: str) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT; any SQLite error becomes one OutboxError."""
+    def _write(self, what: str, *, durable: bool = True) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, fsynced unless not `durable`; any SQLite
+        error becomes one OutboxError."""
         try:
+            # Set by every write for itself: no earlier write's level can linger.
+            self._db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield

@@ -5,7 +5,7 @@ contract both backends keep is in test_outbox_contract.py."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +44,48 @@ def test_open_creates_the_directory_and_uses_wal_with_full_sync(path: str) -> No
     outbox = Outbox.open(path)
     assert outbox._db.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
     outbox.close()
+
+
+def sync_levels(box: Outbox, act: Callable[[], object]) -> list[tuple[str, str]]:
+    """(synchronous level, statement) for each write statement `act` runs:
+    the level is the one last set on the connection before it."""
+    seen: list[tuple[str, str]] = []
+    level = ["?"]
+
+    def trace(statement: str) -> None:
+        if statement.startswith("PRAGMA synchronous"):
+            level[0] = statement.rsplit(" ", 1)[1]
+        elif statement.startswith(("INSERT", "UPDATE", "COMMIT")):
+            seen.append((level[0], statement.split(" ", 1)[0]))
+
+    box._db.set_trace_callback(trace)
+    try:
+        act()
+    finally:
+        box._db.set_trace_callback(None)
+    return seen
+
+
+def test_a_new_request_is_fsynced_even_right_after_a_delivery(box: Outbox) -> None:
+    first = box.add("1", "c1", "r1", T0)
+    # A delivery's claim and mark are not fsynced on their own (at least once covers a power cut).
+    assert sync_levels(box, lambda: box.claim(first.id, T0, T0 + 30)) == [
+        ("NORMAL", "UPDATE"),
+        ("NORMAL", "COMMIT"),
+    ]
+    assert sync_levels(box, lambda: box.mark_delivered(first.id, T0 + 1)) == [
+        ("NORMAL", "UPDATE"),
+        ("NORMAL", "COMMIT"),
+    ]
+    # ... but the next request's commit is, whatever ran before it.
+    assert sync_levels(box, lambda: box.add("2", "c2", "r2", T0 + 2)) == [
+        ("FULL", "INSERT"),
+        ("FULL", "COMMIT"),
+    ]
+    assert sync_levels(box, lambda: box.mark_failed(first.id, "down", T0 + 60)) == [
+        ("FULL", "UPDATE"),
+        ("FULL", "COMMIT"),
+    ]
 
 
 def test_open_fails_with_one_sentence_when_the_directory_cannot_be_made(tmp_path: Path) -> None:
