@@ -116,10 +116,12 @@ class HttpPool:
             self._origin = f"http://{self._host}{port}"
             self._headers.update(self._proxy_headers)
 
-    def request(self, method: str, target: str) -> Reply:
-        """One request without a body; the whole answer. Raises ConnectFailed,
-        or OSError / http.client.HTTPException once connected."""
-        with self.exchange(method, target) as response:
+    def request(
+        self, method: str, target: str, *, body: bytes | None = None, content_type: str = ""
+    ) -> Reply:
+        """One request; the whole answer. Raises ConnectFailed, or OSError /
+        http.client.HTTPException once connected."""
+        with self.exchange(method, target, body=body, content_type=content_type) as response:
             body = response.read()
         return Reply(response.status, response.reason, body, response.getheader("Location", ""))
 
@@ -130,22 +132,25 @@ class HttpPool:
         target: str,
         *,
         body: bytes | None = None,
+        content_type: str = "",
         timeouts: tuple[float, float] | None = None,
     ) -> Iterator[http.client.HTTPResponse]:
         """One request; the answer as it arrives, to be read within the block.
         Its connection is kept if the answer was read to its end, else closed.
-        `timeouts`: (connect, read) for this request instead of the pool's.
-        Raises as `request` does."""
+        `content_type`: the body's, for this request only (else the pool's
+        headers say it, or nothing does). `timeouts`: (connect, read) for this
+        request instead of the pool's. Raises as `request` does."""
         connect, read = timeouts or (self._connect_timeout, self._read_timeout)
+        headers = {**self._headers, "Content-Type": content_type} if content_type else self._headers
         conn = self._take()
         response = None
         if conn is not None:
             if timeouts is not None and conn.sock is not None:
                 conn.sock.settimeout(read)
-            response = self._send(conn, method, target, body, reused=True)
+            response = self._send(conn, method, target, body, headers, reused=True)
         if response is None:
             conn = self._open(connect, read)
-            response = self._send(conn, method, target, body, reused=False)
+            response = self._send(conn, method, target, body, headers, reused=False)
             assert response is not None  # only a reused connection asks to go again
         assert conn is not None
         try:
@@ -168,6 +173,7 @@ class HttpPool:
         method: str,
         target: str,
         body: bytes | None,
+        headers: Mapping[str, str],
         *,
         reused: bool,
     ) -> http.client.HTTPResponse | None:
@@ -175,7 +181,7 @@ class HttpPool:
         connection proved closed by the server and sending again is safe."""
         stage = "send"
         try:
-            conn.request(method, self._origin + target, body, headers=self._headers)
+            conn.request(method, self._origin + target, body, headers=headers)
             stage = "wait"
             return conn.getresponse()
         except ConnectionError:

@@ -25,7 +25,8 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 class Peer:
     """One listening socket on loopback; `plan(n)` says what to do with the
     n-th request (counting from 0). `seen` holds (connection number, request
-    line) for every request that arrived; `answer` is what it answers."""
+    line) for every request that arrived, `heads` its whole head; `answer` is
+    what it answers."""
 
     def __init__(self, plan: Callable[[int], str], answer: bytes = OK) -> None:
         self._plan = plan
@@ -33,6 +34,7 @@ class Peer:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
         self.seen: list[tuple[int, str]] = []
+        self.heads: list[str] = []  # each request's whole head, in order
         self.connections = 0
         self._lock = threading.Lock()
         self._to_reset: set[int] = set()
@@ -78,15 +80,31 @@ class Peer:
                         return
                     buffer += chunk
                 head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = _content_length(head)
+                while len(buffer) < length:
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                buffer = buffer[length:]
                 with self._lock:
                     index = len(self.seen)
                     self.seen.append((number, head.split(b"\r\n")[0].decode()))
+                    self.heads.append(head.decode())
                 action = self._plan(index)
                 if action == CLOSE:
                     return
                 sock.sendall(self._answer)
                 if action == ANSWER_AND_CLOSE:
                     return  # as a server whose keep-alive timeout ran out
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
 
 
 def _reset(sock: socket.socket) -> None:
@@ -135,6 +153,24 @@ def test_keep_alive_connection_is_reused(make_peer: Callable[..., Peer]) -> None
         assert pool.request("GET", "/ari/asterisk/info").body == b"ok"
     pool.close()
     assert peer.connections == 1
+
+
+def test_a_request_s_content_type_goes_with_that_request_only(
+    make_peer: Callable[..., Peer],
+) -> None:
+    peer = make_peer(plan_of())
+    pool = pool_for(peer)
+    body = b'{"allowed": []}'
+    assert pool.request("PUT", "/ari/x", body=body, content_type="application/json").body == b"ok"
+    assert pool.request("GET", "/ari/y").body == b"ok"
+    pool.close()
+    assert peer.connections == 1  # the body was read: the connection went on
+    put, get = (head.lower().split("\r\n") for head in peer.heads)
+    assert "content-type: application/json" in put
+    assert f"content-length: {len(body)}" in put
+    assert not [line for line in get if line.startswith("content-type")]
+    assert "accept: application/json" in put
+    assert "accept: application/json" in get
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])

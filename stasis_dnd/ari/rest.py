@@ -30,7 +30,7 @@ from urllib.parse import quote, urlencode, urlsplit
 from stasis_dnd.http_pool import ConnectFailed, HttpPool, Reply
 from stasis_dnd.logs import strip_userinfo
 from stasis_dnd.settings import AriSettings, DialplanTarget
-from stasis_dnd.tls import ari_tls_context, certificate_problem, handshake_problem
+from stasis_dnd.tls import certificate_problem, client_tls_context, handshake_problem
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +95,9 @@ class AriRest:
         # no redirects.
         https = self._base.lower().startswith("https:")
         try:
-            tls = ari_tls_context(settings.ca_bundle) if https else None
+            tls = client_tls_context(settings.ca_bundle) if https else None
         except ValueError as exc:
             raise AriError(f"[ari] ca_bundle: {exc}.") from None
-        self._headers, self._tls = headers, tls
         try:
             self._pool = HttpPool(
                 self._base,
@@ -216,15 +215,12 @@ class AriRest:
         missing_ok: bool = False,
         body: bytes | None = None,
     ) -> Reply | None:
-        """Send one request; the answer if 2xx, None if 404 and `missing_ok`.
-        A JSON `body` goes on a connection of its own (the pool's fixed headers
-        have no Content-Type)."""
+        """Send one request (`body`: JSON); the answer if 2xx, None if 404 and
+        `missing_ok`."""
         url = self._path + path + ("?" + urlencode(params) if params else "")
         try:
-            if body is None:
-                resp = self._pool.request(method, url)
-            else:
-                resp = self._send_body(method, url, body)
+            json_type = "application/json" if body is not None else ""
+            resp = self._pool.request(method, url, body=body, content_type=json_type)
         except (http.client.HTTPException, OSError) as exc:
             for cause in _causes(exc):
                 if isinstance(cause, ssl.SSLCertVerificationError):
@@ -271,24 +267,6 @@ class AriRest:
                 f"ARI at {self._base} failed with {status} {detail} ({method} {path}).", status
             )
         raise AriError(f"ARI rejected {method} {path} with {status} {detail}.", status)
-
-    def _send_body(self, method: str, url: str, body: bytes) -> Reply:
-        # Rare (once per connect): not worth per-request headers in the pool.
-        parts = urlsplit(self._base)
-        host, timeout = parts.hostname or "", max(self._timeout)
-        conn = (
-            http.client.HTTPSConnection(host, parts.port or 443, timeout=timeout, context=self._tls)
-            if self._tls is not None
-            else http.client.HTTPConnection(host, parts.port or 80, timeout=timeout)
-        )
-        try:
-            headers = {**self._headers, "Content-Type": "application/json"}
-            conn.request(method, url, body=body, headers=headers)
-            response = conn.getresponse()
-            return Reply(response.status, response.reason, response.read(),
-                         response.getheader("Location", ""))  # fmt: skip
-        finally:
-            conn.close()
 
     def _json_object(self, resp: Reply | None, what: str) -> dict[str, Any]:
         assert resp is not None
