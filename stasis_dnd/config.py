@@ -40,7 +40,7 @@ from stasis_dnd.settings import (
     Settings,
     breaks_crm_answer,
 )
-from stasis_dnd.tls import ari_tls_context
+from stasis_dnd.tls import client_tls_context
 
 ENV_PREFIX = "STASIS_DND_"
 
@@ -121,7 +121,7 @@ def _database_url(value: str) -> str:
 def _ca_file(value: str) -> str:
     path = value.strip()
     if path:
-        ari_tls_context(path)  # a missing, unreadable or non-PEM file: ValueError
+        client_tls_context(path)  # a missing, unreadable or non-PEM file: ValueError
     return path
 
 

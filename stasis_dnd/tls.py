@@ -9,7 +9,7 @@ private CA or a self-signed certificate is trusted through `[ari] ca_bundle`,
 a CRM's through `[crm] ca_bundle`.
 
 ARI's REST calls and its event WebSocket share one client context
-(`ari_tls_context`), so both trust the same certificates and both verify the
+(`client_tls_context`), so both trust the same certificates and both verify the
 chain and the host name; the CRM client makes its own with the same function.
 """
 
@@ -35,9 +35,10 @@ def system_ca() -> bool | str:
     return True
 
 
-def ari_tls_context(ca_bundle: str = "") -> ssl.SSLContext:
-    """The client context for https/wss to ARI: chain and host name verified
-    against `ca_bundle` (a PEM file) instead of the system's CAs when it is set.
+def client_tls_context(ca_bundle: str = "") -> ssl.SSLContext:
+    """The client context for https/wss to ARI and for https to the CRM: chain
+    and host name verified against `ca_bundle` (a PEM file) instead of the
+    system's CAs when it is set.
 
     Raises ValueError, in one sentence, for a CA file that cannot be used.
     """

@@ -23,7 +23,7 @@ password or certificate at ERROR, since it needs an admin; never with a
 traceback).
 
 wss is verified like ARI's REST calls, with the same kind of context
-(`stasis_dnd.tls.ari_tls_context`: `[ari] ca_bundle` or the system's CAs). A
+(`stasis_dnd.tls.client_tls_context`: `[ari] ca_bundle` or the system's CAs). A
 redirect in answer to the upgrade is a failed attempt, never followed: the
 request carries the ARI password.
 """
@@ -57,7 +57,7 @@ from stasis_dnd.ari.event_socket import (
 from stasis_dnd.backoff import Backoff
 from stasis_dnd.guard import ThreadErrors
 from stasis_dnd.settings import AriSettings
-from stasis_dnd.tls import ari_tls_context
+from stasis_dnd.tls import client_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class EventStream:
         self._failure_log_interval = failure_log_interval
         self._errors = errors or ThreadErrors()
         wss = self.url.startswith("wss:")
-        self._sslopt = {"context": ari_tls_context(settings.ca_bundle)} if wss else {}
+        self._sslopt = {"context": client_tls_context(settings.ca_bundle)} if wss else {}
         self._stopping = threading.Event()
         # stop() and reconnect() write a byte here to wake a reader waiting in poll().
         self._wake_in, self._wake_out = socket.socketpair()

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 from stasis_dnd import __version__
 from stasis_dnd.http_pool import HttpPool, environment_proxy
 from stasis_dnd.settings import CrmSettings
-from stasis_dnd.tls import ari_tls_context, system_ca
+from stasis_dnd.tls import client_tls_context, system_ca
 
 
 def crm_pool(settings: CrmSettings, endpoint: str) -> HttpPool:
@@ -35,7 +35,7 @@ def crm_pool(settings: CrmSettings, endpoint: str) -> HttpPool:
         if not bundle and system_ca() is True:
             bundle = env_ca_bundle()  # only where the system has no CAs
         try:
-            tls = ari_tls_context(bundle)
+            tls = client_tls_context(bundle)
         except ValueError as exc:
             raise ValueError(f"TLS: {exc}") from None
     return HttpPool(
