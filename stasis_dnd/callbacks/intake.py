@@ -33,7 +33,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -143,7 +142,7 @@ class CallbackService:
         """Open the outbox (raises OutboxError with a one-sentence reason) and
         start delivering, pending requests first. `deliver=False` only opens it."""
         self._outbox = open_outbox(self._settings)
-        self._writer = _Writer("outbox-writer", self._outbox.group_commit)
+        self._writer = _Writer("outbox-writer")
         pending = self._outbox.counts()[PENDING]
         log.info("event=outbox_opened path=%s pending=%d", describe(self._settings), pending)
         self._delivery.start(self._outbox, thread=deliver)
@@ -408,19 +407,12 @@ class CallbackService:
             self._counts[name] += n
 
 
-# The most writes one commit takes: a caller's wait is bounded by write_timeout.
-GROUP_MAX = 50
-
-
 class _Writer:
-    """One daemon thread that runs outbox writes in order. Writes that queued
-    up while one ran (a slow fsync) go together in one `group` (one commit),
-    each answered only once that commit is done. Not a ThreadPoolExecutor:
-    that joins its threads at exit, and a write hung on a dead disk must not
-    keep the process from exiting."""
+    """One daemon thread that runs outbox writes in order. Not a
+    ThreadPoolExecutor: that joins its threads at exit, and a write hung on
+    a dead disk must not keep the process from exiting."""
 
-    def __init__(self, name: str, group: Callable[[], AbstractContextManager[None]]) -> None:
-        self._group = group
+    def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         threading.Thread(target=self._run, name=name, daemon=True).start()
 
@@ -434,51 +426,14 @@ class _Writer:
         self._jobs.put(None)
 
     def _run(self) -> None:
-        stopping = False
-        while not stopping and (job := self._jobs.get()) is not None:
-            jobs = [job]
-            while len(jobs) < GROUP_MAX:
-                try:
-                    waiting = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if waiting is None:
-                    stopping = True
-                    break
-                jobs.append(waiting)
-            running = [(f, w) for f, w in jobs if f.set_running_or_notify_cancel()]
-            if len(running) == 1:
-                self._one(*running[0])
-            elif running:
-                self._together(running)
-
-    @staticmethod
-    def _one(future: concurrent.futures.Future[Entry], write: Callable[[], Entry]) -> None:
-        try:
-            future.set_result(write())
-        except BaseException as exc:  # handed to whoever waits for the write
-            future.set_exception(exc)
-
-    def _together(self, jobs: list[_Job]) -> None:
-        done: list[tuple[concurrent.futures.Future[Entry], Entry | None, BaseException | None]]
-        done = []
-        try:
-            with self._group():
-                for future, write in jobs:
-                    try:
-                        done.append((future, write(), None))
-                    except BaseException as exc:  # this write alone was undone
-                        done.append((future, None, exc))
-        except BaseException as exc:  # no transaction, or no commit: none of them is stored
-            for future, _ in jobs:
+        while (job := self._jobs.get()) is not None:
+            future, write = job
+            if not future.set_running_or_notify_cancel():
+                continue  # pragma: no mutate: no write is ever cancelled
+            try:
+                future.set_result(write())
+            except BaseException as exc:  # handed to whoever waits for the write
                 future.set_exception(exc)
-            return
-        for future, entry, error in done:
-            if error is None:
-                assert entry is not None
-                future.set_result(entry)
-            else:
-                future.set_exception(error)
 
 
 _Job = tuple["concurrent.futures.Future[Entry]", Callable[[], Entry]]

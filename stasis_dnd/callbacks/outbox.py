@@ -123,8 +123,6 @@ class Outbox:
         self.path = path
         self._db = db
         self._lock = threading.Lock()
-        # The thread inside group_commit(), which holds the lock for its adds.
-        self._grouped: int | None = None
 
     @classmethod
     def open(cls, path: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Outbox:
@@ -184,7 +182,8 @@ class Outbox:
         if it repeats a pending or delivered request for the same number to
         call and the same profile (the `profile` fact) within the window,
         whoever asked). Raises OutboxError if it could not be stored."""
-        with self._adding("store the request"):
+        # The writer thread may wait for the lock: its caller's wait is bounded.
+        with self._lock, self._write("store the request"):
             original = None  # pragma: no mutate: only tested for truth
             if dedupe_window > 0 and phone:
                 earlier = self._db.execute(
@@ -222,44 +221,6 @@ class Outbox:
         entry = self.get(int(row_id or 0))  # pragma: no mutate: an INSERT always has a row id
         assert entry is not None
         return entry
-
-    @contextmanager
-    def group_commit(self) -> Iterator[None]:
-        """The adds made inside, by this thread, share one transaction and one
-        fsync, committed on leaving (a failed add is undone alone): requests
-        that queued up behind a slow fsync wait for one more, not one each.
-        Raises OutboxError if the commit fails; then none of them is stored."""
-        with self._lock, self._write("store the requests"):
-            self._grouped = threading.get_ident()
-            try:
-                yield
-            finally:
-                self._grouped = None
-
-    @contextmanager
-    def _adding(self, what: str) -> Iterator[None]:
-        if self._grouped == threading.get_ident():
-            with self._savepoint(what):
-                yield
-            return
-        # The writer thread may wait for the lock: its caller's wait is bounded.
-        with self._lock, self._write(what):
-            yield
-
-    @contextmanager
-    def _savepoint(self, what: str) -> Iterator[None]:
-        """One add inside group_commit(): undone alone if it fails."""
-        try:
-            self._db.execute("SAVEPOINT request")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK TO request")
-                raise
-            finally:
-                self._db.execute("RELEASE request")
-        except (sqlite3.Error, UnicodeError) as exc:
-            raise OutboxError(f"cannot {what} in {self.path}: {exc}") from None
 
     # --- delivery ---------------------------------------------------------------
 
@@ -430,9 +391,6 @@ class Outbox:
     def _locked(self) -> Iterator[None]:
         """The connection's lock, waited for at most LOCK_TIMEOUT: a write hung
         inside SQLite (a failing disk) must not hang shutdown, metrics or recovery."""
-        if self._grouped == threading.get_ident():
-            yield  # inside group_commit(): this thread holds the lock already
-            return
         if not self._lock.acquire(timeout=LOCK_TIMEOUT):
             raise OutboxError(
                 f"the outbox {self.path} is busy: a write has not finished within"

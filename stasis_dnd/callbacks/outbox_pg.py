@@ -18,7 +18,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -84,11 +84,6 @@ class PgOutbox:
             self._drop()
 
     # --- storing -------------------------------------------------------------
-
-    def group_commit(self) -> AbstractContextManager[None]:
-        """Each add commits on its own here: a round trip to the server, whose
-        fsyncs its own `commit_delay` may group."""
-        return nullcontext()
 
     def add(
         self,

@@ -5,7 +5,6 @@ shared PostgreSQL database at `[outbox] url`."""
 from __future__ import annotations
 
 import math
-from contextlib import AbstractContextManager
 from typing import Protocol
 
 from stasis_dnd.callbacks.outbox import DEFAULT_BUSY_TIMEOUT, Entry, Outbox
@@ -33,10 +32,6 @@ class OutboxStore(Protocol):
         caller_id: str = "",
         context: tuple[tuple[str, str], ...] = (),
     ) -> Entry: ...
-
-    def group_commit(self) -> AbstractContextManager[None]:
-        """Adds made inside by the calling thread may share one commit."""
-        ...
 
     def due(self, now: float, limit: int = 100, max_wait: float = math.inf) -> list[Entry]: ...
 
