@@ -188,8 +188,9 @@ class HttpPool:
             conn.close()
             # The server may close an idle connection just as the request goes
             # out (`_take` notices it only when the close came first). Refused
-            # on sending: no byte of the (small, one-send) request was taken, so
-            # any method goes again. Closed before any answer: the server may
+            # on sending (head and body go in separate sends): the server had
+            # closed before it, so it acts on none of it and any method goes
+            # again. Closed before any answer: the server may
             # have acted, so only a request that may be repeated (RFC 9110) does.
             if reused and (stage == "send" or (stage == "wait" and method in _IDEMPOTENT)):
                 return None

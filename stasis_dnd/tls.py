@@ -8,9 +8,9 @@ SSL_CERT_FILE) is trusted by every connection alike. An Asterisk with a
 private CA or a self-signed certificate is trusted through `[ari] ca_bundle`,
 a CRM's through `[crm] ca_bundle`.
 
-ARI's REST calls and its event WebSocket share one client context
-(`client_tls_context`), so both trust the same certificates and both verify the
-chain and the host name; the CRM client makes its own with the same function.
+ARI's REST calls, its event WebSocket and the CRM client each make their
+context with the same function (`client_tls_context`), so all trust the
+same certificates and all verify the chain and the host name.
 """
 
 from __future__ import annotations

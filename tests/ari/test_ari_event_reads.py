@@ -1,5 +1,5 @@
 """The event reader reads ahead: one socket read serves as many frames as it
-holds, so a burst of events costs one system call, not three per event; and
+holds, so a burst of events costs one read, not two or three per event; and
 frames cut anywhere, or longer than one read, still arrive whole."""
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def test_a_burst_of_events_in_one_write_takes_one_read_and_none_waits(
     connection.sendall(b"".join(text_frame(event(n)) for n in range(20)))
     harness.rec.wait_for(lambda: len(numbers(harness)) == 20)
     assert numbers(harness) == list(range(20))
-    # Header, length and payload read apart: 40 reads for these 20 frames.
+    # Read apart, header and payload (short frames have no length to read):
+    # 40 reads for these 20 frames.
     assert len(socket_reads) - before <= 2
     assert set(socket_reads[before:]) == {READ_AHEAD}
 
