@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from events_kit import WAIT, AriWsServer, Harness
+from events_kit import WAIT, AriWsServer, Harness, SilentPeer
 
 
 @pytest.fixture
@@ -14,6 +14,14 @@ def server() -> Iterator[AriWsServer]:
     peer = AriWsServer()
     yield peer
     peer.close()
+
+
+@pytest.fixture
+def peer() -> Iterator[SilentPeer]:
+    """A raw peer that completes the upgrade and writes only what a test sends."""
+    raw = SilentPeer()
+    yield raw
+    raw.close()
 
 
 @pytest.fixture

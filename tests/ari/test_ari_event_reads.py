@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,13 +30,6 @@ def text_frame(message: dict[str, Any]) -> bytes:
 
 def event(n: int, padding: int = 0) -> dict[str, Any]:
     return {"type": "ChannelDtmfReceived", "n": n, "pad": "x" * padding}
-
-
-@pytest.fixture
-def peer() -> Iterator[SilentPeer]:
-    raw = SilentPeer()
-    yield raw
-    raw.close()
 
 
 @pytest.fixture
